@@ -1,0 +1,246 @@
+//! `POST /api/bookings`, one function per protocol step, in order:
+//!
+//! ```text
+//! 1 validate            (the handler: domain types + catalogue)
+//! 2 resolve_key         key scoped to the user, payload fingerprint
+//! 3 claim               Redis: replay | in progress | this request owns the key
+//! 4 lock                Redis: one request per slot (contention only)
+//! 5 book_in_transaction DB: earlier outcome | ALREADY_BOOKED | insert, + outcome
+//! 6 finalize, unlock    Redis: record completed (if still ours), lock released
+//! 7 release             on a transient failure: drop the claim so a retry runs again
+//! ```
+//!
+//! Safety rests on step 5 alone: the database's unique partial index and the
+//! outcome stored with the booking. Redis only makes retries cheap and keeps
+//! concurrent work apart; losing it loses nothing.
+
+use chrono::{TimeDelta, Utc};
+use tracing::{instrument, warn};
+use uuid::Uuid;
+
+use super::key::{resolve_key, ResolvedKey};
+use crate::config::ReusePolicy;
+use crate::coordinator::{Claim, CompletedRecord, Token};
+use crate::domain::{truncate_to_millis, Booking, BookingStatus, IdempotencyKey, NewBooking};
+use crate::error::ApiError;
+use crate::failpoints::{self, Step};
+use crate::response::StoredResponse;
+use crate::startup::AppState;
+use crate::store::{BookCommand, BookOutcome};
+
+/// A definitive answer to a booking request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub response: StoredResponse,
+    /// The answer was remembered from an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// Runs the whole protocol for a validated request.
+pub async fn create_booking(
+    state: &AppState,
+    request: NewBooking,
+    client_key: Option<IdempotencyKey>,
+) -> Result<Reply, ApiError> {
+    state.check_resource(&request.resource)?;
+    let key = resolve_key(&request, client_key.as_ref(), &state.settings.idempotency);
+    let token = match claim(state, &key).await? {
+        Claimed::Owner(token) => token,
+        Claimed::Replay(reply) => return Ok(reply),
+    };
+    let result = run_claimed(state, &key, &token, &request).await;
+    if result.is_err() {
+        release(state, &key, &token).await;
+    }
+    result
+}
+
+/// Steps 4 to 6, while this request owns the key.
+async fn run_claimed(
+    state: &AppState,
+    key: &ResolvedKey,
+    token: &Token,
+    request: &NewBooking,
+) -> Result<Reply, ApiError> {
+    failpoints::hit(Step::AfterClaim).await?;
+    let lock = lock(state, request).await?;
+    let result = async {
+        failpoints::hit(Step::AfterLock).await?;
+        let (record, replayed) = book_in_transaction(state, key, request).await?;
+        failpoints::hit(Step::AfterCommitBeforeFinalize).await?;
+        finalize(state, key, token, &record).await;
+        failpoints::hit(Step::BeforeLockRelease).await?;
+        decide(state, key, record, replayed, "store")
+    }
+    .await;
+    unlock(state, request, &lock).await;
+    result
+}
+
+enum Claimed {
+    Owner(Token),
+    Replay(Reply),
+}
+
+/// Step 3: claim the key, or answer from its record.
+#[instrument(skip_all, fields(key = %key.scope.key, kind = key.scope.kind.as_str()))]
+async fn claim(state: &AppState, key: &ResolvedKey) -> Result<Claimed, ApiError> {
+    let claim = state
+        .coordinator
+        .claim(
+            &key.scope.record_name(),
+            &key.fingerprint,
+            state.settings.idempotency.lease,
+        )
+        .await?;
+    match claim {
+        Claim::Acquired(token) => Ok(Claimed::Owner(token)),
+        Claim::InProgress => Err(ApiError::IdempotencyInProgress),
+        Claim::Completed(record) => {
+            decide(state, key, record, true, "coordinator").map(Claimed::Replay)
+        }
+    }
+}
+
+/// Step 4: the slot lock. It only spares the database doomed transactions;
+/// if it expires early, step 5 still decides correctly.
+async fn lock(state: &AppState, request: &NewBooking) -> Result<Token, ApiError> {
+    match state
+        .coordinator
+        .lock(&lock_name(request), state.settings.lock_ttl)
+        .await?
+    {
+        Some(token) => Ok(token),
+        None => {
+            state.metrics.record_lock_contention();
+            Err(ApiError::ResourceLocked {
+                resource: request.resource.clone(),
+                date: request.date,
+            })
+        }
+    }
+}
+
+fn lock_name(request: &NewBooking) -> String {
+    format!("booking:lock:{}", request.slot())
+}
+
+/// Step 5: one transaction decides. Returns the key's outcome and whether it
+/// came from an earlier request.
+#[instrument(skip_all, fields(resource = %request.resource, date = %request.date))]
+async fn book_in_transaction(
+    state: &AppState,
+    key: &ResolvedKey,
+    request: &NewBooking,
+) -> Result<(CompletedRecord, bool), ApiError> {
+    let now = truncate_to_millis(Utc::now());
+    let booking = Booking {
+        id: Uuid::now_v7(),
+        user_id: request.user.to_string(),
+        resource_id: request.resource.to_string(),
+        date: request.date.to_string(),
+        status: BookingStatus::Confirmed,
+        created_at: now,
+        cancelled_at: None,
+    };
+    let created = render_created(&booking)?;
+    let already_booked = ApiError::AlreadyBooked {
+        resource: request.resource.clone(),
+        date: request.date,
+    }
+    .to_stored();
+    let retention = TimeDelta::from_std(key.retention).unwrap_or(TimeDelta::MAX);
+    let cmd = BookCommand {
+        key: &key.scope,
+        fingerprint: &key.fingerprint,
+        expires_at: now.checked_add_signed(retention).unwrap_or(now),
+        booking: &booking,
+        created: &created,
+        already_booked: &already_booked,
+    };
+    let fresh = |response: StoredResponse| CompletedRecord {
+        fingerprint: key.fingerprint.clone(),
+        response,
+    };
+    match state.store.book(&cmd).await? {
+        BookOutcome::Created => Ok((fresh(created), false)),
+        BookOutcome::AlreadyBooked => Ok((fresh(already_booked), false)),
+        BookOutcome::Existing(record) => Ok((record, true)),
+    }
+}
+
+fn render_created(booking: &Booking) -> Result<StoredResponse, ApiError> {
+    #[derive(serde::Serialize)]
+    struct Created<'a> {
+        success: bool,
+        message: &'static str,
+        booking: &'a Booking,
+    }
+    let body = serde_json::to_string(&Created {
+        success: true,
+        message: "Booking created successfully",
+        booking,
+    })
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(StoredResponse::new(axum::http::StatusCode::CREATED, body))
+}
+
+/// Step 6a: remember the committed outcome in the coordinator, if this
+/// request still owns the key. A failure here loses nothing: the database
+/// answers the next retry.
+async fn finalize(state: &AppState, key: &ResolvedKey, token: &Token, record: &CompletedRecord) {
+    let name = key.scope.record_name();
+    match state
+        .coordinator
+        .complete(&name, token, record, key.retention)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            warn!(key = %key.scope.key, "claim lost before finalize; the store keeps the outcome")
+        }
+        Err(e) => {
+            warn!(error = %e, "could not finalize the idempotency record; the store keeps the outcome")
+        }
+    }
+}
+
+/// Step 6b: release the slot lock by compare-and-delete on our token.
+async fn unlock(state: &AppState, request: &NewBooking, token: &Token) {
+    if let Err(e) = state.coordinator.unlock(&lock_name(request), token).await {
+        warn!(error = %e, "could not release the slot lock; it expires by itself");
+    }
+}
+
+/// Step 7: a transient failure forgets the claim so that a retry runs again.
+async fn release(state: &AppState, key: &ResolvedKey, token: &Token) {
+    if let Err(e) = state
+        .coordinator
+        .release(&key.scope.record_name(), token)
+        .await
+    {
+        warn!(error = %e, "could not release the claim; its lease expires by itself");
+    }
+}
+
+/// Applies the reuse policy to a remembered outcome.
+fn decide(
+    state: &AppState,
+    key: &ResolvedKey,
+    record: CompletedRecord,
+    replayed: bool,
+    source: &'static str,
+) -> Result<Reply, ApiError> {
+    if replayed {
+        if record.fingerprint != key.fingerprint
+            && state.settings.idempotency.reuse_policy == ReusePolicy::Reject
+        {
+            return Err(ApiError::IdempotencyKeyReused);
+        }
+        state.metrics.record_replay(source);
+    }
+    Ok(Reply {
+        response: record.response,
+        replayed,
+    })
+}

@@ -1,0 +1,180 @@
+//! Step 2: resolve the idempotency key and fingerprint the payload.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::IdempotencySettings;
+use crate::domain::{IdempotencyKey, NewBooking};
+
+/// Where a key came from. Client keys and derived keys live in separate
+/// namespaces, so a client cannot send a key that collides with a derived one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// The client's `Idempotency-Key` header.
+    Client,
+    /// Derived by the server from `userId + resourceId + date` when the client sent none.
+    Derived,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Derived => "derived",
+        }
+    }
+}
+
+/// A key scoped to its user: one user's key never replays another user's response.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyScope {
+    pub user_id: String,
+    pub kind: KeyKind,
+    pub key: String,
+}
+
+impl KeyScope {
+    /// The coordinator's record name. Hashing keeps it short and free of
+    /// separators whatever the user id and key contain.
+    pub fn record_name(&self) -> String {
+        let digest = sha256_hex(&[self.kind.as_str(), &self.user_id, &self.key]);
+        format!("booking:idem:{digest}")
+    }
+}
+
+/// The key of one booking request, ready for the claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedKey {
+    pub scope: KeyScope,
+    /// How long the outcome answers retries.
+    pub retention: Duration,
+    /// Identifies the payload, to tell a retry from a reuse of the key.
+    pub fingerprint: String,
+}
+
+/// Resolves the key of `request`: the client's key if it sent one, else a
+/// short-lived key derived from the request itself.
+pub fn resolve_key(
+    request: &NewBooking,
+    client_key: Option<&IdempotencyKey>,
+    settings: &IdempotencySettings,
+) -> ResolvedKey {
+    let (kind, key, retention) = match client_key {
+        Some(key) => (
+            KeyKind::Client,
+            key.as_str().to_owned(),
+            settings.client_key_ttl,
+        ),
+        None => (
+            KeyKind::Derived,
+            format!("{}:{}", request.resource, request.date),
+            settings.derived_key_ttl,
+        ),
+    };
+    ResolvedKey {
+        scope: KeyScope {
+            user_id: request.user.as_str().to_owned(),
+            kind,
+            key,
+        },
+        retention,
+        fingerprint: fingerprint(request),
+    }
+}
+
+/// A stable digest of the normalised payload (field order and unknown
+/// fields in the JSON do not change it).
+pub fn fingerprint(request: &NewBooking) -> String {
+    sha256_hex(&[
+        "booking/v1",
+        request.user.as_str(),
+        request.resource.as_str(),
+        &request.date.to_string(),
+    ])
+}
+
+/// SHA-256 over length-prefixed parts, so `("ab","c")` and `("a","bc")` differ.
+fn sha256_hex(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BookingDate, ResourceId, UserId};
+
+    fn request(user: &str, resource: &str, date: &str) -> NewBooking {
+        NewBooking {
+            user: UserId::parse(user).expect("user"),
+            resource: ResourceId::parse(resource).expect("resource"),
+            date: BookingDate::parse(date).expect("date"),
+        }
+    }
+
+    fn settings() -> IdempotencySettings {
+        IdempotencySettings::default()
+    }
+
+    #[test]
+    fn a_client_key_is_scoped_to_its_user() {
+        let key = IdempotencyKey::parse(b"abc").expect("key");
+        let a = resolve_key(
+            &request("alice", "room_A", "2026-12-01"),
+            Some(&key),
+            &settings(),
+        );
+        let b = resolve_key(
+            &request("bob", "room_A", "2026-12-01"),
+            Some(&key),
+            &settings(),
+        );
+        assert_eq!(a.scope.kind, KeyKind::Client);
+        assert_eq!(a.retention, Duration::from_secs(24 * 3600));
+        assert_ne!(a.scope.record_name(), b.scope.record_name());
+    }
+
+    #[test]
+    fn without_a_client_key_the_key_is_derived_and_short_lived() {
+        let r = request("alice", "room_A", "2026-12-01");
+        let k = resolve_key(&r, None, &settings());
+        assert_eq!(k.scope.kind, KeyKind::Derived);
+        assert_eq!(k.scope.key, "room_A:2026-12-01");
+        assert_eq!(k.retention, Duration::from_secs(120));
+        assert_eq!(k, resolve_key(&r, None, &settings()));
+    }
+
+    #[test]
+    fn a_client_key_cannot_collide_with_a_derived_one() {
+        let r = request("alice", "room_A", "2026-12-01");
+        let lookalike = IdempotencyKey::parse(b"room_A:2026-12-01").expect("key");
+        let client = resolve_key(&r, Some(&lookalike), &settings());
+        let derived = resolve_key(&r, None, &settings());
+        assert_eq!(client.scope.key, derived.scope.key);
+        assert_ne!(client.scope.record_name(), derived.scope.record_name());
+    }
+
+    #[test]
+    fn fingerprints_follow_the_payload() {
+        let base = fingerprint(&request("alice", "room_A", "2026-12-01"));
+        assert_eq!(base, fingerprint(&request("alice", "room_A", "2026-12-01")));
+        assert_eq!(base.len(), 64);
+        assert_ne!(base, fingerprint(&request("alice", "room_B", "2026-12-01")));
+        assert_ne!(base, fingerprint(&request("alice", "room_A", "2026-12-02")));
+        assert_ne!(base, fingerprint(&request("bob", "room_A", "2026-12-01")));
+    }
+
+    #[test]
+    fn hashing_is_unambiguous_across_part_boundaries() {
+        assert_ne!(sha256_hex(&["ab", "c"]), sha256_hex(&["a", "bc"]));
+    }
+}

@@ -1,0 +1,246 @@
+//! Configuration: [`Settings`] for the library, [`ServeArgs`] for the
+//! command line (every flag has an environment fallback).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::domain::ResourceId;
+
+/// What happens when a completed key comes back with a different payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReusePolicy {
+    /// `422 IDEMPOTENCY_KEY_REUSED` (the default).
+    Reject,
+    /// Return the original response, as the original flow did.
+    Replay,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencySettings {
+    pub reuse_policy: ReusePolicy,
+    /// Retention of outcomes for client keys.
+    pub client_key_ttl: Duration,
+    /// Retention of outcomes for server-derived keys.
+    pub derived_key_ttl: Duration,
+    /// Lifetime of an in-progress claim. Longer than the request timeout,
+    /// far shorter than the retention, so a crashed request frees its key soon.
+    pub lease: Duration,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self {
+            reuse_policy: ReusePolicy::Reject,
+            client_key_ttl: Duration::from_secs(24 * 3600),
+            derived_key_ttl: Duration::from_secs(120),
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One entry of the resource catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub id: ResourceId,
+    pub name: String,
+}
+
+/// Parses `id=Name,id=Name`.
+pub fn parse_catalogue(spec: &str) -> Result<Vec<Resource>, String> {
+    let mut resources: Vec<Resource> = Vec::new();
+    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, name) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("resource {entry:?} is not id=Name"))?;
+        let id = ResourceId::parse(id.trim())
+            .map_err(|e| format!("resource id {:?} {}", id.trim(), e.message))?;
+        if resources.iter().any(|r| r.id == id) {
+            return Err(format!("resource {id} is listed twice"));
+        }
+        resources.push(Resource {
+            id,
+            name: name.trim().to_owned(),
+        });
+    }
+    if resources.is_empty() {
+        return Err("the resource catalogue is empty".into());
+    }
+    Ok(resources)
+}
+
+pub const DEFAULT_CATALOGUE: &str = "room_A=Conference Room A,room_B=Conference Room B,\
+room_C=Conference Room C,room_D=Conference Room D";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// `postgres://…` or `sqlite://…`.
+    pub database_url: String,
+    /// Without it the in-process coordinator is used.
+    pub redis_url: Option<String>,
+    pub resources: Vec<Resource>,
+    pub idempotency: IdempotencySettings,
+    /// TTL of the slot lock. It only reduces contention; safety never rests on it.
+    pub lock_ttl: Duration,
+    /// Deadline of every single Redis or database call (a whole booking transaction counts as one).
+    pub dependency_timeout: Duration,
+    /// Deadline of a whole request.
+    pub request_timeout: Duration,
+    pub body_limit: usize,
+    /// `FAILPOINTS` syntax; needs the `failpoints` feature.
+    pub failpoints: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            database_url: "sqlite://booking.db".into(),
+            redis_url: None,
+            resources: parse_catalogue(DEFAULT_CATALOGUE).unwrap_or_default(),
+            idempotency: IdempotencySettings::default(),
+            lock_ttl: Duration::from_secs(5),
+            dependency_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            body_limit: 16 * 1024,
+            failpoints: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks the relations between settings that keep the protocol safe and live.
+    pub fn validate(&self) -> Result<(), String> {
+        let i = &self.idempotency;
+        if i.lease <= self.request_timeout {
+            return Err(format!(
+                "the idempotency lease ({:?}) must be longer than the request timeout ({:?})",
+                i.lease, self.request_timeout
+            ));
+        }
+        if i.lease >= i.client_key_ttl || i.lease >= i.derived_key_ttl {
+            return Err(format!(
+                "the idempotency lease ({:?}) must be shorter than the key retentions",
+                i.lease
+            ));
+        }
+        if self.dependency_timeout >= self.request_timeout {
+            return Err("the dependency timeout must be shorter than the request timeout".into());
+        }
+        if self.resources.is_empty() {
+            return Err("the resource catalogue is empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// `booking serve`: flags, each with an environment fallback.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Store: postgres://… or sqlite://… (created if missing).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://booking.db")]
+    pub database_url: String,
+    /// Redis for idempotency records and locks; without it an in-process coordinator is used.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Resource catalogue as id=Name,id=Name.
+    #[arg(long, env = "BOOKING_RESOURCES", default_value = DEFAULT_CATALOGUE)]
+    pub resources: String,
+    /// A completed key sent again with a different payload: reject (422) or replay the original.
+    #[arg(
+        long,
+        env = "IDEMPOTENCY_REUSE_POLICY",
+        value_enum,
+        default_value = "reject"
+    )]
+    pub reuse_policy: ReusePolicy,
+    /// Seconds an outcome for a client Idempotency-Key is kept.
+    #[arg(long, env = "IDEMPOTENCY_KEY_TTL_SECS", default_value_t = 86_400)]
+    pub key_ttl_secs: u64,
+    /// Seconds an outcome for a server-derived key (no Idempotency-Key) is kept.
+    #[arg(long, env = "DERIVED_KEY_TTL_SECS", default_value_t = 120)]
+    pub derived_key_ttl_secs: u64,
+    /// Milliseconds an in-progress claim lasts (must exceed the request timeout).
+    #[arg(long, env = "IDEMPOTENCY_LEASE_MS", default_value_t = 30_000)]
+    pub lease_ms: u64,
+    /// Milliseconds the slot lock lasts.
+    #[arg(long, env = "LOCK_TTL_MS", default_value_t = 5_000)]
+    pub lock_ttl_ms: u64,
+    /// Deadline in milliseconds of each Redis or database call.
+    #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = 2_000)]
+    pub dependency_timeout_ms: u64,
+    /// Deadline in milliseconds of a whole request.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 16 * 1024)]
+    pub body_limit: usize,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
+    /// Failpoints to set at start, as name=actions;name=actions (needs the `failpoints` feature).
+    #[arg(long, env = "FAILPOINTS")]
+    pub failpoints: Option<String>,
+}
+
+impl ServeArgs {
+    pub fn into_settings(self) -> Result<Settings, String> {
+        let settings = Settings {
+            listen: self.listen,
+            database_url: self.database_url,
+            redis_url: self.redis_url.filter(|u| !u.trim().is_empty()),
+            resources: parse_catalogue(&self.resources)?,
+            idempotency: IdempotencySettings {
+                reuse_policy: self.reuse_policy,
+                client_key_ttl: Duration::from_secs(self.key_ttl_secs),
+                derived_key_ttl: Duration::from_secs(self.derived_key_ttl_secs),
+                lease: Duration::from_millis(self.lease_ms),
+            },
+            lock_ttl: Duration::from_millis(self.lock_ttl_ms),
+            dependency_timeout: Duration::from_millis(self.dependency_timeout_ms),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            body_limit: self.body_limit,
+            failpoints: self.failpoints.filter(|f| !f.trim().is_empty()),
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_catalogue_has_four_rooms() {
+        let c = parse_catalogue(DEFAULT_CATALOGUE).expect("catalogue");
+        let ids: Vec<_> = c.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["room_A", "room_B", "room_C", "room_D"]);
+        assert_eq!(c[0].name, "Conference Room A");
+    }
+
+    #[test]
+    fn bad_catalogues_are_rejected() {
+        assert!(parse_catalogue("").is_err());
+        assert!(parse_catalogue("room_A").is_err());
+        assert!(parse_catalogue("room A=x").is_err());
+        assert!(parse_catalogue("a=x,a=y").is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid_and_unsafe_relations_are_refused() {
+        assert_eq!(Settings::default().validate(), Ok(()));
+        let mut s = Settings::default();
+        s.idempotency.lease = s.request_timeout;
+        assert!(s.validate().is_err());
+        let mut s = Settings::default();
+        s.idempotency.lease = Duration::from_secs(200);
+        assert!(
+            s.validate().is_err(),
+            "lease longer than the derived-key retention"
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The Redis coordinator.
+//!
+//! Claim, complete and release are Lua scripts because each is a
+//! read-then-write that must be atomic; the lock is `SET NX PX` with a
+//! random holder token and is released by compare-and-delete, so a request
+//! whose lock expired can never free the lock of the request that took it over.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, Script};
+
+use super::{Claim, CompletedRecord, Coordinator, Token};
+use crate::deps::{Classify, DependencyError, Guard};
+use crate::response::StoredResponse;
+
+/// `{"claimed"}`, `{"in_progress"}` or `{"completed", fp, status, body}`.
+const CLAIM: &str = r#"
+local r = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body')
+if r[1] == 'completed' then
+  return {'completed', r[2], r[3], r[4]}
+end
+if r[1] then
+  return {'in_progress'}
+end
+redis.call('HSET', KEYS[1], 'state', 'in_progress', 'owner', ARGV[1], 'fp', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {'claimed'}
+"#;
+
+const COMPLETE: &str = r#"
+local r = redis.call('HMGET', KEYS[1], 'state', 'owner')
+if r[1] ~= 'in_progress' or r[2] ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'completed', 'status', ARGV[2], 'body', ARGV[3], 'fp', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"#;
+
+const RELEASE: &str = r#"
+local r = redis.call('HMGET', KEYS[1], 'state', 'owner')
+if r[1] == 'in_progress' and r[2] == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+impl Classify for RedisError {
+    fn is_unavailable(&self) -> bool {
+        !matches!(
+            self.kind(),
+            ErrorKind::TypeError | ErrorKind::InvalidClientConfig | ErrorKind::ClientError
+        )
+    }
+}
+
+pub struct RedisCoordinator {
+    conn: ConnectionManager,
+    guard: Guard,
+    claim: Script,
+    complete: Script,
+    release: Script,
+    unlock: Script,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl RedisCoordinator {
+    /// Connects to `url`. The connection manager reconnects by itself after
+    /// Redis restarts; calls made while it is down fail fast with `503`.
+    pub async fn connect(url: &str, guard: Guard) -> Result<Self, DependencyError> {
+        let client = redis::Client::open(url).map_err(|e| DependencyError::Internal {
+            dependency: "redis",
+            operation: "connect",
+            source: Box::new(e),
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(guard.timeout)
+            .set_response_timeout(guard.timeout)
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        let conn = guard
+            .run(
+                "connect",
+                ConnectionManager::new_with_config(client, config),
+            )
+            .await?;
+        Ok(Self {
+            conn,
+            guard,
+            claim: Script::new(CLAIM),
+            complete: Script::new(COMPLETE),
+            release: Script::new(RELEASE),
+            unlock: Script::new(UNLOCK),
+        })
+    }
+}
+
+#[async_trait]
+impl Coordinator for RedisCoordinator {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> Result<(), DependencyError> {
+        let mut conn = self.conn.clone();
+        self.guard
+            .run("ping", redis::cmd("PING").query_async::<String>(&mut conn))
+            .await
+            .map(drop)
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        lease: Duration,
+    ) -> Result<Claim, DependencyError> {
+        let mut conn = self.conn.clone();
+        let token = Token::new();
+        let reply: Vec<Option<String>> = self
+            .guard
+            .run(
+                "claim",
+                self.claim
+                    .key(key)
+                    .arg(&token.0)
+                    .arg(fingerprint)
+                    .arg(millis(lease))
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        match reply.as_slice() {
+            [Some(state)] if state == "claimed" => Ok(Claim::Acquired(token)),
+            [Some(state)] if state == "in_progress" => Ok(Claim::InProgress),
+            [Some(state), Some(fingerprint), Some(status), Some(body)] if state == "completed" => {
+                let status = status.parse().map_err(|_| {
+                    self.guard
+                        .corrupt("claim", "completed record with a bad status")
+                })?;
+                Ok(Claim::Completed(CompletedRecord {
+                    fingerprint: fingerprint.clone(),
+                    response: StoredResponse {
+                        status,
+                        body: body.clone(),
+                    },
+                }))
+            }
+            _ => Err(self
+                .guard
+                .corrupt("claim", "unexpected reply from the claim script")),
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &Token,
+        record: &CompletedRecord,
+        retention: Duration,
+    ) -> Result<bool, DependencyError> {
+        let mut conn = self.conn.clone();
+        let done: i64 = self
+            .guard
+            .run(
+                "complete",
+                self.complete
+                    .key(key)
+                    .arg(&token.0)
+                    .arg(record.response.status)
+                    .arg(&record.response.body)
+                    .arg(millis(retention))
+                    .arg(&record.fingerprint)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn release(&self, key: &str, token: &Token) -> Result<bool, DependencyError> {
+        let mut conn = self.conn.clone();
+        let released: i64 = self
+            .guard
+            .run(
+                "release",
+                self.release.key(key).arg(&token.0).invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(released == 1)
+    }
+
+    async fn forget(&self, key: &str) -> Result<(), DependencyError> {
+        let mut conn = self.conn.clone();
+        self.guard
+            .run(
+                "forget",
+                redis::cmd("DEL").arg(key).query_async::<i64>(&mut conn),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn lock(&self, name: &str, ttl: Duration) -> Result<Option<Token>, DependencyError> {
+        let mut conn = self.conn.clone();
+        let token = Token::new();
+        let set: Option<String> = self
+            .guard
+            .run(
+                "lock",
+                redis::cmd("SET")
+                    .arg(name)
+                    .arg(&token.0)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(set.map(|_| token))
+    }
+
+    async fn unlock(&self, name: &str, token: &Token) -> Result<bool, DependencyError> {
+        let mut conn = self.conn.clone();
+        let deleted: i64 = self
+            .guard
+            .run(
+                "unlock",
+                self.unlock.key(name).arg(&token.0).invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(deleted == 1)
+    }
+}

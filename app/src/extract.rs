@@ -1,0 +1,62 @@
+//! Extractors whose rejections are [`ApiError`]s, so malformed input gets the
+//! same problem+json body and stable code as any other error.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::domain::FieldError;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// JSON body; too large → `PAYLOAD_TOO_LARGE`, unparsable → `VALIDATION_FAILED`.
+pub struct ApiJson<T>(pub T);
+
+impl<T> FromRequest<AppState> for ApiJson<T>
+where
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection, state.settings.body_limit)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::PayloadTooLarge(limit);
+    }
+    let message = match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            "Content-Type must be application/json".to_owned()
+        }
+        other => other.body_text(),
+    };
+    ApiError::Validation(vec![FieldError::new("body", message)])
+}
+
+/// Query string; unparsable → `VALIDATION_FAILED`.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Self(v))
+            .map_err(|rejection: QueryRejection| {
+                ApiError::Validation(vec![FieldError::new("query", rejection.body_text())])
+            })
+    }
+}

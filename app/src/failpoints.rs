@@ -1,0 +1,224 @@
+//! Failpoints at the exact steps of the protocol (cargo feature `failpoints`).
+//!
+//! Each [`Step`] is a `fail` crate failpoint named after the step it sits at.
+//! The `fail` crate's own `sleep`/`pause` would block a runtime thread, so
+//! actions are given as `return(ACTION)` and carried out here, asynchronously:
+//!
+//! | action            | effect                                                       |
+//! |-------------------|--------------------------------------------------------------|
+//! | `return(crash)`   | abort the process at once, as `kill -9` would                |
+//! | `return(error)`   | fail the step as a lost dependency would (`503`, clean-up runs) |
+//! | `return(sleep(MS))` | delay the step by MS milliseconds without blocking a thread |
+//! | `panic`, `off`, `N*…`, `P%…` | the `fail` crate's own actions and modifiers      |
+//!
+//! The same grammar is used by `FAILPOINTS="after_claim=return(error);…"`,
+//! by the admin endpoint `PUT /admin/failpoints/{name}` and by scenario files.
+//! Without the feature, [`hit`] compiles to nothing.
+
+use std::fmt;
+
+/// The protocol steps that have a failpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The idempotency key is claimed; nothing else has happened.
+    AfterClaim,
+    /// The slot lock is held; the transaction has not started.
+    AfterLock,
+    /// The booking transaction has done its writes and is about to commit.
+    BeforeCommit,
+    /// The transaction committed; the Redis record is not yet completed.
+    AfterCommitBeforeFinalize,
+    /// The record is completed; the slot lock is still held.
+    BeforeLockRelease,
+    /// A cancel is about to run its transaction.
+    Cancel,
+}
+
+impl Step {
+    pub const ALL: [Step; 6] = [
+        Step::AfterClaim,
+        Step::AfterLock,
+        Step::BeforeCommit,
+        Step::AfterCommitBeforeFinalize,
+        Step::BeforeLockRelease,
+        Step::Cancel,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::AfterClaim => "after_claim",
+            Step::AfterLock => "after_lock",
+            Step::BeforeCommit => "before_commit",
+            Step::AfterCommitBeforeFinalize => "after_commit_before_finalize",
+            Step::BeforeLockRelease => "before_lock_release",
+            Step::Cancel => "cancel",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// The error a failpoint injects with `return(error)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injected(pub &'static str);
+
+impl fmt::Display for Injected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "failpoint {} injected an error", self.0)
+    }
+}
+
+impl std::error::Error for Injected {}
+
+/// What a `return(...)` argument asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Crash,
+    Error,
+    Sleep(std::time::Duration),
+}
+
+impl Action {
+    pub fn parse(arg: &str) -> Option<Action> {
+        match arg.trim() {
+            "crash" => Some(Action::Crash),
+            "error" => Some(Action::Error),
+            other => {
+                let ms = other.strip_prefix("sleep(")?.strip_suffix(')')?;
+                ms.trim()
+                    .parse()
+                    .ok()
+                    .map(|ms| Action::Sleep(std::time::Duration::from_millis(ms)))
+            }
+        }
+    }
+}
+
+/// Passes the failpoint of `step`, carrying out its action if one is set.
+#[cfg(feature = "failpoints")]
+pub async fn hit(step: Step) -> Result<(), Injected> {
+    let Some(arg) = fail::eval(step.name(), |arg| arg.unwrap_or_default()) else {
+        return Ok(());
+    };
+    match Action::parse(&arg) {
+        Some(Action::Crash) => {
+            eprintln!("failpoint {}: crashing the process", step.name());
+            std::process::abort();
+        }
+        Some(Action::Error) => {
+            tracing::warn!(failpoint = step.name(), "injecting an error");
+            Err(Injected(step.name()))
+        }
+        Some(Action::Sleep(delay)) => {
+            tracing::warn!(failpoint = step.name(), ?delay, "injecting a delay");
+            tokio::time::sleep(delay).await;
+            Ok(())
+        }
+        None => {
+            tracing::warn!(
+                failpoint = step.name(),
+                arg,
+                "unknown failpoint action ignored"
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub async fn hit(_step: Step) -> Result<(), Injected> {
+    Ok(())
+}
+
+/// Validates `actions` for the failpoint `name` and sets it.
+#[cfg(feature = "failpoints")]
+pub fn set(name: &str, actions: &str) -> Result<(), String> {
+    if Step::from_name(name).is_none() {
+        let known: Vec<_> = Step::ALL.iter().map(|s| s.name()).collect();
+        return Err(format!(
+            "unknown failpoint {name:?}; known: {}",
+            known.join(", ")
+        ));
+    }
+    for action in actions.split("->") {
+        if let Some(arg) = action
+            .trim()
+            .strip_prefix("return(")
+            .and_then(|a| a.strip_suffix(')'))
+        {
+            let arg = arg.rsplit_once('*').map_or(arg, |(_, a)| a);
+            if Action::parse(arg).is_none() {
+                return Err(format!(
+                    "unknown action return({arg}); use crash, error or sleep(MS)"
+                ));
+            }
+        }
+    }
+    fail::cfg(name, actions)
+}
+
+/// Clears the failpoint `name`.
+#[cfg(feature = "failpoints")]
+pub fn clear(name: &str) {
+    fail::remove(name);
+}
+
+/// Every failpoint that is set, with its actions.
+#[cfg(feature = "failpoints")]
+pub fn list() -> Vec<(String, String)> {
+    fail::list()
+}
+
+/// Applies a `FAILPOINTS` value: `name=actions;name=actions`.
+pub fn configure(spec: &str) -> Result<(), String> {
+    #[cfg(feature = "failpoints")]
+    {
+        for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, actions) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("failpoint entry {entry:?} is not name=actions"))?;
+            set(name.trim(), actions.trim())?;
+        }
+        Ok(())
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        if spec.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(
+                "FAILPOINTS is set but this binary was built without the `failpoints` feature"
+                    .into(),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn actions_parse_from_return_arguments() {
+        assert_eq!(Action::parse("crash"), Some(Action::Crash));
+        assert_eq!(Action::parse("error"), Some(Action::Error));
+        assert_eq!(
+            Action::parse("sleep(250)"),
+            Some(Action::Sleep(Duration::from_millis(250)))
+        );
+        assert_eq!(Action::parse("sleep(x)"), None);
+        assert_eq!(Action::parse("explode"), None);
+    }
+
+    #[test]
+    fn step_names_round_trip() {
+        for step in Step::ALL {
+            assert_eq!(Step::from_name(step.name()), Some(step));
+        }
+        assert_eq!(Step::from_name("nope"), None);
+    }
+}

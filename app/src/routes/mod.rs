@@ -1,0 +1,98 @@
+//! HTTP routes: one file per route, a thin layer over [`crate::booking`].
+
+pub mod bookings;
+pub mod health;
+pub mod metrics;
+pub mod openapi;
+pub mod resources;
+
+#[cfg(feature = "failpoints")]
+pub mod admin;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/health", get(health::live))
+        .route("/api/health", get(health::live))
+        .route("/api/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::render))
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/api/bookings", post(bookings::create::create))
+        .route("/api/bookings/{user_id}", get(bookings::list::list))
+        .route(
+            "/api/bookings/{booking_id}/cancel",
+            patch(bookings::cancel::cancel),
+        )
+        .route("/api/resources", get(resources::catalogue))
+        .route("/api/resources/available", get(resources::available));
+    #[cfg(feature = "failpoints")]
+    let api = api.merge(admin::router());
+    let body_limit = state.settings.body_limit;
+    api.fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// Answers `503` when a request outlives the request timeout. A booking in
+/// flight keeps running in its own task and its outcome is kept for the retry.
+async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit: Duration = state.settings.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .record_request(&route, &method, response.status().as_u16());
+    response
+}

@@ -1,0 +1,152 @@
+//! Wiring: connect the dependencies, build the router, serve.
+//!
+//! `main` parses flags and calls [`Application::build`] then
+//! [`Application::run_until_stopped`]; tests do the same on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::coordinator::memory::MemoryCoordinator;
+use crate::coordinator::redis::RedisCoordinator;
+use crate::coordinator::Coordinator;
+use crate::deps::{DependencyError, Guard};
+use crate::domain::ResourceId;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::store::{self, Store};
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub coordinator: Arc<dyn Coordinator>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Booking an id outside the catalogue is `404 UNKNOWN_RESOURCE`.
+    pub fn check_resource(&self, resource: &ResourceId) -> Result<(), ApiError> {
+        if self.settings.resources.iter().any(|r| &r.id == resource) {
+            Ok(())
+        } else {
+            Err(ApiError::UnknownResource(resource.clone()))
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot connect: {0}")]
+    Dependency(#[from] DependencyError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Connects the coordinator and the store named by `settings`.
+pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
+    settings.validate().map_err(StartupError::Config)?;
+    if let Some(spec) = &settings.failpoints {
+        crate::failpoints::configure(spec).map_err(StartupError::Config)?;
+    }
+    let metrics = Arc::new(Metrics::new());
+    let guard = |dependency| Guard::new(dependency, settings.dependency_timeout, metrics.clone());
+    let coordinator: Arc<dyn Coordinator> = match &settings.redis_url {
+        Some(url) => Arc::new(RedisCoordinator::connect(url, guard("redis")).await?),
+        None => Arc::new(MemoryCoordinator::new()),
+    };
+    let store = store::connect(&settings.database_url, guard).await?;
+    Ok(AppState {
+        settings: Arc::new(settings),
+        coordinator,
+        store,
+        metrics,
+    })
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects the dependencies and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let addr = settings.listen;
+        let state = build_state(settings).await?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            router: crate::routes::router(state.clone()),
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.settings.listen)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// One line for the operator: where it listens and what it runs on.
+    pub fn describe(&self) -> String {
+        format!(
+            "booking listening on http://{} (store: {}, coordinator: {})",
+            self.local_addr(),
+            self.state.store.backend(),
+            self.state.coordinator.backend()
+        )
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,415 @@
+//! PostgreSQL and SQLite stores.
+//!
+//! Both dialects accept the same SQL here (`$n` parameters, `ON CONFLICT …
+//! DO NOTHING` on the partial unique index, `RETURNING`), so the code is
+//! written once in [`sql_store!`]. A macro rather than generics because
+//! sqlx's bounds over `Database` for executors, binds and decodes would
+//! drown the SQL that a reader is here to see.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{BookCommand, BookOutcome, Cancellation, ListFilter, Store, LIST_LIMIT};
+use crate::booking::key::{KeyKind, KeyScope};
+use crate::coordinator::CompletedRecord;
+use crate::deps::{Classify, DependencyError, Guard};
+use crate::domain::{Booking, BookingDate, BookingStatus, UserId};
+use crate::response::StoredResponse;
+
+impl Classify for sqlx::Error {
+    fn is_unavailable(&self) -> bool {
+        match self {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(e) => {
+                let code = e.code().unwrap_or_default();
+                // PostgreSQL: connection exceptions (08), insufficient
+                // resources (53), operator intervention such as shutdown (57),
+                // serialization failure and deadlock (40). SQLite: BUSY, LOCKED.
+                ["08", "53", "57", "40"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+                    || ["5", "6", "261", "262", "517"].contains(&code.as_ref())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Deletes the key's outcome if it has expired, so the key can be used afresh.
+const DELETE_EXPIRED_KEY: &str = "DELETE FROM idempotency_records \
+     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at <= $4";
+
+/// Claims the key inside the transaction. A concurrent transaction holding
+/// the same key makes this wait until it commits (then nothing is inserted
+/// and its outcome is read) or rolls back (then this insert goes ahead).
+const CLAIM_KEY: &str = "INSERT INTO idempotency_records \
+     (user_id, key_kind, idem_key, fingerprint, resource_id, date, created_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (user_id, key_kind, idem_key) DO NOTHING";
+
+const READ_KEY: &str = "SELECT fingerprint, status_code, response_body FROM idempotency_records \
+     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
+
+/// The unique partial index decides: zero rows inserted means the slot
+/// already has a confirmed booking.
+const INSERT_BOOKING: &str = "INSERT INTO bookings \
+     (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
+     VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7) \
+     ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING";
+
+const RECORD_OUTCOME: &str = "UPDATE idempotency_records \
+     SET status_code = $4, response_body = $5, booking_id = $6 \
+     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
+
+const BOOKING_COLUMNS: &str = "id, user_id, resource_id, date, status, created_at, cancelled_at";
+
+const CANCEL: &str = "UPDATE bookings SET status = 'cancelled', cancelled_at = $3 \
+     WHERE id = $1 AND user_id = $2 AND status = 'confirmed'";
+
+/// Server-derived keys of a freed slot are forgotten, so the slot can be
+/// booked again right away without a client key.
+const FORGET_DERIVED_KEYS: &str = "DELETE FROM idempotency_records \
+     WHERE key_kind = 'derived' AND resource_id = $1 AND date = $2 \
+     RETURNING user_id, idem_key";
+
+const BOOKED_RESOURCES: &str =
+    "SELECT resource_id FROM bookings WHERE date = $1 AND status = 'confirmed' ORDER BY resource_id";
+
+fn select_booking() -> String {
+    format!("SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = $1 AND user_id = $2")
+}
+
+fn select_list() -> String {
+    format!(
+        "SELECT {BOOKING_COLUMNS} FROM bookings WHERE user_id = $1 \
+         AND ($2 IS NULL OR resource_id = $2) \
+         AND ($3 IS NULL OR date = $3) \
+         AND ($4 IS NULL OR status = $4) \
+         ORDER BY created_at DESC, id DESC LIMIT {LIST_LIMIT}"
+    )
+}
+
+fn decode_booking<R: Row>(row: &R) -> Result<Booking, sqlx::Error>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> NaiveDate: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<DateTime<Utc>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let status: String = row.try_get("status")?;
+    let status = BookingStatus::parse(&status).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: "status".into(),
+        source: format!("unknown booking status {status:?}").into(),
+    })?;
+    let date: NaiveDate = row.try_get("date")?;
+    Ok(Booking {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        resource_id: row.try_get("resource_id")?,
+        date: BookingDate::from_naive(date).to_string(),
+        status,
+        created_at: row.try_get("created_at")?,
+        cancelled_at: row.try_get("cancelled_at")?,
+    })
+}
+
+macro_rules! sql_store {
+    ($store:ident, $pool:ty) => {
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                self.guard.dependency
+            }
+
+            async fn ping(&self) -> Result<(), DependencyError> {
+                self.guard
+                    .run("ping", sqlx::query("SELECT 1").execute(&self.pool))
+                    .await
+                    .map(drop)
+            }
+
+            async fn book(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError> {
+                let key = cmd.key;
+                let booking = cmd.booking;
+                let date = NaiveDate::from_str(&booking.date)
+                    .map_err(|_| self.guard.corrupt("book", "booking date is not a date"))?;
+                // One deadline covers the whole transaction; if it passes,
+                // the transaction is dropped and rolled back.
+                let outcome = self
+                    .guard
+                    .run("book", async {
+                        let mut tx = self.pool.begin().await?;
+                        sqlx::query(DELETE_EXPIRED_KEY)
+                            .bind(&key.user_id)
+                            .bind(key.kind.as_str())
+                            .bind(&key.key)
+                            .bind(booking.created_at)
+                            .execute(&mut *tx)
+                            .await?;
+                        let claimed = sqlx::query(CLAIM_KEY)
+                            .bind(&key.user_id)
+                            .bind(key.kind.as_str())
+                            .bind(&key.key)
+                            .bind(cmd.fingerprint)
+                            .bind(&booking.resource_id)
+                            .bind(date)
+                            .bind(booking.created_at)
+                            .bind(cmd.expires_at)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        if claimed == 0 {
+                            let row = sqlx::query(READ_KEY)
+                                .bind(&key.user_id)
+                                .bind(key.kind.as_str())
+                                .bind(&key.key)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                            tx.rollback().await?;
+                            let fingerprint: String = row.try_get("fingerprint")?;
+                            let status: Option<i32> = row.try_get("status_code")?;
+                            let body: Option<String> = row.try_get("response_body")?;
+                            return Ok(Err((fingerprint, status, body)));
+                        }
+                        let inserted = sqlx::query(INSERT_BOOKING)
+                            .bind(booking.id)
+                            .bind(&booking.user_id)
+                            .bind(&booking.resource_id)
+                            .bind(date)
+                            .bind(booking.created_at)
+                            .bind(key.kind.as_str())
+                            .bind(&key.key)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        let (outcome, response, booking_id) = if inserted == 1 {
+                            (BookOutcome::Created, cmd.created, Some(booking.id))
+                        } else {
+                            (BookOutcome::AlreadyBooked, cmd.already_booked, None)
+                        };
+                        sqlx::query(RECORD_OUTCOME)
+                            .bind(&key.user_id)
+                            .bind(key.kind.as_str())
+                            .bind(&key.key)
+                            .bind(i32::from(response.status))
+                            .bind(&response.body)
+                            .bind(booking_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        // An injected error looks like a lost connection: rollback and 503.
+                        crate::failpoints::hit(crate::failpoints::Step::BeforeCommit)
+                            .await
+                            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
+                        tx.commit().await?;
+                        Ok::<_, sqlx::Error>(Ok(outcome))
+                    })
+                    .await?;
+                match outcome {
+                    Ok(outcome) => Ok(outcome),
+                    Err((fingerprint, Some(status), Some(body))) => {
+                        let status = u16::try_from(status).map_err(|_| {
+                            self.guard.corrupt("book", "stored status out of range")
+                        })?;
+                        Ok(BookOutcome::Existing(CompletedRecord {
+                            fingerprint,
+                            response: StoredResponse { status, body },
+                        }))
+                    }
+                    Err(_) => Err(self
+                        .guard
+                        .corrupt("book", "committed key without an outcome")),
+                }
+            }
+
+            async fn list(
+                &self,
+                user: &UserId,
+                filter: &ListFilter,
+            ) -> Result<Vec<Booking>, DependencyError> {
+                let sql = select_list();
+                let rows = self
+                    .guard
+                    .run(
+                        "list",
+                        sqlx::query(&sql)
+                            .bind(user.as_str())
+                            .bind(filter.resource.as_ref().map(|r| r.as_str().to_owned()))
+                            .bind(filter.date.map(BookingDate::naive))
+                            .bind(filter.status.map(|s| s.as_str()))
+                            .fetch_all(&self.pool),
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        decode_booking(row).map_err(|e| self.guard.corrupt("list", e.to_string()))
+                    })
+                    .collect()
+            }
+
+            async fn cancel(
+                &self,
+                id: Uuid,
+                user: &UserId,
+                now: DateTime<Utc>,
+            ) -> Result<Option<Cancellation>, DependencyError> {
+                let select = select_booking();
+                let found = self
+                    .guard
+                    .run("cancel", async {
+                        let mut tx = self.pool.begin().await?;
+                        let cancelled = sqlx::query(CANCEL)
+                            .bind(id)
+                            .bind(user.as_str())
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        let row = sqlx::query(&select)
+                            .bind(id)
+                            .bind(user.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        let Some(row) = row else {
+                            tx.rollback().await?;
+                            return Ok(None);
+                        };
+                        let booking = decode_booking(&row)?;
+                        let mut forgotten = Vec::new();
+                        if cancelled == 1 {
+                            let date = NaiveDate::from_str(&booking.date)
+                                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                            let rows = sqlx::query(FORGET_DERIVED_KEYS)
+                                .bind(&booking.resource_id)
+                                .bind(date)
+                                .fetch_all(&mut *tx)
+                                .await?;
+                            for row in rows {
+                                forgotten.push(KeyScope {
+                                    user_id: row.try_get("user_id")?,
+                                    kind: KeyKind::Derived,
+                                    key: row.try_get("idem_key")?,
+                                });
+                            }
+                        }
+                        tx.commit().await?;
+                        Ok::<_, sqlx::Error>(Some(Cancellation { booking, forgotten }))
+                    })
+                    .await?;
+                Ok(found)
+            }
+
+            async fn booked_resources(
+                &self,
+                date: BookingDate,
+            ) -> Result<Vec<String>, DependencyError> {
+                let rows = self
+                    .guard
+                    .run(
+                        "booked_resources",
+                        sqlx::query(BOOKED_RESOURCES)
+                            .bind(date.naive())
+                            .fetch_all(&self.pool),
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        row.try_get::<String, _>("resource_id")
+                            .map_err(|e| self.guard.corrupt("booked_resources", e.to_string()))
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+/// Connections per replica: enough for two cores, small enough that several
+/// replicas stay well under PostgreSQL's default `max_connections`.
+const POOL_SIZE: u32 = 16;
+
+pub struct PostgresStore {
+    pool: PgPool,
+    guard: Guard,
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str, guard: Guard) -> Result<Self, DependencyError> {
+        let pool = guard
+            .run(
+                "connect",
+                PgPoolOptions::new()
+                    .max_connections(POOL_SIZE)
+                    .acquire_timeout(guard.timeout)
+                    .connect(url),
+            )
+            .await?;
+        guard
+            .run(
+                "migrate",
+                sqlx::migrate!("./migrations/postgres").run(&pool),
+            )
+            .await?;
+        Ok(Self { pool, guard })
+    }
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    guard: Guard,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, guard: Guard) -> Result<Self, DependencyError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| DependencyError::Internal {
+                dependency: "sqlite",
+                operation: "connect",
+                source: Box::new(e),
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A booking acknowledged with 201 must survive a crash of the process or the machine.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = guard
+            .run(
+                "connect",
+                SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(guard.timeout)
+                    .connect_with(options),
+            )
+            .await?;
+        guard
+            .run("migrate", sqlx::migrate!("./migrations/sqlite").run(&pool))
+            .await?;
+        Ok(Self { pool, guard })
+    }
+}
+
+impl Classify for sqlx::migrate::MigrateError {
+    fn is_unavailable(&self) -> bool {
+        match self {
+            sqlx::migrate::MigrateError::Execute(e) => e.is_unavailable(),
+            _ => false,
+        }
+    }
+}
+
+sql_store!(PostgresStore, PgPool);
+sql_store!(SqliteStore, SqlitePool);
