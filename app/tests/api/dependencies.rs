@@ -1,0 +1,133 @@
+//! Failing dependencies: Redis losing its data or going away, PostgreSQL
+//! going away. These need the real servers, so they run on `Backend::Real` only.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::{spawn_app_with, Backend};
+
+const DATE: &str = "2026-12-03";
+
+async fn app() -> crate::helpers::TestApp {
+    spawn_app_with(Backend::Real, |s| {
+        s.dependency_timeout = Duration::from_millis(500);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_redis_lost_its_data_returns_the_original_booking() {
+    let app = app().await;
+    let first = app.book("user_alice", "room_A", DATE, Some("k")).await;
+    assert_eq!(first.status, 201);
+    let derived = app.book("user_bob", "room_B", DATE, None).await;
+    assert_eq!(derived.status, 201);
+
+    app.redis
+        .as_ref()
+        .expect("redis")
+        .flush_all()
+        .await
+        .expect("flush");
+
+    let retry = app.book("user_alice", "room_A", DATE, Some("k")).await;
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert!(retry.replayed);
+    assert_eq!(
+        retry.body, first.body,
+        "the database answered with the original bytes"
+    );
+    let derived_retry = app.book("user_bob", "room_B", DATE, None).await;
+    assert_eq!(derived_retry.body, derived.body);
+    assert_eq!(app.count_rows().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_gives_503_fast_and_readiness_names_it_then_recovers() {
+    let mut app = app().await;
+    app.redis.as_mut().expect("redis").kill();
+
+    let started = Instant::now();
+    let reply = app.book("user_alice", "room_A", DATE, Some("k")).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.code(), "DEPENDENCY_UNAVAILABLE");
+    assert_eq!(reply.retry_after.as_deref(), Some("2"));
+    assert!(
+        !reply.body.to_lowercase().contains("connection refused"),
+        "{}",
+        reply.body
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+
+    let ready = app.get("/api/health/ready").await;
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.json["error"].as_str().unwrap_or("").contains("redis"),
+        "{}",
+        ready.body
+    );
+    assert_eq!(app.count_rows().await, 0);
+
+    app.redis
+        .as_mut()
+        .expect("redis")
+        .restart()
+        .await
+        .expect("restart");
+    let mut last = None;
+    for _ in 0..50 {
+        let r = app.book("user_alice", "room_A", DATE, Some("k")).await;
+        if r.status == 201 {
+            last = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let booked = last.expect("the service recovers once Redis is back");
+    assert!(!booked.replayed);
+    assert_eq!(app.count_rows().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_gives_503_and_the_claim_is_released_for_the_retry() {
+    let mut app = app().await;
+    app.postgres.as_mut().expect("postgres").stop_immediately();
+
+    let started = Instant::now();
+    let reply = app.book("user_alice", "room_A", DATE, Some("k")).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.code(), "DEPENDENCY_UNAVAILABLE");
+    assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+    let ready = app.get("/api/health/ready").await;
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.json["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("postgres"),
+        "{}",
+        ready.body
+    );
+
+    app.postgres
+        .as_mut()
+        .expect("postgres")
+        .start_again()
+        .await
+        .expect("start again");
+    let mut booked = None;
+    for _ in 0..50 {
+        let r = app.book("user_alice", "room_A", DATE, Some("k")).await;
+        // A 503 was transient, so the key was released: never IN_PROGRESS here.
+        assert_ne!(r.code(), "IDEMPOTENCY_IN_PROGRESS");
+        if r.status == 201 {
+            booked = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        booked.is_some(),
+        "the service recovers once PostgreSQL is back"
+    );
+    assert_eq!(app.count_rows().await, 1);
+}

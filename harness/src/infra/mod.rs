@@ -1,0 +1,22 @@
+//! Process management for tests and the chaos harness.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use booking_harness::infra::{PostgresServer, RedisServer};
+//! let redis = RedisServer::start().await?;
+//! let pg = PostgresServer::start().await?;
+//! let db_url = pg.create_database("booking").await?;
+//! println!("{} {}", redis.url(), db_url);
+//! # Ok(()) }
+//! ```
+//! Dropping a handle kills its process group and removes its data directory.
+
+mod booking;
+mod postgres;
+mod process;
+mod redis;
+
+pub use booking::{BookingProcess, BookingProcessConfig};
+pub use postgres::PostgresServer;
+pub use process::{free_port, wait_until, ManagedChild};
+pub use redis::RedisServer;

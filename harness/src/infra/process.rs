@@ -1,0 +1,158 @@
+//! Child processes in their own process groups, stopped by pid.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// A child process that leads its own process group. Dropping it kills the
+/// whole group (the child and anything it started) and reaps the child.
+#[derive(Debug)]
+pub struct ManagedChild {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+impl ManagedChild {
+    /// Spawns `cmd` in a new process group, with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Self> {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening log {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            log: log.to_owned(),
+            exited: None,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn group(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Sends `signal` to the child's process group (only processes we started).
+    pub fn signal(&mut self, signal: Signal) -> Result<()> {
+        if !self.is_running() {
+            bail!("{} (pid {}) is not running", self.name, self.pid());
+        }
+        killpg(self.group(), signal).with_context(|| format!("signalling {}", self.name))
+    }
+
+    /// Whether the child is still alive (reaps it if it has exited).
+    pub fn is_running(&mut self) -> bool {
+        if self.exited.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.exited = Some(status);
+                false
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Waits up to `timeout` for the child to exit on its own.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return self.exited;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// SIGKILL to the group, then reap.
+    pub fn kill(&mut self) {
+        if self.is_running() {
+            let _ = killpg(self.group(), Signal::SIGKILL);
+            // SIGKILL cannot be ignored: this wait is short.
+            self.exited = self.child.wait().ok();
+        }
+        // A group member may outlive the leader briefly; make sure it is gone.
+        let _ = killpg(self.group(), Signal::SIGKILL);
+    }
+
+    /// `signal` to the leader (a graceful stop), then SIGKILL after `grace`.
+    pub fn stop(&mut self, signal: Signal, grace: Duration) {
+        if self.is_running() {
+            let _ = nix::sys::signal::kill(self.group(), signal);
+            if self.wait_for_exit(grace).is_none() {
+                tracing::warn!(name = %self.name, "did not stop in {grace:?}; killing");
+            }
+        }
+        self.kill();
+    }
+
+    /// The last `lines` lines of the child's log, for error messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log, lines)
+    }
+}
+
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Drop for ManagedChild {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; we release it at once).
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Polls `check` every 50 ms until it returns `Ok(true)` or `timeout` passes.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            match last_error {
+                Some(e) => bail!("{what} not ready after {timeout:?}: {e:#}"),
+                None => bail!("{what} not ready after {timeout:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

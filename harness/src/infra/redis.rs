@@ -1,0 +1,131 @@
+//! A private `redis-server` on a free loopback port, persisting nothing.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+use super::process::{free_port, wait_until, ManagedChild};
+
+pub struct RedisServer {
+    child: Option<ManagedChild>,
+    port: u16,
+    dir: TempDir,
+}
+
+impl RedisServer {
+    pub async fn start() -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("booking-redis-")
+            .tempdir()?;
+        let mut server = Self {
+            child: None,
+            port: free_port()?,
+            dir,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let mut cmd =
+            Command::new(std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()));
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--protected-mode", "yes"])
+            .arg("--dir")
+            .arg(self.dir.path());
+        let log = self.dir.path().join("redis.log");
+        let child = ManagedChild::spawn("redis-server", &mut cmd, &log)
+            .context("is redis-server installed? (apt-get install redis-server)")?;
+        self.child = Some(child);
+        let url = self.url();
+        let ready = wait_until("redis-server", Duration::from_secs(15), || {
+            let url = url.clone();
+            async move { ping(&url).await.map(|()| true) }
+        })
+        .await;
+        if let Err(e) = ready {
+            let tail = self
+                .child
+                .as_ref()
+                .map(|c| c.log_tail(20))
+                .unwrap_or_default();
+            bail!("{e:#}\n--- redis log ---\n{tail}");
+        }
+        Ok(())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ManagedChild::pid)
+    }
+
+    /// Deletes every key of this private server (never a shared one: the
+    /// URL is always our own port).
+    pub async fn flush_all(&self) -> Result<()> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Kills the server (losing all its data) and starts a new one on the same port.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn().await
+    }
+
+    /// SIGKILL; the port stays reserved for [`Self::restart`].
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill();
+        }
+    }
+
+    /// SIGSTOP: the server keeps its connections but answers nothing.
+    pub fn pause(&mut self) -> Result<()> {
+        self.child
+            .as_mut()
+            .context("redis is not running")?
+            .signal(Signal::SIGSTOP)
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&mut self) -> Result<()> {
+        self.child
+            .as_mut()
+            .context("redis is not running")?
+            .signal(Signal::SIGCONT)
+    }
+}
+
+async fn ping(url: &str) -> Result<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(1),
+        client.get_multiplexed_async_connection(),
+    )
+    .await??;
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+    if pong != "PONG" {
+        bail!("unexpected PING reply {pong:?}");
+    }
+    Ok(())
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
