@@ -63,7 +63,13 @@ async fn run_claimed(
     request: &NewBooking,
 ) -> Result<Reply, ApiError> {
     failpoints::hit(Step::AfterClaim).await?;
-    let lock = lock(state, request).await?;
+    let lock = match lock(state, key, request).await? {
+        Slot::Held(token) => token,
+        Slot::Decided(record) => {
+            finalize(state, key, token, &record).await;
+            return decide(state, key, record, true, "store");
+        }
+    };
     let result = async {
         failpoints::hit(Step::AfterLock).await?;
         let (record, replayed) = book_in_transaction(state, key, request).await?;
@@ -102,22 +108,34 @@ async fn claim(state: &AppState, key: &ResolvedKey) -> Result<Claimed, ApiError>
     }
 }
 
+enum Slot {
+    Held(Token),
+    /// The slot was busy but this key already has an outcome in the store.
+    Decided(CompletedRecord),
+}
+
 /// Step 4: the slot lock. It only spares the database doomed transactions;
 /// if it expires early, step 5 still decides correctly.
-async fn lock(state: &AppState, request: &NewBooking) -> Result<Token, ApiError> {
-    match state
+///
+/// When the slot is busy, the store is asked whether this key already has an
+/// outcome: a retry after a crash between commit and finalize then gets its
+/// original answer at once instead of `RESOURCE_LOCKED` until the crashed
+/// request's lock expires.
+async fn lock(state: &AppState, key: &ResolvedKey, request: &NewBooking) -> Result<Slot, ApiError> {
+    if let Some(token) = state
         .coordinator
         .lock(&lock_name(request), state.settings.lock_ttl)
         .await?
     {
-        Some(token) => Ok(token),
-        None => {
-            state.metrics.record_lock_contention();
-            Err(ApiError::ResourceLocked {
-                resource: request.resource.clone(),
-                date: request.date,
-            })
-        }
+        return Ok(Slot::Held(token));
+    }
+    state.metrics.record_lock_contention();
+    match state.store.find_outcome(&key.scope, Utc::now()).await? {
+        Some(record) => Ok(Slot::Decided(record)),
+        None => Err(ApiError::ResourceLocked {
+            resource: request.resource.clone(),
+            date: request.date,
+        }),
     }
 }
 

@@ -76,6 +76,13 @@ pub trait Store: Send + Sync + 'static {
     /// Step 5 of the protocol, in one transaction.
     async fn book(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError>;
 
+    /// The unexpired outcome recorded for `key`, if any (read-only).
+    async fn find_outcome(
+        &self,
+        key: &KeyScope,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CompletedRecord>, DependencyError>;
+
     async fn list(
         &self,
         user: &UserId,

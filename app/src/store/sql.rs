@@ -64,6 +64,11 @@ const CLAIM_KEY: &str = "INSERT INTO idempotency_records \
 const READ_KEY: &str = "SELECT fingerprint, status_code, response_body FROM idempotency_records \
      WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
 
+const FIND_OUTCOME: &str =
+    "SELECT fingerprint, status_code, response_body FROM idempotency_records \
+     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $4 \
+     AND status_code IS NOT NULL";
+
 /// The unique partial index decides: zero rows inserted means the slot
 /// already has a confirmed booking.
 const INSERT_BOOKING: &str = "INSERT INTO bookings \
@@ -235,6 +240,39 @@ macro_rules! sql_store {
                         .guard
                         .corrupt("book", "committed key without an outcome")),
                 }
+            }
+
+            async fn find_outcome(
+                &self,
+                key: &KeyScope,
+                now: DateTime<Utc>,
+            ) -> Result<Option<CompletedRecord>, DependencyError> {
+                let row = self
+                    .guard
+                    .run(
+                        "find_outcome",
+                        sqlx::query(FIND_OUTCOME)
+                            .bind(&key.user_id)
+                            .bind(key.kind.as_str())
+                            .bind(&key.key)
+                            .bind(now)
+                            .fetch_optional(&self.pool),
+                    )
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let decode = || -> Result<CompletedRecord, sqlx::Error> {
+                    let status: i32 = row.try_get("status_code")?;
+                    Ok(CompletedRecord {
+                        fingerprint: row.try_get("fingerprint")?,
+                        response: StoredResponse {
+                            status: u16::try_from(status).unwrap_or(500),
+                            body: row.try_get("response_body")?,
+                        },
+                    })
+                };
+                decode()
+                    .map(Some)
+                    .map_err(|e| self.guard.corrupt("find_outcome", e.to_string()))
             }
 
             async fn list(

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
-use super::process::{free_port, log_tail, wait_until, ManagedChild};
+use super::process::{free_port, log_tail, ManagedChild};
 
 /// How to start one replica.
 #[derive(Debug, Clone)]
@@ -65,19 +65,26 @@ impl BookingProcess {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(1))
             .build()?;
-        let ready = wait_until("booking", Duration::from_secs(30), || {
-            let (client, url) = (client.clone(), url.clone());
-            let exited = !self.child.as_mut().is_some_and(ManagedChild::is_running);
-            async move {
-                if exited {
-                    bail!("the process exited");
-                }
-                Ok(client.get(&url).send().await?.status().is_success())
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if !self.child.as_mut().is_some_and(ManagedChild::is_running) {
+                bail!(
+                    "booking exited during start-up\n--- booking log ---\n{}",
+                    log_tail(&log, 30)
+                );
             }
-        })
-        .await;
-        if let Err(e) = ready {
-            bail!("{e:#}\n--- booking log ---\n{}", log_tail(&log, 30));
+            if let Ok(response) = client.get(&url).send().await {
+                if response.status().is_success() {
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "booking not ready after 30s\n--- booking log ---\n{}",
+                    log_tail(&log, 30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())
     }
