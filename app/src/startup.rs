@@ -120,9 +120,30 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        let purger = tokio::spawn(purge_expired_outcomes(self.state.store.clone()));
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        purger.abort();
+        served
+    }
+}
+
+/// How often expired idempotency outcomes are deleted from the store.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Keeps `idempotency_records` from growing without bound. Expired rows are
+/// already ignored by lookups; this only reclaims their space.
+async fn purge_expired_outcomes(store: Arc<dyn Store>) {
+    let mut every = tokio::time::interval(PURGE_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match store.purge_expired(chrono::Utc::now()).await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency outcomes deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not purge expired idempotency outcomes"),
+        }
     }
 }
 

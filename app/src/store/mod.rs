@@ -98,6 +98,9 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<Cancellation>, DependencyError>;
 
+    /// Deletes outcomes whose retention has passed; returns how many.
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, DependencyError>;
+
     /// Resources with a confirmed booking on `date`.
     async fn booked_resources(&self, date: BookingDate) -> Result<Vec<String>, DependencyError>;
 }

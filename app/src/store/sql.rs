@@ -91,6 +91,8 @@ const FORGET_DERIVED_KEYS: &str = "DELETE FROM idempotency_records \
      WHERE key_kind = 'derived' AND resource_id = $1 AND date = $2 \
      RETURNING user_id, idem_key";
 
+const PURGE_EXPIRED: &str = "DELETE FROM idempotency_records WHERE expires_at <= $1";
+
 const BOOKED_RESOURCES: &str =
     "SELECT resource_id FROM bookings WHERE date = $1 AND status = 'confirmed' ORDER BY resource_id";
 
@@ -350,6 +352,16 @@ macro_rules! sql_store {
                     })
                     .await?;
                 Ok(found)
+            }
+
+            async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, DependencyError> {
+                self.guard
+                    .run(
+                        "purge_expired",
+                        sqlx::query(PURGE_EXPIRED).bind(now).execute(&self.pool),
+                    )
+                    .await
+                    .map(|done| done.rows_affected())
             }
 
             async fn booked_resources(

@@ -12,6 +12,7 @@ crate::suite!(
     available_resources_exclude_confirmed_bookings,
     booking_an_unknown_resource_is_404_and_writes_nothing,
     health_readiness_metrics_and_openapi_are_served,
+    expired_idempotency_outcomes_are_purged_and_bookings_stay,
 );
 
 const DATE: &str = "2026-12-02";
@@ -266,4 +267,31 @@ async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
     }
     let codes = doc.json["components"]["schemas"]["ErrorCode"]["enum"].clone();
     assert!(codes.as_array().is_some_and(|c| c.len() == 11), "{codes}");
+}
+
+async fn expired_idempotency_outcomes_are_purged_and_bookings_stay(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.book("user_alice", "room_A", DATE, Some("client")).await;
+    app.book("user_bob", "room_B", DATE, None).await;
+    assert_eq!(app.count_idempotency_records().await, 2);
+    let now = chrono::Utc::now();
+    // Nothing has expired yet.
+    assert_eq!(app.state.store.purge_expired(now).await.expect("purge"), 0);
+    // Past the derived key's 2 minutes, before the client key's 24 hours.
+    let later = now + chrono::TimeDelta::minutes(10);
+    assert_eq!(
+        app.state.store.purge_expired(later).await.expect("purge"),
+        1
+    );
+    let much_later = now + chrono::TimeDelta::days(2);
+    assert_eq!(
+        app.state
+            .store
+            .purge_expired(much_later)
+            .await
+            .expect("purge"),
+        1
+    );
+    assert_eq!(app.count_idempotency_records().await, 0);
+    assert_eq!(app.count_rows().await, 2, "bookings are never purged");
 }
