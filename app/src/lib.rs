@@ -18,6 +18,7 @@
 //! ```
 
 pub mod booking;
+pub mod cli;
 pub mod config;
 pub mod coordinator;
 pub mod deps;

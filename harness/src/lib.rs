@@ -1,9 +1,30 @@
 //! The booking service's test and chaos harness.
 //!
-//! - [`infra`]: starts and stops the real parts as private processes on free
-//!   loopback ports with throwaway data directories: `redis-server`,
-//!   PostgreSQL (`initdb` + `postgres`) and replicas of the `booking` binary.
-//!   Every child runs in its own process group and is stopped by pid when
-//!   its handle is dropped, so nothing outlives a test.
+//! Jepsen's seams, each behind its own type; only the runner touches the
+//! generator and the clients together:
+//!
+//! ```text
+//! scenario   a TOML file: mode, workload, fault timeline, checkers
+//! generator  what each virtual client intends, from the seed
+//! client     one intent over HTTP with retries; every attempt recorded
+//! nemesis    the fault timeline applied to the stack (proxy, process, failpoint faults)
+//! history    operations (ok / fail / info), faults and the store's final state, as JSON lines
+//! checker    one invariant each; verdicts compose (invalid > unknown > valid)
+//! runner     starts the stack, drives clients and nemesis, probes recovery, checks
+//! report     console summary, results.json, report.html
+//! stack      private Redis, PostgreSQL (or SQLite) and N replicas behind fault proxies
+//! proxy      the TCP fault proxy
+//! infra      process management for all of the above (also used by app/ tests)
+//! ```
 
+pub mod checker;
+pub mod client;
+pub mod generator;
+pub mod history;
 pub mod infra;
+pub mod nemesis;
+pub mod proxy;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod stack;

@@ -111,6 +111,16 @@ impl BookingProcess {
         self.child.as_mut()?.wait_for_exit(timeout)
     }
 
+    /// Whether the replica's process is alive.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(ManagedChild::is_running)
+    }
+
+    /// The extra environment it was started with.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.config.env
+    }
+
     /// kill -9.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

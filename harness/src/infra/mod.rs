@@ -20,3 +20,8 @@ pub use booking::{BookingProcess, BookingProcessConfig};
 pub use postgres::PostgresServer;
 pub use process::{free_port, wait_until, ManagedChild};
 pub use redis::RedisServer;
+
+/// Whether `redis-server` and PostgreSQL's server binaries are installed.
+pub fn local_servers_available() -> bool {
+    redis::binary_available() && postgres::binaries_available()
+}

@@ -162,6 +162,11 @@ impl Drop for PostgresServer {
     }
 }
 
+/// Whether PostgreSQL's server binaries can be found.
+pub(crate) fn binaries_available() -> bool {
+    find_bin_dir().is_ok_and(|d| d.join("postgres").is_file())
+}
+
 /// PostgreSQL's binaries: `PG_BIN`, else `initdb` on `PATH`, else the newest
 /// `/usr/lib/postgresql/*/bin` (Debian's layout).
 fn find_bin_dir() -> Result<PathBuf> {

@@ -110,6 +110,16 @@ impl RedisServer {
     }
 }
 
+/// Whether `redis-server` can be found.
+pub(crate) fn binary_available() -> bool {
+    let name = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    if name.contains('/') {
+        return std::path::Path::new(&name).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(&name).is_file()))
+}
+
 async fn ping(url: &str) -> Result<()> {
     let client = redis::Client::open(url)?;
     let mut conn = tokio::time::timeout(

@@ -1,0 +1,100 @@
+//! 5. No phantom: every booking row belongs to a create that was invoked
+//! (with its key and slot), and no client key that was definitively refused
+//! with `ALREADY_BOOKED` has a booking.
+
+use std::collections::BTreeSet;
+
+use super::{CheckResult, Checker, Violation};
+use crate::history::{History, OpKind};
+
+pub struct NoPhantom;
+
+impl Checker for NoPhantom {
+    fn name(&self) -> &'static str {
+        "no_phantom"
+    }
+
+    fn check(&self, h: &History) -> CheckResult {
+        let Some(rows) = &h.final_state else {
+            return CheckResult::unknown(self.name(), "no final state of the store");
+        };
+        let invoked: BTreeSet<_> = h
+            .ops
+            .iter()
+            .filter(|o| o.kind == OpKind::Create)
+            .filter_map(|o| Some((o.scope()?, o.slot()?)))
+            .collect();
+        let refused: BTreeSet<_> = h
+            .ops
+            .iter()
+            .filter(|o| o.kind == OpKind::Create && o.has_code("ALREADY_BOOKED") && o.key.is_some())
+            .filter_map(|o| o.scope())
+            .collect();
+        let mut violations = Vec::new();
+        for row in rows {
+            let scope = row.scope();
+            let slot = (row.resource_id.clone(), row.date.clone());
+            if !invoked.contains(&(scope.clone(), slot)) {
+                violations.push(Violation {
+                    message: format!(
+                        "booking {} ({} {} for key {scope}) matches no invoked request",
+                        row.id, row.resource_id, row.date
+                    ),
+                    ops: Vec::new(),
+                    rows: vec![row.id.clone()],
+                });
+            }
+            if refused.contains(&scope) {
+                let ops = h
+                    .ops
+                    .iter()
+                    .filter(|o| o.scope().as_ref() == Some(&scope) && o.has_code("ALREADY_BOOKED"))
+                    .map(|o| o.index)
+                    .collect();
+                violations.push(Violation {
+                    message: format!(
+                        "key {scope} was refused with ALREADY_BOOKED but booked {}",
+                        row.id
+                    ),
+                    ops,
+                    rows: vec![row.id.clone()],
+                });
+            }
+        }
+        CheckResult::from_violations(self.name(), violations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::testing::Builder;
+    use crate::checker::Validity;
+
+    #[test]
+    fn a_row_nobody_asked_for_is_caught() {
+        let mut b = Builder::new();
+        b.created("alice", "room_A", Some("k"), "b1");
+        b.row("b1", "alice", "room_A", "confirmed", Some("k"));
+        b.row("b9", "mallory", "room_B", "confirmed", Some("zz"));
+        let r = NoPhantom.check(&b.history);
+        assert_eq!(r.validity, Validity::Invalid);
+        assert_eq!(r.violations[0].rows, ["b9"]);
+    }
+
+    #[test]
+    fn a_refused_key_with_a_booking_is_caught() {
+        let mut b = Builder::new();
+        b.failed("bob", "room_A", Some("k"), 409, "ALREADY_BOOKED");
+        b.row("b2", "bob", "room_A", "confirmed", Some("k"));
+        assert_eq!(NoPhantom.check(&b.history).validity, Validity::Invalid);
+    }
+
+    #[test]
+    fn a_booking_from_a_timed_out_request_is_not_a_phantom() {
+        let mut b = Builder::new();
+        b.timed_out("alice", "room_A", Some("k"));
+        b.row("b1", "alice", "room_A", "confirmed", Some("k"));
+        assert_eq!(NoPhantom.check(&b.history).validity, Validity::Valid);
+    }
+}

@@ -1,0 +1,157 @@
+//! 3. Replay consistency: every response for one (user, key) that carries a
+//! booking or `ALREADY_BOOKED` is byte-identical.
+//!
+//! Server-derived keys are short-lived and forgotten when their slot is
+//! cancelled, so two answers for one derived key are only compared when no
+//! cancel on that slot was invoked in between and they lie within the
+//! derived key's retention.
+
+use std::collections::BTreeMap;
+
+use super::{CheckResult, Checker, Violation};
+use crate::history::{History, OpKind, Operation};
+
+pub struct ReplayConsistency;
+
+fn definitive(op: &Operation) -> bool {
+    op.kind == OpKind::Create
+        && (op.is_created() || op.has_code("ALREADY_BOOKED"))
+        && op.body.is_some()
+}
+
+impl Checker for ReplayConsistency {
+    fn name(&self) -> &'static str {
+        "replay_consistency"
+    }
+
+    fn check(&self, h: &History) -> CheckResult {
+        let mut by_scope: BTreeMap<_, Vec<&Operation>> = BTreeMap::new();
+        for op in h.ops.iter().filter(|o| definitive(o)) {
+            if let Some(scope) = op.scope() {
+                by_scope.entry(scope).or_default().push(op);
+            }
+        }
+        // Slot of each booking id, to know which cancels touch which slot.
+        let mut slot_of = BTreeMap::new();
+        for op in h.ops.iter().filter(|o| o.is_created()) {
+            if let (Some(id), Some(slot)) = (op.returned_booking_id(), op.slot()) {
+                slot_of.insert(id, slot);
+            }
+        }
+        let cancels: Vec<(f64, Option<&(String, String)>)> = h
+            .ops
+            .iter()
+            .filter(|o| o.kind == OpKind::Cancel)
+            .map(|o| {
+                (
+                    o.invoke_ms,
+                    o.booking_id.as_ref().and_then(|id| slot_of.get(id)),
+                )
+            })
+            .collect();
+        let ttl = if h.meta.derived_key_ttl_ms > 0.0 {
+            h.meta.derived_key_ttl_ms
+        } else {
+            120_000.0
+        };
+
+        let mut violations = Vec::new();
+        for (scope, ops) in by_scope {
+            let derived = scope.kind == "derived";
+            let first = ops[0];
+            for other in &ops[1..] {
+                if derived {
+                    let slot = first.slot();
+                    let cancelled_between = cancels.iter().any(|(t, s)| {
+                        // A cancel whose slot is unknown may be on this slot.
+                        (s.is_none() || s.cloned() == slot)
+                            && *t > first.invoke_ms
+                            && *t < other.complete_ms
+                    });
+                    if cancelled_between || other.invoke_ms - first.complete_ms > ttl * 0.9 {
+                        continue;
+                    }
+                }
+                if other.body != first.body {
+                    violations.push(Violation {
+                        message: format!(
+                            "key {scope}: answers differ ({} vs {})",
+                            first.status.unwrap_or(0),
+                            other.status.unwrap_or(0)
+                        ),
+                        ops: vec![first.index, other.index],
+                        rows: [first.returned_booking_id(), other.returned_booking_id()]
+                            .into_iter()
+                            .flatten()
+                            .collect(),
+                    });
+                }
+            }
+        }
+        CheckResult::from_violations(self.name(), violations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::testing::Builder;
+    use crate::checker::Validity;
+    use crate::history::Outcome;
+
+    #[test]
+    fn two_different_201s_for_one_key_are_caught() {
+        let mut b = Builder::new();
+        let a = b.created("alice", "room_A", Some("k"), "b1");
+        let c = b.created("alice", "room_A", Some("k"), "b2");
+        let r = ReplayConsistency.check(&b.history);
+        assert_eq!(r.validity, Validity::Invalid);
+        assert_eq!(r.violations[0].ops, [a, c]);
+    }
+
+    #[test]
+    fn a_201_then_already_booked_for_one_key_is_caught() {
+        let mut b = Builder::new();
+        b.created("alice", "room_A", Some("k"), "b1");
+        b.failed("alice", "room_A", Some("k"), 409, "ALREADY_BOOKED");
+        assert_eq!(
+            ReplayConsistency.check(&b.history).validity,
+            Validity::Invalid
+        );
+    }
+
+    #[test]
+    fn identical_replays_and_transient_errors_are_valid() {
+        let mut b = Builder::new();
+        b.failed("alice", "room_A", Some("k"), 409, "RESOURCE_LOCKED");
+        b.created("alice", "room_A", Some("k"), "b1");
+        b.failed("alice", "room_A", Some("k"), 503, "DEPENDENCY_UNAVAILABLE");
+        b.created("alice", "room_A", Some("k"), "b1");
+        // The same key of another user is another scope.
+        b.created("bob", "room_B", Some("k"), "b2");
+        assert_eq!(
+            ReplayConsistency.check(&b.history).validity,
+            Validity::Valid
+        );
+    }
+
+    #[test]
+    fn a_derived_key_may_answer_anew_after_its_slot_was_cancelled() {
+        let mut b = Builder::new();
+        b.created("alice", "room_A", None, "b1");
+        b.cancel("alice", "b1", Outcome::Ok);
+        b.created("alice", "room_A", None, "b2");
+        assert_eq!(
+            ReplayConsistency.check(&b.history).validity,
+            Validity::Valid
+        );
+        // Without the cancel, the same two answers are a violation.
+        let mut b = Builder::new();
+        b.created("alice", "room_A", None, "b1");
+        b.created("alice", "room_A", None, "b2");
+        assert_eq!(
+            ReplayConsistency.check(&b.history).validity,
+            Validity::Invalid
+        );
+    }
+}

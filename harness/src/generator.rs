@@ -1,0 +1,136 @@
+//! The generator: what each virtual client intends to do, drawn from the
+//! scenario's seed so a run can be repeated exactly.
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::scenario::Workload;
+
+/// One thing a user wants; retries of it reuse its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    Create {
+        user: String,
+        resource: String,
+        date: String,
+        /// `None`: send no `Idempotency-Key`.
+        key: Option<String>,
+        /// Fire two attempts at once (a double click).
+        double_submit: bool,
+    },
+    /// Cancel one of this client's acknowledged bookings (chosen at run time).
+    Cancel {
+        user: String,
+    },
+    List {
+        user: String,
+    },
+}
+
+pub fn parse_date(raw: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").with_context(|| format!("bad date {raw:?}"))
+}
+
+/// The intents of each client, in order. Deterministic for a seed.
+pub fn generate(workload: &Workload, seed: u64) -> Result<Vec<Vec<Intent>>> {
+    let first = parse_date(&workload.first_date)?;
+    let dates: Vec<String> = (0..workload.dates)
+        .map(|i| {
+            (first + chrono::Days::new(i as u64))
+                .format("%Y-%m-%d")
+                .to_string()
+        })
+        .collect();
+    let mut plans = Vec::with_capacity(workload.clients);
+    for client in 0..workload.clients {
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(seed ^ (client as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let count = workload.operations / workload.clients
+            + usize::from(client < workload.operations % workload.clients);
+        let mut used_keys: Vec<(String, String)> = Vec::new();
+        let mut intents = Vec::with_capacity(count);
+        for n in 0..count {
+            let user = format!("u{}", rng.gen_range(0..workload.users));
+            let roll: f64 = rng.gen();
+            if roll < workload.cancel_ratio {
+                intents.push(Intent::Cancel { user });
+                continue;
+            }
+            if roll < workload.cancel_ratio + workload.list_ratio {
+                intents.push(Intent::List { user });
+                continue;
+            }
+            let resource = workload.resources[rng.gen_range(0..workload.resources.len())].clone();
+            let date = dates[rng.gen_range(0..dates.len())].clone();
+            let reuse = rng.gen_bool(workload.key_reuse_ratio.clamp(0.0, 1.0));
+            let no_key = rng.gen_bool(workload.no_key_ratio.clamp(0.0, 1.0));
+            let double_submit = rng.gen_bool(workload.double_submit_ratio.clamp(0.0, 1.0));
+            let (user, key) = match used_keys.iter().find(|_| reuse).cloned() {
+                // The same user and key, a (probably) different payload.
+                Some((user, key)) => (user, Some(key)),
+                None if no_key => (user, None),
+                None => {
+                    let key = format!("s{seed}-c{client}-{n}-{:08x}", rng.gen::<u32>());
+                    used_keys.push((user.clone(), key.clone()));
+                    (user, Some(key))
+                }
+            };
+            intents.push(Intent::Create {
+                user,
+                resource,
+                date,
+                key,
+                double_submit,
+            });
+        }
+        plans.push(intents);
+    }
+    Ok(plans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload() -> Workload {
+        Workload {
+            operations: 50,
+            clients: 3,
+            key_reuse_ratio: 0.2,
+            double_submit_ratio: 0.2,
+            ..Workload::default()
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_plan() {
+        let a = generate(&workload(), 42).expect("plan");
+        assert_eq!(a, generate(&workload(), 42).expect("plan"));
+        assert_ne!(a, generate(&workload(), 43).expect("plan"));
+    }
+
+    #[test]
+    fn operations_are_split_across_clients() {
+        let plan = generate(&workload(), 1).expect("plan");
+        assert_eq!(plan.len(), 3);
+        assert_eq!(plan.iter().map(Vec::len).sum::<usize>(), 50);
+    }
+
+    #[test]
+    fn ratios_shape_the_plan() {
+        let w = Workload {
+            operations: 400,
+            clients: 1,
+            cancel_ratio: 0.0,
+            list_ratio: 0.0,
+            no_key_ratio: 1.0,
+            ..Workload::default()
+        };
+        let plan = generate(&w, 5).expect("plan");
+        assert!(plan[0]
+            .iter()
+            .all(|i| matches!(i, Intent::Create { key: None, .. })));
+    }
+}

@@ -1,0 +1,271 @@
+//! What happened in a run, in the spirit of Jepsen's histories.
+//!
+//! Every HTTP attempt is one [`Operation`]: who invoked it and when, what it
+//! asked for, and how it completed. `ok` is a 2xx answer, `fail` a definitive
+//! error answer (4xx), `info` an indeterminate one (timeout, lost connection,
+//! 5xx): it may or may not have taken effect, and checkers treat it so.
+//! A history also keeps the faults applied and the final state of the store,
+//! so it can be written as JSON lines and checked again offline.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    Create,
+    Cancel,
+    List,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A 2xx answer.
+    Ok,
+    /// A definitive error answer: the attempt did not take effect.
+    Fail,
+    /// No usable answer: the attempt may or may not have taken effect.
+    Info,
+}
+
+/// One HTTP attempt, from invocation to completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    /// Position in the history.
+    pub index: usize,
+    /// The virtual client (`c0`, `c1`, …) or `recovery`.
+    pub process: String,
+    /// The client's intent; retries of one intent share it.
+    pub intent: u64,
+    /// 1 for the first try of an intent.
+    pub attempt: u32,
+    pub kind: OpKind,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// The client's `Idempotency-Key`; `None` lets the server derive one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// For cancel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<usize>,
+    /// Milliseconds since the start of the run.
+    pub invoke_ms: f64,
+    pub complete_ms: f64,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub replayed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The identity of an idempotency key as the service scopes it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Scope {
+    pub user: String,
+    pub kind: String,
+    pub key: String,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}:{}", self.user, self.kind, self.key)
+    }
+}
+
+impl Operation {
+    /// The key scope of a create (`client` or `derived`, as the service has it).
+    pub fn scope(&self) -> Option<Scope> {
+        if self.kind != OpKind::Create {
+            return None;
+        }
+        Some(match &self.key {
+            Some(key) => Scope {
+                user: self.user.clone(),
+                kind: "client".into(),
+                key: key.clone(),
+            },
+            None => Scope {
+                user: self.user.clone(),
+                kind: "derived".into(),
+                key: format!(
+                    "{}:{}",
+                    self.resource.as_deref().unwrap_or(""),
+                    self.date.as_deref().unwrap_or("")
+                ),
+            },
+        })
+    }
+
+    pub fn slot(&self) -> Option<(String, String)> {
+        Some((self.resource.clone()?, self.date.clone()?))
+    }
+
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(self.body.as_deref()?).ok()
+    }
+
+    /// The booking id in a 2xx body.
+    pub fn returned_booking_id(&self) -> Option<String> {
+        if self.outcome != Outcome::Ok {
+            return None;
+        }
+        self.json()?["booking"]["id"].as_str().map(str::to_owned)
+    }
+
+    /// A create answered `201`.
+    pub fn is_created(&self) -> bool {
+        self.kind == OpKind::Create && self.outcome == Outcome::Ok && self.status == Some(201)
+    }
+
+    pub fn has_code(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
+/// A fault the nemesis applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultEvent {
+    pub start_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<f64>,
+    pub kind: String,
+    pub target: String,
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// A booking row as read directly from the store at the end of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingRow {
+    pub id: String,
+    pub user_id: String,
+    pub resource_id: String,
+    pub date: String,
+    pub status: String,
+    pub key_kind: String,
+    pub idem_key: String,
+}
+
+impl BookingRow {
+    pub fn scope(&self) -> Scope {
+        Scope {
+            user: self.user_id.clone(),
+            kind: self.key_kind.clone(),
+            key: self.idem_key.clone(),
+        }
+    }
+}
+
+/// Facts about the run that checkers need.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub scenario: String,
+    pub seed: u64,
+    pub mode: String,
+    /// How long after the first recovery probe a success must come.
+    pub recovery_bound_ms: f64,
+    /// Retention of server-derived keys, in milliseconds.
+    pub derived_key_ttl_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Entry {
+    Meta(RunMeta),
+    Op(Operation),
+    Fault(FaultEvent),
+    FinalState { rows: Vec<BookingRow> },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub meta: RunMeta,
+    pub ops: Vec<Operation>,
+    pub faults: Vec<FaultEvent>,
+    /// `None` when the store could not be read (then store checks are `unknown`).
+    pub final_state: Option<Vec<BookingRow>>,
+}
+
+impl History {
+    /// Writes the history as JSON lines.
+    pub fn write_jsonl(&self, path: &Path) -> Result<()> {
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        let mut line = |entry: &Entry| -> Result<()> {
+            serde_json::to_writer(&mut out, entry)?;
+            out.write_all(b"\n")?;
+            Ok(())
+        };
+        line(&Entry::Meta(self.meta.clone()))?;
+        for op in &self.ops {
+            line(&Entry::Op(op.clone()))?;
+        }
+        for fault in &self.faults {
+            line(&Entry::Fault(fault.clone()))?;
+        }
+        if let Some(rows) = &self.final_state {
+            line(&Entry::FinalState { rows: rows.clone() })?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+
+    pub fn read_jsonl(path: &Path) -> Result<History> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut history = History::default();
+        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let entry: Entry = serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not a history entry", path.display(), n + 1))?;
+            match entry {
+                Entry::Meta(m) => history.meta = m,
+                Entry::Op(op) => history.ops.push(op),
+                Entry::Fault(f) => history.faults.push(f),
+                Entry::FinalState { rows } => history.final_state = Some(rows),
+            }
+        }
+        Ok(history)
+    }
+
+    /// Operations by index, for violation reports.
+    pub fn op(&self, index: usize) -> Option<&Operation> {
+        self.ops.iter().find(|o| o.index == index)
+    }
+
+    /// Counts of operations by kind and outcome (`create ok`, `cancel info`, …).
+    pub fn outcome_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for op in &self.ops {
+            let kind = serde_json::to_value(op.kind).ok();
+            let outcome = serde_json::to_value(op.outcome).ok();
+            let label = format!(
+                "{} {}",
+                kind.as_ref().and_then(|v| v.as_str()).unwrap_or("?"),
+                outcome.as_ref().and_then(|v| v.as_str()).unwrap_or("?")
+            );
+            *counts.entry(label).or_default() += 1;
+        }
+        counts
+    }
+}

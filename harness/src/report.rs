@@ -1,0 +1,344 @@
+//! Reports: a console summary per scenario, a JSON result file and one
+//! self-contained HTML page per run (inline SVG plots, no scripts, no
+//! network), with fault windows shaded and every violation's operations.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::checker::Validity;
+use crate::history::{History, Operation, Outcome};
+use crate::runner::ScenarioResult;
+
+fn validity_word(v: Validity) -> &'static str {
+    match v {
+        Validity::Valid => "PASS",
+        Validity::Unknown => "UNKNOWN",
+        Validity::Invalid => "FAIL",
+    }
+}
+
+/// The console summary of one scenario.
+pub fn console(r: &ScenarioResult) -> String {
+    let mut out = String::new();
+    if let Some(why) = &r.skipped {
+        let _ = writeln!(out, "== {} [{}] SKIPPED: {why}", r.name, r.mode);
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "== {} [{} mode, {} replica(s), seed {}] {}",
+        r.name,
+        r.mode,
+        r.replicas,
+        r.seed,
+        validity_word(r.validity)
+    );
+    let outcomes: Vec<String> = r
+        .outcomes
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "   operations {} in {:.1} s ({})",
+        r.operations,
+        r.duration_ms / 1000.0,
+        outcomes.join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "   latency ms p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",
+        r.latency_ms.p50, r.latency_ms.p95, r.latency_ms.p99, r.latency_ms.max
+    );
+    for f in &r.faults {
+        let _ = writeln!(
+            out,
+            "   fault {:>8.0}-{:<8} ms {} {} {}",
+            f.start_ms,
+            f.end_ms.map_or("?".into(), |e| format!("{e:.0}")),
+            f.kind,
+            f.target,
+            f.detail
+        );
+    }
+    if let Some(verdict) = &r.verdict {
+        for c in &verdict.results {
+            let _ = writeln!(
+                out,
+                "   {:<7} {}{}",
+                validity_word(c.validity),
+                c.checker,
+                c.note
+                    .as_ref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            );
+            for v in c.violations.iter().take(5) {
+                let _ = writeln!(out, "           - {} [ops {:?}]", v.message, v.ops);
+            }
+            if c.violations.len() > 5 {
+                let _ = writeln!(out, "           … {} more", c.violations.len() - 5);
+            }
+        }
+    }
+    if let Some(h) = &r.history_file {
+        let _ = writeln!(out, "   history: {}", h.display());
+    }
+    out
+}
+
+/// The one-line tally of a run.
+pub fn tally(results: &[ScenarioResult]) -> String {
+    let passed = results
+        .iter()
+        .filter(|r| r.skipped.is_none() && r.validity == Validity::Valid)
+        .count();
+    let failed = results
+        .iter()
+        .filter(|r| r.validity == Validity::Invalid)
+        .count();
+    let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
+    let unknown = results.len() - passed - failed - skipped;
+    format!("scenarios: {passed} passed, {failed} failed, {skipped} skipped, {unknown} unknown")
+}
+
+pub fn write_json(results: &[ScenarioResult], path: &Path) -> Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(results)?)?;
+    Ok(())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const W: f64 = 900.0;
+const H: f64 = 220.0;
+const PAD: f64 = 40.0;
+
+fn colour(o: &Operation) -> &'static str {
+    match o.outcome {
+        Outcome::Ok => "#2e7d32",
+        Outcome::Fail => "#ef6c00",
+        Outcome::Info => "#c62828",
+    }
+}
+
+fn fault_bands(h: &History, t_max: f64) -> String {
+    let mut s = String::new();
+    let x = |t: f64| PAD + (t / t_max) * (W - 2.0 * PAD);
+    for f in &h.faults {
+        let end = f
+            .end_ms
+            .unwrap_or(f.start_ms)
+            .max(f.start_ms + t_max * 0.004);
+        let _ = write!(
+            s,
+            r##"<rect x="{:.1}" y="{PAD}" width="{:.1}" height="{:.1}" fill="#1565c0" opacity="0.12"><title>{}</title></rect><text x="{:.1}" y="{:.1}" font-size="10" fill="#1565c0">{}</text>"##,
+            x(f.start_ms),
+            (x(end) - x(f.start_ms)).max(1.5),
+            H - 2.0 * PAD,
+            esc(&format!("{} {} {}", f.kind, f.target, f.detail)),
+            x(f.start_ms) + 2.0,
+            PAD - 4.0,
+            esc(&f.kind)
+        );
+    }
+    s
+}
+
+fn axes(t_max: f64, y_label: &str, y_max: f64) -> String {
+    format!(
+        r##"<line x1="{PAD}" y1="{b}" x2="{r}" y2="{b}" stroke="#555"/><line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{b}" stroke="#555"/><text x="{r}" y="{t}" font-size="11" text-anchor="end">time {ts:.1} s</text><text x="4" y="{PAD}" font-size="11">{yl} (max {ym:.0})</text>"##,
+        b = H - PAD,
+        r = W - PAD,
+        t = H - 10.0,
+        ts = t_max / 1000.0,
+        yl = esc(y_label),
+        ym = y_max
+    )
+}
+
+fn latency_plot(h: &History) -> String {
+    let t_max = h.ops.iter().map(|o| o.complete_ms).fold(1.0, f64::max);
+    let l_max = h
+        .ops
+        .iter()
+        .map(|o| o.complete_ms - o.invoke_ms)
+        .fold(1.0, f64::max);
+    let mut s = format!(
+        r#"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="latency over time">"#
+    );
+    s += &fault_bands(h, t_max);
+    s += &axes(t_max, "latency ms", l_max);
+    for o in &h.ops {
+        let x = PAD + (o.invoke_ms / t_max) * (W - 2.0 * PAD);
+        let y = H - PAD - ((o.complete_ms - o.invoke_ms) / l_max) * (H - 2.0 * PAD);
+        let _ = write!(
+            s,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="2" fill="{}"><title>#{} {:?} {} {}</title></circle>"#,
+            colour(o),
+            o.index,
+            o.kind,
+            o.status.map_or("no answer".into(), |s| s.to_string()),
+            esc(o.code.as_deref().unwrap_or(""))
+        );
+    }
+    s + "</svg>"
+}
+
+fn throughput_plot(h: &History) -> String {
+    let t_max = h.ops.iter().map(|o| o.complete_ms).fold(1.0, f64::max);
+    let buckets = (t_max / 1000.0).ceil().max(1.0) as usize;
+    let mut counts = vec![0usize; buckets];
+    for o in h.ops.iter().filter(|o| o.status.is_some()) {
+        let b = ((o.complete_ms / 1000.0) as usize).min(buckets - 1);
+        counts[b] += 1;
+    }
+    let c_max = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let mut s = format!(
+        r#"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="throughput over time">"#
+    );
+    s += &fault_bands(h, t_max);
+    s += &axes(t_max, "answers per second", c_max);
+    let bw = (W - 2.0 * PAD) / buckets as f64;
+    for (i, c) in counts.iter().enumerate() {
+        let bh = (*c as f64 / c_max) * (H - 2.0 * PAD);
+        let _ = write!(
+            s,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="#455a64"><title>{}-{} s: {c}</title></rect>"##,
+            PAD + i as f64 * bw + 1.0,
+            H - PAD - bh,
+            (bw - 2.0).max(1.0),
+            i,
+            i + 1
+        );
+    }
+    s + "</svg>"
+}
+
+fn op_row(o: &Operation) -> String {
+    format!(
+        "<tr><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}–{:.0}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+        o.index,
+        esc(&o.process),
+        o.kind,
+        esc(&o.user),
+        esc(&format!("{} {}", o.resource.as_deref().unwrap_or(""), o.date.as_deref().unwrap_or(""))),
+        esc(o.key.as_deref().unwrap_or("(derived)")),
+        o.invoke_ms,
+        o.complete_ms,
+        o.status.map_or_else(|| esc(o.error.as_deref().unwrap_or("no answer")), |s| s.to_string()),
+        esc(o.code.as_deref().unwrap_or("")),
+        esc(&o.body.as_deref().unwrap_or("").chars().take(160).collect::<String>())
+    )
+}
+
+/// One self-contained HTML page for a run.
+pub fn write_html(runs: &[(ScenarioResult, History)], path: &Path) -> Result<()> {
+    let mut s = String::from(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>booking chaos report</title><style>
+body{font-family:system-ui,sans-serif;margin:1.5rem;max-width:1100px;color:#222}
+h2{margin-top:2.5rem;border-top:1px solid #ccc;padding-top:1rem}
+.PASS{color:#2e7d32}.FAIL{color:#c62828}.UNKNOWN,.SKIPPED{color:#8d6e63}
+table{border-collapse:collapse;font-size:.85rem}td,th{border:1px solid #ddd;padding:.2rem .4rem;text-align:left;vertical-align:top}
+code{font-size:.75rem;word-break:break-all}.legend span{margin-right:1rem}
+</style></head><body><h1>Booking chaos report</h1>"#,
+    );
+    let results: Vec<ScenarioResult> = runs.iter().map(|(r, _)| r.clone()).collect();
+    let _ = write!(s, "<p>{}</p><table><tr><th>scenario</th><th>mode</th><th>verdict</th><th>operations</th><th>p99 ms</th></tr>", esc(&tally(&results)));
+    for r in &results {
+        let word = if r.skipped.is_some() {
+            "SKIPPED"
+        } else {
+            validity_word(r.validity)
+        };
+        let _ = write!(
+            s,
+            r##"<tr><td><a href="#{}">{}</a></td><td>{}</td><td class="{word}">{word}</td><td>{}</td><td>{:.1}</td></tr>"##,
+            esc(&crate::runner::file_stem(&r.name)),
+            esc(&r.name),
+            r.mode,
+            r.operations,
+            r.latency_ms.p99
+        );
+    }
+    s += "</table>";
+    s += r#"<p class="legend"><span style="color:#2e7d32">● ok (2xx)</span><span style="color:#ef6c00">● fail (definitive 4xx)</span><span style="color:#c62828">● info (5xx, timeout, lost connection)</span><span style="color:#1565c0">▮ fault window</span></p>"#;
+    for (r, h) in runs {
+        let word = if r.skipped.is_some() {
+            "SKIPPED"
+        } else {
+            validity_word(r.validity)
+        };
+        let _ = write!(
+            s,
+            r#"<h2 id="{}">{} <span class="{word}">{word}</span></h2><p>{} mode, {} replica(s), seed {}, {} operations in {:.1} s; latency p50 {:.1} / p95 {:.1} / p99 {:.1} ms</p>"#,
+            esc(&crate::runner::file_stem(&r.name)),
+            esc(&r.name),
+            r.mode,
+            r.replicas,
+            r.seed,
+            r.operations,
+            r.duration_ms / 1000.0,
+            r.latency_ms.p50,
+            r.latency_ms.p95,
+            r.latency_ms.p99
+        );
+        if let Some(why) = &r.skipped {
+            let _ = write!(s, "<p>Skipped: {}</p>", esc(why));
+            continue;
+        }
+        s += "<h3>Latency over time</h3>";
+        s += &latency_plot(h);
+        s += "<h3>Throughput over time</h3>";
+        s += &throughput_plot(h);
+        if let Some(v) = &r.verdict {
+            s += "<h3>Checkers</h3><table><tr><th>checker</th><th>verdict</th><th>note</th></tr>";
+            for c in &v.results {
+                let w = validity_word(c.validity);
+                let _ = write!(
+                    s,
+                    r#"<tr><td>{}</td><td class="{w}">{w}</td><td>{}</td></tr>"#,
+                    c.checker,
+                    esc(c.note.as_deref().unwrap_or(""))
+                );
+            }
+            s += "</table>";
+            for c in v.results.iter().filter(|c| !c.violations.is_empty()) {
+                let _ = write!(s, "<h3>Violations of {}</h3>", c.checker);
+                for viol in &c.violations {
+                    let _ = write!(s, "<p><strong>{}</strong> rows: {}</p><table><tr><th>#</th><th>process</th><th>kind</th><th>user</th><th>slot</th><th>key</th><th>ms</th><th>status</th><th>code</th><th>body</th></tr>", esc(&viol.message), esc(&viol.rows.join(", ")));
+                    for i in &viol.ops {
+                        if let Some(o) = h.op(*i) {
+                            s += &op_row(o);
+                        }
+                    }
+                    s += "</table>";
+                }
+            }
+        }
+        if !h.faults.is_empty() {
+            s += "<h3>Faults</h3><table><tr><th>start ms</th><th>end ms</th><th>kind</th><th>target</th><th>detail</th></tr>";
+            for f in &h.faults {
+                let _ = write!(
+                    s,
+                    "<tr><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    f.start_ms,
+                    f.end_ms.map_or("-".into(), |e| format!("{e:.0}")),
+                    esc(&f.kind),
+                    esc(&f.target),
+                    esc(&f.detail)
+                );
+            }
+            s += "</table>";
+        }
+    }
+    s += "</body></html>";
+    std::fs::write(path, s)?;
+    Ok(())
+}

@@ -1,0 +1,469 @@
+//! Scenario files (`scenarios/*.toml`): what to start, what load to drive,
+//! which faults to inject when, and which checkers judge the result.
+//! The format is documented for QA in `docs/SCENARIOS.md`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Private Redis + PostgreSQL + N replicas, all behind fault proxies.
+    #[default]
+    Local,
+    /// One replica on a SQLite file and its in-process coordinator.
+    Embedded,
+    /// A running deployment on a loopback address: black-box, API-level checks only.
+    Target,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Local => "local",
+            Mode::Embedded => "embedded",
+            Mode::Target => "target",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default = "one")]
+    pub replicas: usize,
+    #[serde(default)]
+    pub seed: u64,
+    /// For `mode = "target"`: the base URL (loopback only).
+    #[serde(default)]
+    pub target_url: Option<String>,
+    /// Checkers to apply; empty means all.
+    #[serde(default)]
+    pub checkers: Vec<String>,
+    /// How long after the faults heal a fresh booking must succeed.
+    #[serde(default = "default_recovery", deserialize_with = "duration")]
+    pub recovery_bound: Duration,
+    /// Extra environment for every replica (e.g. `LOCK_TTL_MS = "300"`).
+    #[serde(default)]
+    pub service_env: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub workload: Workload,
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// Set when loaded from a file.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_recovery() -> Duration {
+    Duration::from_secs(20)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    /// Number of distinct users (`u0`, `u1`, …).
+    pub users: usize,
+    /// Resources to book; must be in the service's catalogue.
+    pub resources: Vec<String>,
+    /// Number of distinct dates, from `first_date` on.
+    pub dates: usize,
+    pub first_date: String,
+    /// Concurrent virtual clients.
+    pub clients: usize,
+    /// Total intents across all clients.
+    pub operations: usize,
+    /// Upper bound on the run's load phase.
+    #[serde(deserialize_with = "duration")]
+    pub duration: Duration,
+    pub cancel_ratio: f64,
+    pub list_ratio: f64,
+    /// Creates without an `Idempotency-Key` (server-derived key).
+    pub no_key_ratio: f64,
+    /// Creates that reuse one of the user's earlier keys with another payload.
+    pub key_reuse_ratio: f64,
+    /// Creates fired twice at once with one key (a double click).
+    pub double_submit_ratio: f64,
+    /// Tries per intent (the first try included).
+    pub max_attempts: u32,
+    /// Client-side timeout of one HTTP attempt.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self {
+            users: 4,
+            resources: ["room_A", "room_B", "room_C", "room_D"]
+                .map(String::from)
+                .to_vec(),
+            dates: 2,
+            first_date: "2027-01-04".into(),
+            clients: 4,
+            operations: 40,
+            duration: Duration::from_secs(20),
+            cancel_ratio: 0.1,
+            list_ratio: 0.05,
+            no_key_ratio: 0.1,
+            key_reuse_ratio: 0.0,
+            double_submit_ratio: 0.0,
+            max_attempts: 8,
+            request_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// What a fault acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Redis,
+    Database,
+    Replica(usize),
+    Replicas,
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        match raw.as_str() {
+            "redis" => Ok(Target::Redis),
+            "database" => Ok(Target::Database),
+            "replicas" => Ok(Target::Replicas),
+            other => other
+                .strip_prefix("replica:")
+                .and_then(|n| n.parse().ok())
+                .map(Target::Replica)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown target {other:?}: use redis, database, replicas or replica:N"
+                    ))
+                }),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Redis => f.write_str("redis"),
+            Target::Database => f.write_str("database"),
+            Target::Replica(n) => write!(f, "replica:{n}"),
+            Target::Replicas => f.write_str("replicas"),
+        }
+    }
+}
+
+/// (No `deny_unknown_fields` here: serde does not support it with `flatten`;
+/// [`FaultKind`] rejects unknown fields instead.)
+#[derive(Debug, Clone, Deserialize)]
+pub struct Fault {
+    /// When it starts, from the start of the load.
+    #[serde(deserialize_with = "duration")]
+    pub at: Duration,
+    /// How long it lasts; instant faults (reset, restarts) ignore it.
+    #[serde(default, rename = "for", deserialize_with = "opt_duration")]
+    pub lasts: Option<Duration>,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultKind {
+    /// Added latency on a link (both directions), with random jitter.
+    Latency {
+        target: Target,
+        latency_ms: u64,
+        #[serde(default)]
+        jitter_ms: u64,
+    },
+    /// A bandwidth limit on a link.
+    Bandwidth { target: Target, bytes_per_sec: u64 },
+    /// Abort every open connection on a link with a TCP reset.
+    Reset { target: Target },
+    /// Accept connections, never forward them.
+    Blackhole { target: Target },
+    /// Close connections after N bytes from upstream.
+    CloseAfter { target: Target, bytes: u64 },
+    /// Requests reach the service, replies never reach the client.
+    DropResponses { target: Target },
+    /// kill -9 a replica; it is restarted after `restart_after`.
+    KillReplica {
+        replica: usize,
+        #[serde(default = "default_restart", deserialize_with = "duration")]
+        restart_after: Duration,
+    },
+    /// SIGSTOP a replica for the fault's duration, then SIGCONT.
+    PauseReplica { replica: usize },
+    /// Kill Redis (losing all its data) and start it again.
+    RestartRedis,
+    /// Stop PostgreSQL immediately and start it again after the fault's duration.
+    RestartDatabase,
+    /// Set a failpoint on a replica (or all). A `crash` action kills the
+    /// replica at that step; the supervisor restarts it.
+    Failpoint {
+        #[serde(default)]
+        replica: Option<usize>,
+        name: String,
+        action: String,
+    },
+}
+
+fn default_restart() -> Duration {
+    Duration::from_millis(500)
+}
+
+impl FaultKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::Bandwidth { .. } => "bandwidth",
+            FaultKind::Reset { .. } => "reset",
+            FaultKind::Blackhole { .. } => "blackhole",
+            FaultKind::CloseAfter { .. } => "close_after",
+            FaultKind::DropResponses { .. } => "drop_responses",
+            FaultKind::KillReplica { .. } => "kill_replica",
+            FaultKind::PauseReplica { .. } => "pause_replica",
+            FaultKind::RestartRedis => "restart_redis",
+            FaultKind::RestartDatabase => "restart_database",
+            FaultKind::Failpoint { .. } => "failpoint",
+        }
+    }
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `1m`.
+pub fn parse_duration(raw: &str) -> Result<Duration> {
+    let raw = raw.trim();
+    let (number, unit) = raw
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| raw.split_at(i))
+        .context("a duration needs a unit: ms, s or m")?;
+    let n: f64 = number
+        .trim()
+        .parse()
+        .with_context(|| format!("bad duration {raw:?}"))?;
+    if !(n.is_finite() && n >= 0.0) {
+        bail!("bad duration {raw:?}");
+    }
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => bail!("unknown duration unit in {raw:?}: use ms, s or m"),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_duration(&raw).map_err(serde::de::Error::custom)
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+impl Scenario {
+    pub fn parse(text: &str) -> Result<Scenario> {
+        let scenario: Scenario = toml::from_str(text)?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    pub fn load(path: &Path) -> Result<Scenario> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut s = Scenario::parse(&text).with_context(|| format!("in {}", path.display()))?;
+        s.path = Some(path.to_owned());
+        Ok(s)
+    }
+
+    /// Every `*.toml` in a folder (sorted), or the one file given.
+    pub fn load_all(path: &Path) -> Result<Vec<Scenario>> {
+        if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            files.sort();
+            files.iter().map(|p| Scenario::load(p)).collect()
+        } else {
+            Ok(vec![Scenario::load(path)?])
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let w = &self.workload;
+        if self.replicas == 0 {
+            bail!("replicas must be at least 1");
+        }
+        if self.mode != Mode::Local && self.replicas != 1 {
+            bail!("mode {} runs exactly one replica", self.mode.as_str());
+        }
+        if self.mode == Mode::Target && self.target_url.is_none() {
+            bail!("mode target needs target_url");
+        }
+        if w.users == 0 || w.clients == 0 || w.dates == 0 || w.resources.is_empty() {
+            bail!("workload needs at least one user, client, date and resource");
+        }
+        if w.operations == 0 || w.operations > 100_000 {
+            bail!("workload.operations must be 1..=100000");
+        }
+        if w.max_attempts == 0 || w.max_attempts > 50 {
+            bail!("workload.max_attempts must be 1..=50");
+        }
+        crate::generator::parse_date(&w.first_date)?;
+        for name in &self.checkers {
+            if !crate::checker::names().contains(&name.as_str()) {
+                bail!(
+                    "unknown checker {name:?}; known: {}",
+                    crate::checker::names().join(", ")
+                );
+            }
+        }
+        for fault in &self.faults {
+            let replica = match &fault.kind {
+                FaultKind::KillReplica { replica, .. } | FaultKind::PauseReplica { replica } => {
+                    Some(*replica)
+                }
+                FaultKind::Failpoint { replica, name, .. } => {
+                    if booking::failpoints::Step::from_name(name).is_none() {
+                        bail!("unknown failpoint {name:?}");
+                    }
+                    *replica
+                }
+                _ => None,
+            };
+            if replica.is_some_and(|r| r >= self.replicas) {
+                bail!(
+                    "fault {} names a replica beyond replicas = {}",
+                    fault.kind.name(),
+                    self.replicas
+                );
+            }
+            let needs_servers = matches!(
+                fault.kind,
+                FaultKind::RestartRedis | FaultKind::RestartDatabase
+            ) || matches!(&fault.kind,
+                    FaultKind::Latency { target, .. } | FaultKind::Bandwidth { target, .. }
+                    | FaultKind::Reset { target } | FaultKind::Blackhole { target }
+                    | FaultKind::CloseAfter { target, .. } | FaultKind::DropResponses { target }
+                    if matches!(target, Target::Redis | Target::Database));
+            if needs_servers && self.mode != Mode::Local {
+                bail!("fault {} needs mode = \"local\"", fault.kind.name());
+            }
+            if self.mode == Mode::Target
+                && matches!(
+                    fault.kind,
+                    FaultKind::KillReplica { .. }
+                        | FaultKind::PauseReplica { .. }
+                        | FaultKind::Failpoint { .. }
+                )
+            {
+                bail!(
+                    "fault {} cannot act on a target deployment",
+                    fault.kind.name()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// When the last fault ends.
+    pub fn faults_end(&self) -> Duration {
+        self.faults
+            .iter()
+            .map(|f| f.at + f.lasts.unwrap_or_default())
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(
+            parse_duration("250ms").expect("ms"),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            parse_duration("1.5s").expect("s"),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(parse_duration("2m").expect("m"), Duration::from_secs(120));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn a_full_scenario_parses() {
+        let s = Scenario::parse(
+            r#"
+            name = "demo"
+            mode = "local"
+            replicas = 2
+            seed = 7
+            service_env = { LOCK_TTL_MS = "300" }
+            [workload]
+            clients = 3
+            operations = 10
+            duration = "5s"
+            [[faults]]
+            at = "1s"
+            for = "2s"
+            kind = "latency"
+            target = "redis"
+            latency_ms = 400
+            [[faults]]
+            at = "2s"
+            kind = "failpoint"
+            replica = 1
+            name = "after_commit_before_finalize"
+            action = "1*return(crash)"
+            "#,
+        )
+        .expect("valid scenario");
+        assert_eq!(s.replicas, 2);
+        assert_eq!(s.faults.len(), 2);
+        assert_eq!(s.faults[0].lasts, Some(Duration::from_secs(2)));
+        assert_eq!(s.faults_end(), Duration::from_secs(3));
+        assert!(matches!(
+            s.faults[0].kind,
+            FaultKind::Latency {
+                target: Target::Redis,
+                latency_ms: 400,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn mistakes_are_reported_clearly() {
+        let err = |text: &str| format!("{:#}", Scenario::parse(text).expect_err("invalid"));
+        assert!(
+            err("name = \"x\"\nmode = \"embedded\"\nreplicas = 2").contains("exactly one replica")
+        );
+        assert!(err("name = \"x\"\ncheckers = [\"nope\"]").contains("unknown checker"));
+        assert!(err("name = \"x\"\nmode = \"embedded\"\n[[faults]]\nat = \"1s\"\nkind = \"restart_redis\"\n")
+            .contains("needs mode = \"local\""));
+        assert!(err("name = \"x\"\n[[faults]]\nat = \"1s\"\nkind = \"failpoint\"\nname = \"nowhere\"\naction = \"return(crash)\"\n")
+            .contains("unknown failpoint"));
+        assert!(err("name = \"x\"\nbogus = 1").contains("unknown field"));
+    }
+}

@@ -1,0 +1,327 @@
+//! The system under test, started by the harness: private Redis and
+//! PostgreSQL (or a SQLite file), N replicas of the service, and a fault
+//! proxy in front of each of them. Replicas reach Redis and the database
+//! through their proxies, clients reach replicas through theirs, and the
+//! checkers read the store directly.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use sqlx::Row;
+use tempfile::TempDir;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use crate::history::BookingRow;
+use crate::infra::{BookingProcess, BookingProcessConfig, PostgresServer, RedisServer};
+use crate::proxy::Proxy;
+use crate::scenario::{Mode, Scenario};
+
+pub struct Replica {
+    pub process: Mutex<BookingProcess>,
+    pub proxy: Proxy,
+    /// While true the supervisor leaves a dead replica down (a scheduled kill).
+    pub hold_down: std::sync::atomic::AtomicBool,
+}
+
+pub struct Stack {
+    pub mode: Mode,
+    pub redis: Mutex<Option<RedisServer>>,
+    pub postgres: Mutex<Option<PostgresServer>>,
+    pub redis_proxy: Option<Proxy>,
+    pub db_proxy: Option<Proxy>,
+    pub replicas: Vec<Arc<Replica>>,
+    /// The store, bypassing proxies, for the final state.
+    store_url: String,
+    /// For `target` mode: the proxy in front of the deployment.
+    target_proxy: Option<Proxy>,
+    supervisor: Option<JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+/// Where the `booking` service binary is (the harness binary itself can
+/// serve: `booking-harness serve` runs the same code with failpoints).
+#[derive(Debug, Clone)]
+pub struct ServiceBinary(pub PathBuf);
+
+impl Stack {
+    pub async fn start(scenario: &Scenario, binary: &ServiceBinary) -> Result<Arc<Stack>> {
+        let dir = tempfile::Builder::new()
+            .prefix("booking-stack-")
+            .tempdir()?;
+        let env: Vec<(String, String)> = scenario
+            .service_env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut stack = Stack {
+            mode: scenario.mode,
+            redis: Mutex::new(None),
+            postgres: Mutex::new(None),
+            redis_proxy: None,
+            db_proxy: None,
+            replicas: Vec::new(),
+            store_url: String::new(),
+            target_proxy: None,
+            supervisor: None,
+            _dir: dir,
+        };
+        let (database_url, redis_url) = match scenario.mode {
+            Mode::Target => {
+                let url = scenario.target_url.as_deref().context("target_url")?;
+                let upstream = loopback_upstream(url)?;
+                stack.target_proxy = Some(Proxy::start("target", &upstream).await?);
+                return Ok(Arc::new(stack));
+            }
+            Mode::Embedded => {
+                let path = stack._dir.path().join("booking.db");
+                stack.store_url = format!("sqlite://{}", path.display());
+                (stack.store_url.clone(), None)
+            }
+            Mode::Local => {
+                let (redis, postgres) = tokio::join!(RedisServer::start(), PostgresServer::start());
+                let (redis, postgres) = (redis?, postgres?);
+                stack.store_url = postgres.create_database("booking").await?;
+                let redis_proxy =
+                    Proxy::start("redis", &format!("127.0.0.1:{}", redis.port())).await?;
+                let db_proxy =
+                    Proxy::start("database", &format!("127.0.0.1:{}", postgres.port())).await?;
+                let database_url =
+                    format!("postgres://postgres@127.0.0.1:{}/booking", db_proxy.port());
+                let redis_url = format!("redis://127.0.0.1:{}/", redis_proxy.port());
+                *stack.redis.get_mut() = Some(redis);
+                *stack.postgres.get_mut() = Some(postgres);
+                stack.redis_proxy = Some(redis_proxy);
+                stack.db_proxy = Some(db_proxy);
+                (database_url, Some(redis_url))
+            }
+        };
+        for n in 0..scenario.replicas {
+            let process = BookingProcess::start(BookingProcessConfig {
+                binary: binary.0.clone(),
+                database_url: database_url.clone(),
+                redis_url: redis_url.clone(),
+                env: env.clone(),
+            })
+            .await
+            .with_context(|| format!("starting replica {n}"))?;
+            let upstream = process.url().trim_start_matches("http://").to_owned();
+            let proxy = Proxy::start(&format!("replica:{n}"), &upstream).await?;
+            stack.replicas.push(Arc::new(Replica {
+                process: Mutex::new(process),
+                proxy,
+                hold_down: false.into(),
+            }));
+        }
+        let replicas = stack.replicas.clone();
+        stack.supervisor = Some(tokio::spawn(supervise(replicas)));
+        Ok(Arc::new(stack))
+    }
+
+    /// The URLs clients use: the proxies in front of the replicas.
+    pub fn client_urls(&self) -> Vec<String> {
+        if let Some(p) = &self.target_proxy {
+            return vec![format!("http://127.0.0.1:{}", p.port())];
+        }
+        self.replicas
+            .iter()
+            .map(|r| format!("http://127.0.0.1:{}", r.proxy.port()))
+            .collect()
+    }
+
+    pub fn proxies_for(&self, target: &crate::scenario::Target) -> Vec<&Proxy> {
+        use crate::scenario::Target;
+        match target {
+            Target::Redis => self.redis_proxy.iter().collect(),
+            Target::Database => self.db_proxy.iter().collect(),
+            Target::Replica(n) => self
+                .replicas
+                .get(*n)
+                .map(|r| &r.proxy)
+                .into_iter()
+                .chain(self.target_proxy.iter().filter(|_| *n == 0))
+                .collect(),
+            Target::Replicas => self
+                .replicas
+                .iter()
+                .map(|r| &r.proxy)
+                .chain(self.target_proxy.iter())
+                .collect(),
+        }
+    }
+
+    /// Clears every network fault.
+    pub fn heal_network(&self) {
+        for p in self
+            .redis_proxy
+            .iter()
+            .chain(self.db_proxy.iter())
+            .chain(self.target_proxy.iter())
+            .chain(self.replicas.iter().map(|r| &r.proxy))
+        {
+            p.heal();
+        }
+    }
+
+    /// Heals everything: network, paused or held-down replicas, failpoints.
+    pub async fn heal_all(&self) {
+        self.heal_network();
+        for replica in &self.replicas {
+            replica
+                .hold_down
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            let mut process = replica.process.lock().await;
+            let _ = process.resume();
+        }
+        // Give the supervisor a moment to restart anything that is down.
+        for _ in 0..100 {
+            let mut all_up = true;
+            for replica in &self.replicas {
+                all_up &= replica.process.lock().await.is_running();
+            }
+            if all_up {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for replica in &self.replicas {
+            let url = replica.process.lock().await.url();
+            let client = reqwest::Client::new();
+            for step in booking::failpoints::Step::ALL {
+                let _ = client
+                    .delete(format!("{url}/admin/failpoints/{}", step.name()))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await;
+            }
+        }
+    }
+
+    /// Every booking row, read directly from the store.
+    pub async fn final_state(&self) -> Result<Option<Vec<BookingRow>>> {
+        if self.mode == Mode::Target {
+            return Ok(None);
+        }
+        let columns =
+            "user_id, resource_id, CAST(date AS TEXT) AS date, status, key_kind, idem_key";
+        if self.store_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.store_url).await?;
+            let rows = sqlx::query(&format!("SELECT id, {columns} FROM bookings"))
+                .fetch_all(&pool)
+                .await?;
+            let out = rows
+                .iter()
+                .map(|r| -> Result<BookingRow> {
+                    let id: uuid_like::Uuid = r.try_get("id")?;
+                    Ok(row(id.to_string(), r)?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            pool.close().await;
+            Ok(Some(out))
+        } else {
+            let pool = sqlx::PgPool::connect(&self.store_url).await?;
+            let rows = sqlx::query(&format!(
+                "SELECT CAST(id AS TEXT) AS id, {columns} FROM bookings"
+            ))
+            .fetch_all(&pool)
+            .await?;
+            let out = rows
+                .iter()
+                .map(|r| -> Result<BookingRow> { row(r.try_get("id")?, r) })
+                .collect::<Result<Vec<_>>>()?;
+            pool.close().await;
+            Ok(Some(out))
+        }
+    }
+}
+
+mod uuid_like {
+    pub use uuid::Uuid;
+}
+
+fn row<R: Row>(id: String, r: &R) -> Result<BookingRow>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(BookingRow {
+        id,
+        user_id: r.try_get("user_id")?,
+        resource_id: r.try_get("resource_id")?,
+        date: r.try_get("date")?,
+        status: r.try_get("status")?,
+        key_kind: r.try_get("key_kind")?,
+        idem_key: r.try_get("idem_key")?,
+    })
+}
+
+/// Traffic only ever goes to this machine.
+fn loopback_upstream(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .context("target_url must be http:// on a loopback address")?;
+    let host_port = rest.split('/').next().unwrap_or("");
+    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+    let loopback = host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("target_url {url} is not a loopback address; the harness only sends traffic to this machine");
+    }
+    if !host_port.contains(':') {
+        return Ok(format!("{host_port}:80"));
+    }
+    Ok(host_port.replace("localhost", "127.0.0.1"))
+}
+
+/// Restarts replicas that died (a crash failpoint, a kill), like a
+/// Kubernetes controller would, unless a scheduled kill holds them down.
+async fn supervise(replicas: Vec<Arc<Replica>>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for replica in &replicas {
+            if replica.hold_down.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
+            let mut process = replica.process.lock().await;
+            if !process.is_running() {
+                let env = process.env().to_vec();
+                if let Err(e) = process.restart_with(env).await {
+                    tracing::warn!(error = %e, "could not restart a replica");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(s) = self.supervisor.take() {
+            s.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets_are_accepted() {
+        assert_eq!(
+            loopback_upstream("http://127.0.0.1:3000").expect("ok"),
+            "127.0.0.1:3000"
+        );
+        assert_eq!(
+            loopback_upstream("http://localhost:8080/").expect("ok"),
+            "127.0.0.1:8080"
+        );
+        assert!(loopback_upstream("http://10.0.0.5:3000").is_err());
+        assert!(loopback_upstream("http://example.com").is_err());
+        assert!(loopback_upstream("https://127.0.0.1").is_err());
+    }
+}
