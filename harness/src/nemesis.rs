@@ -30,6 +30,13 @@ impl FaultLog {
         }
     }
 
+    fn note(&self, index: usize, text: &str) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = events.get_mut(index) {
+            e.detail.push_str(text);
+        }
+    }
+
     pub fn take(&self) -> Vec<FaultEvent> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -267,20 +274,39 @@ async fn apply(stack: &Stack, fault: &Fault, started: Instant, log: &FaultLog) -
                     );
                 }
             }
-            if let Some(lasts) = fault.lasts {
-                tokio::time::sleep(lasts).await;
-                for n in &targets {
-                    let url = stack.replicas[*n].process.lock().await.url();
-                    let _ = http
-                        .delete(format!("{url}/admin/failpoints/{name}"))
-                        .send()
-                        .await;
+            if action.contains("crash") && fault.lasts.is_none() {
+                // The window lasts until a targeted replica crashes (bounded).
+                if !wait_for_crash(stack, &targets, Duration::from_secs(15)).await {
+                    log.note(i, " (not hit within 15 s)");
                 }
+            } else {
+                tokio::time::sleep(lasts).await;
+            }
+            for n in &targets {
+                let url = stack.replicas[*n].process.lock().await.url();
+                let _ = http
+                    .delete(format!("{url}/admin/failpoints/{name}"))
+                    .send()
+                    .await;
             }
             log.end(i, ms(started));
             Ok(())
         }
     }
+}
+
+/// Waits until one of `targets` is not running (a crash failpoint fired).
+async fn wait_for_crash(stack: &Stack, targets: &[usize], bound: Duration) -> bool {
+    let until = Instant::now() + bound;
+    while Instant::now() < until {
+        for n in targets {
+            if !stack.replicas[*n].process.lock().await.is_running() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -52,15 +52,21 @@ pub fn console(r: &ScenarioResult) -> String {
         "   latency ms p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",
         r.latency_ms.p50, r.latency_ms.p95, r.latency_ms.p99, r.latency_ms.max
     );
-    for f in &r.faults {
+    for (i, f) in r.faults.iter().enumerate() {
+        let hit = r.ops_during_faults.get(i).copied().unwrap_or(0);
         let _ = writeln!(
             out,
-            "   fault {:>8.0}-{:<8} ms {} {} {}",
+            "   fault {:>6.0}-{:<6} ms {} {} {} ({hit} operations in flight{})",
             f.start_ms,
             f.end_ms.map_or("?".into(), |e| format!("{e:.0}")),
             f.kind,
             f.target,
-            f.detail
+            f.detail,
+            if hit == 0 {
+                ": WARNING, this fault tested nothing"
+            } else {
+                ""
+            }
         );
     }
     if let Some(verdict) = &r.verdict {

@@ -64,6 +64,9 @@ pub struct ScenarioResult {
     pub operations: usize,
     pub duration_ms: f64,
     pub faults: Vec<FaultEvent>,
+    /// Operations in flight during each fault window (same order as `faults`):
+    /// a fault that overlapped no operation tested nothing.
+    pub ops_during_faults: Vec<usize>,
     pub history_file: Option<PathBuf>,
 }
 
@@ -83,6 +86,7 @@ impl ScenarioResult {
             operations: 0,
             duration_ms: 0.0,
             faults: Vec::new(),
+            ops_during_faults: Vec::new(),
             history_file: None,
         }
     }
@@ -136,7 +140,13 @@ async fn drive(
             w.max_attempts,
         )?;
         let deadline = started + w.duration;
-        clients.push(tokio::spawn(run_client(client, n, plan, deadline)));
+        clients.push(tokio::spawn(run_client(
+            client,
+            n,
+            plan,
+            deadline,
+            w.think_time,
+        )));
     }
     for c in clients {
         let _ = c.await;
@@ -197,9 +207,26 @@ async fn drive(
         operations: history.ops.len(),
         duration_ms,
         faults: history.faults.clone(),
+        ops_during_faults: ops_during_faults(&history),
         history_file: Some(history_file),
     };
     Ok((result, history))
+}
+
+/// For each fault, how many client operations overlapped its window.
+pub fn ops_during_faults(h: &History) -> Vec<usize> {
+    h.faults
+        .iter()
+        .map(|f| {
+            // An instant fault (reset, restart) counts what was in flight around it.
+            let end = f.end_ms.unwrap_or(f.start_ms).max(f.start_ms + 50.0);
+            h.ops
+                .iter()
+                .filter(|o| o.process != crate::checker::RECOVERY_PROCESS)
+                .filter(|o| o.invoke_ms <= end && o.complete_ms >= f.start_ms)
+                .count()
+        })
+        .collect()
 }
 
 fn derived_ttl_ms(s: &Scenario) -> f64 {
@@ -222,11 +249,21 @@ pub fn file_stem(name: &str) -> String {
 }
 
 /// One client works through its plan until it ends or the deadline passes.
-async fn run_client(client: Client, n: usize, plan: Vec<Intent>, deadline: Instant) {
+async fn run_client(
+    client: Client,
+    n: usize,
+    plan: Vec<Intent>,
+    deadline: Instant,
+    think: Duration,
+) {
     let mut acknowledged: Vec<(String, String)> = Vec::new();
     for (i, intent) in plan.into_iter().enumerate() {
         if Instant::now() >= deadline {
             break;
+        }
+        if i > 0 && !think.is_zero() {
+            let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..1.5);
+            tokio::time::sleep(think.mul_f64(jitter)).await;
         }
         let intent_id = ((n as u64) << 32) | i as u64;
         match intent {

@@ -101,6 +101,10 @@ pub struct Workload {
     /// Client-side timeout of one HTTP attempt.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// Pause of each client between two intents (±50 % jitter), so that the
+    /// load spans the fault timeline.
+    #[serde(deserialize_with = "duration")]
+    pub think_time: Duration,
 }
 
 impl Default for Workload {
@@ -122,6 +126,7 @@ impl Default for Workload {
             double_submit_ratio: 0.0,
             max_attempts: 8,
             request_timeout: Duration::from_secs(3),
+            think_time: Duration::from_millis(50),
         }
     }
 }

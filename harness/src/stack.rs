@@ -214,8 +214,9 @@ impl Stack {
             let out = rows
                 .iter()
                 .map(|r| -> Result<BookingRow> {
-                    let id: uuid_like::Uuid = r.try_get("id")?;
-                    Ok(row(id.to_string(), r)?)
+                    // SQLite keeps UUIDs as 16-byte blobs.
+                    let id: uuid::Uuid = r.try_get("id")?;
+                    row(id.to_string(), r)
                 })
                 .collect::<Result<Vec<_>>>()?;
             pool.close().await;
@@ -235,10 +236,6 @@ impl Stack {
             Ok(Some(out))
         }
     }
-}
-
-mod uuid_like {
-    pub use uuid::Uuid;
 }
 
 fn row<R: Row>(id: String, r: &R) -> Result<BookingRow>

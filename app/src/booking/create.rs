@@ -72,7 +72,12 @@ async fn run_claimed(
     };
     let result = async {
         failpoints::hit(Step::AfterLock).await?;
-        let (record, replayed) = book_in_transaction(state, key, request).await?;
+        let prepared = prepare_booking(key, request)?;
+        #[cfg(feature = "failpoints")]
+        if failpoints::seeded_bug("finalize-before-commit") {
+            seeded_bug_finalize_before_commit(state, key, token, request, &lock, &prepared).await;
+        }
+        let (record, replayed) = book_in_transaction(state, key, prepared).await?;
         failpoints::hit(Step::AfterCommitBeforeFinalize).await?;
         finalize(state, key, token, &record).await;
         failpoints::hit(Step::BeforeLockRelease).await?;
@@ -143,14 +148,16 @@ fn lock_name(request: &NewBooking) -> String {
     format!("booking:lock:{}", request.slot())
 }
 
-/// Step 5: one transaction decides. Returns the key's outcome and whether it
-/// came from an earlier request.
-#[instrument(skip_all, fields(resource = %request.resource, date = %request.date))]
-async fn book_in_transaction(
-    state: &AppState,
-    key: &ResolvedKey,
-    request: &NewBooking,
-) -> Result<(CompletedRecord, bool), ApiError> {
+/// Everything step 5 writes, prepared before the transaction: the new
+/// booking and both possible answers, rendered once.
+struct Prepared {
+    booking: Booking,
+    created: StoredResponse,
+    already_booked: StoredResponse,
+    expires_at: chrono::DateTime<Utc>,
+}
+
+fn prepare_booking(key: &ResolvedKey, request: &NewBooking) -> Result<Prepared, ApiError> {
     let now = truncate_to_millis(Utc::now());
     let booking = Booking {
         id: Uuid::now_v7(),
@@ -168,21 +175,37 @@ async fn book_in_transaction(
     }
     .to_stored();
     let retention = TimeDelta::from_std(key.retention).unwrap_or(TimeDelta::MAX);
+    Ok(Prepared {
+        expires_at: now.checked_add_signed(retention).unwrap_or(now),
+        booking,
+        created,
+        already_booked,
+    })
+}
+
+/// Step 5: one transaction decides. Returns the key's outcome and whether it
+/// came from an earlier request.
+#[instrument(skip_all, fields(resource = %prepared.booking.resource_id, date = %prepared.booking.date))]
+async fn book_in_transaction(
+    state: &AppState,
+    key: &ResolvedKey,
+    prepared: Prepared,
+) -> Result<(CompletedRecord, bool), ApiError> {
     let cmd = BookCommand {
         key: &key.scope,
         fingerprint: &key.fingerprint,
-        expires_at: now.checked_add_signed(retention).unwrap_or(now),
-        booking: &booking,
-        created: &created,
-        already_booked: &already_booked,
+        expires_at: prepared.expires_at,
+        booking: &prepared.booking,
+        created: &prepared.created,
+        already_booked: &prepared.already_booked,
     };
     let fresh = |response: StoredResponse| CompletedRecord {
         fingerprint: key.fingerprint.clone(),
         response,
     };
     match state.store.book(&cmd).await? {
-        BookOutcome::Created => Ok((fresh(created), false)),
-        BookOutcome::AlreadyBooked => Ok((fresh(already_booked), false)),
+        BookOutcome::Created => Ok((fresh(prepared.created), false)),
+        BookOutcome::AlreadyBooked => Ok((fresh(prepared.already_booked), false)),
         BookOutcome::Existing(record) => Ok((record, true)),
     }
 }
@@ -261,4 +284,25 @@ fn decide(
         response: record.response,
         replayed,
     })
+}
+
+/// The original flow's ordering bug, compiled only with `failpoints` and
+/// enabled only by `BOOKING_SEEDED_BUG=finalize-before-commit`: the key is
+/// marked completed and the lock released *before* the transaction commits.
+/// It exists so that tests can prove the chaos harness catches it.
+#[cfg(feature = "failpoints")]
+async fn seeded_bug_finalize_before_commit(
+    state: &AppState,
+    key: &ResolvedKey,
+    token: &Token,
+    request: &NewBooking,
+    lock: &Token,
+    prepared: &Prepared,
+) {
+    let record = CompletedRecord {
+        fingerprint: key.fingerprint.clone(),
+        response: prepared.created.clone(),
+    };
+    finalize(state, key, token, &record).await;
+    unlock(state, request, lock).await;
 }

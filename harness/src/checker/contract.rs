@@ -1,4 +1,4 @@
-//! 7. Contract: every status and error code is one the API documents, and
+//! Invariant 7: Contract: every status and error code is one the API documents, and
 //! bodies have the documented shape (`success`, a booking in 2xx answers, a
 //! problem document with a matching `status` in error answers).
 

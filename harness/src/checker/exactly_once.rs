@@ -1,4 +1,4 @@
-//! 4. Exactly-once effect: one (user, client key) has at most one booking
+//! Invariant 4: Exactly-once effect: one (user, client key) has at most one booking
 //! row. A server-derived key may book again after its booking was cancelled,
 //! so for derived keys at most one of its rows may be confirmed.
 

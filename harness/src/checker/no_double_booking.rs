@@ -1,4 +1,4 @@
-//! 1. At most one confirmed booking per resource and date.
+//! Invariant 1: At most one confirmed booking per resource and date.
 //!
 //! In the final state of the store, and in the history: a booking acknowledged
 //! before another booking of the same slot was even requested, and not
@@ -113,7 +113,7 @@ fn history_overlaps(h: &History) -> Vec<Violation> {
             if x.first_ack_ms < y.earliest_invoke_ms && cancel_invoked(x_id) > y.first_ack_ms {
                 violations.push(Violation {
                     message: format!(
-                        "{x_id} and {y_id} were both confirmed for {} on {}",
+                        "{x_id} and {y_id} were both acknowledged as confirmed for {} on {}",
                         x.slot.0, x.slot.1
                     ),
                     ops: vec![x.op, y.op],

@@ -1,4 +1,4 @@
-//! 2. No lost acknowledged booking: every booking returned with 201 exists in
+//! Invariant 2: No lost acknowledged booking: every booking returned with 201 exists in
 //! the store, and is confirmed unless a cancel of it was (possibly) applied.
 
 use std::collections::BTreeMap;

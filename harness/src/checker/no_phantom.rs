@@ -1,4 +1,4 @@
-//! 5. No phantom: every booking row belongs to a create that was invoked
+//! Invariant 5: No phantom: every booking row belongs to a create that was invoked
 //! (with its key and slot), and no client key that was definitively refused
 //! with `ALREADY_BOOKED` has a booking.
 

@@ -1,4 +1,4 @@
-//! 6. Recovery: once the faults heal, a fresh request for a free slot
+//! Invariant 6: Recovery: once the faults heal, a fresh request for a free slot
 //! succeeds within a bound. The runner sends these probes (process
 //! `recovery`) after the fault timeline ends.
 

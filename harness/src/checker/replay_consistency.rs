@@ -1,4 +1,4 @@
-//! 3. Replay consistency: every response for one (user, key) that carries a
+//! Invariant 3: Replay consistency: every response for one (user, key) that carries a
 //! booking or `ALREADY_BOOKED` is byte-identical.
 //!
 //! Server-derived keys are short-lived and forgotten when their slot is
