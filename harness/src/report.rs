@@ -150,7 +150,7 @@ fn fault_bands(h: &History, t_max: f64) -> String {
             H - 2.0 * PAD,
             esc(&format!("{} {} {}", f.kind, f.target, f.detail)),
             x(f.start_ms) + 2.0,
-            PAD - 4.0,
+            PAD + 12.0,
             esc(&f.kind)
         );
     }
@@ -159,10 +159,11 @@ fn fault_bands(h: &History, t_max: f64) -> String {
 
 fn axes(t_max: f64, y_label: &str, y_max: f64) -> String {
     format!(
-        r##"<line x1="{PAD}" y1="{b}" x2="{r}" y2="{b}" stroke="#555"/><line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{b}" stroke="#555"/><text x="{r}" y="{t}" font-size="11" text-anchor="end">time {ts:.1} s</text><text x="4" y="{PAD}" font-size="11">{yl} (max {ym:.0})</text>"##,
+        r##"<line x1="{PAD}" y1="{b}" x2="{r}" y2="{b}" stroke="#555"/><line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{b}" stroke="#555"/><text x="{r}" y="{t}" font-size="11" text-anchor="end">time {ts:.1} s</text><text x="4" y="{yt}" font-size="11">{yl} (max {ym:.0})</text>"##,
         b = H - PAD,
         r = W - PAD,
         t = H - 10.0,
+        yt = PAD - 12.0,
         ts = t_max / 1000.0,
         yl = esc(y_label),
         ym = y_max
@@ -199,29 +200,36 @@ fn latency_plot(h: &History) -> String {
 
 fn throughput_plot(h: &History) -> String {
     let t_max = h.ops.iter().map(|o| o.complete_ms).fold(1.0, f64::max);
-    let buckets = (t_max / 1000.0).ceil().max(1.0) as usize;
+    // The smallest round bucket that keeps the plot under 60 bars.
+    let bucket_ms = [100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10_000.0]
+        .into_iter()
+        .find(|b| t_max / b <= 60.0)
+        .unwrap_or(30_000.0);
+    let buckets = (t_max / bucket_ms).ceil().max(1.0) as usize;
     let mut counts = vec![0usize; buckets];
     for o in h.ops.iter().filter(|o| o.status.is_some()) {
-        let b = ((o.complete_ms / 1000.0) as usize).min(buckets - 1);
+        let b = ((o.complete_ms / bucket_ms) as usize).min(buckets - 1);
         counts[b] += 1;
     }
-    let c_max = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let per_second = |c: usize| c as f64 * 1000.0 / bucket_ms;
+    let c_max = counts.iter().map(|c| per_second(*c)).fold(1.0, f64::max);
     let mut s = format!(
         r#"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="throughput over time">"#
     );
     s += &fault_bands(h, t_max);
     s += &axes(t_max, "answers per second", c_max);
-    let bw = (W - 2.0 * PAD) / buckets as f64;
+    let bw = (W - 2.0 * PAD) * (bucket_ms / t_max);
     for (i, c) in counts.iter().enumerate() {
-        let bh = (*c as f64 / c_max) * (H - 2.0 * PAD);
+        let rate = per_second(*c);
+        let bh = (rate / c_max) * (H - 2.0 * PAD);
         let _ = write!(
             s,
-            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="#455a64"><title>{}-{} s: {c}</title></rect>"##,
-            PAD + i as f64 * bw + 1.0,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="#455a64"><title>{:.1}-{:.1} s: {rate:.0}/s</title></rect>"##,
+            PAD + i as f64 * bw + 0.5,
             H - PAD - bh,
-            (bw - 2.0).max(1.0),
-            i,
-            i + 1
+            (bw - 1.0).max(0.5),
+            i as f64 * bucket_ms / 1000.0,
+            (i + 1) as f64 * bucket_ms / 1000.0
         );
     }
     s + "</svg>"
