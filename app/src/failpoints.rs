@@ -102,6 +102,7 @@ pub async fn hit(step: Step) -> Result<(), Injected> {
     let Some(arg) = fail::eval(step.name(), |arg| arg.unwrap_or_default()) else {
         return Ok(());
     };
+    count_fired(step);
     match Action::parse(&arg) {
         Some(Action::Crash) => {
             eprintln!("failpoint {}: crashing the process", step.name());
@@ -179,6 +180,25 @@ pub fn set(name: &str, actions: &str) -> Result<(), String> {
         }
     }
     fail::cfg(name, actions)
+}
+
+#[cfg(feature = "failpoints")]
+static FIRED: std::sync::Mutex<Vec<(&'static str, u64)>> = std::sync::Mutex::new(Vec::new());
+
+#[cfg(feature = "failpoints")]
+fn count_fired(step: Step) {
+    let mut fired = FIRED.lock().unwrap_or_else(|p| p.into_inner());
+    match fired.iter_mut().find(|(name, _)| *name == step.name()) {
+        Some((_, n)) => *n += 1,
+        None => fired.push((step.name(), 1)),
+    }
+}
+
+/// How often each failpoint's action has fired since the process started
+/// (a `crash` fires once and takes the count with it).
+#[cfg(feature = "failpoints")]
+pub fn fired() -> Vec<(&'static str, u64)> {
+    FIRED.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// Clears the failpoint `name`.

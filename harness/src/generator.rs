@@ -72,7 +72,11 @@ pub fn generate(workload: &Workload, seed: u64) -> Result<Vec<Vec<Intent>>> {
                 Some((user, key)) => (user, Some(key)),
                 None if no_key => (user, None),
                 None => {
-                    let key = format!("s{seed}-c{client}-{n}-{:08x}", rng.gen::<u32>());
+                    let key = format!(
+                        "{}s{seed}-c{client}-{n}-{:08x}",
+                        workload.namespace,
+                        rng.gen::<u32>()
+                    );
                     used_keys.push((user.clone(), key.clone()));
                     (user, Some(key))
                 }

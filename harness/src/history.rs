@@ -148,6 +148,9 @@ pub struct FaultEvent {
     pub target: String,
     #[serde(default)]
     pub detail: String,
+    /// For failpoints: how often the action fired (a crash counts once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fired: Option<u64>,
 }
 
 /// A booking row as read directly from the store at the end of a run.

@@ -19,6 +19,7 @@
 
 pub mod checker;
 pub mod client;
+pub mod explore;
 pub mod generator;
 pub mod history;
 pub mod infra;

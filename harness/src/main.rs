@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use booking_harness::checker::Validity;
+use booking_harness::explore::{explore, ExploreConfig};
 use booking_harness::report;
 use booking_harness::runner::{self, RunOptions};
+use booking_harness::scenario::Mode;
 use booking_harness::scenario::Scenario;
 use booking_harness::stack::ServiceBinary;
 use clap::{Parser, Subcommand};
@@ -37,6 +39,45 @@ enum Command {
         #[arg(long, env = "BOOKING_BIN")]
         booking_bin: Option<PathBuf>,
     },
+    /// Search for violations: proptest generates workloads and fault
+    /// schedules against one long-lived stack, shrinks any failure and writes
+    /// it as a scenario file.
+    Explore {
+        /// Most cases to generate (shrinking runs come on top).
+        #[arg(long, default_value_t = 100)]
+        cases: u32,
+        /// Stop generating cases after this many minutes.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// local (Redis + PostgreSQL + replicas) or embedded.
+        #[arg(long, default_value = "local")]
+        mode: String,
+        #[arg(long, default_value_t = 2)]
+        replicas: usize,
+        /// Where failing cases (scenario files) and histories go.
+        #[arg(long, default_value = "harness-results/explore")]
+        out: PathBuf,
+        /// proptest's regression file (failing seeds, replayed first next time).
+        #[arg(
+            long,
+            default_value = "harness-results/explore/proptest-regressions.txt"
+        )]
+        regressions: PathBuf,
+        /// Fix proptest's random seed to repeat an exploration.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Most shrinking steps after a failure.
+        #[arg(long, default_value_t = 64)]
+        max_shrink_iters: u32,
+        /// While shrinking, extra runs of a passing candidate before it counts as passing.
+        #[arg(long, default_value_t = 2)]
+        shrink_retries: u32,
+        /// Extra environment for the replicas, as KEY=VALUE (repeatable).
+        #[arg(long = "service-env")]
+        service_env: Vec<String>,
+        #[arg(long, env = "BOOKING_BIN")]
+        booking_bin: Option<PathBuf>,
+    },
     /// Re-check a recorded history (JSON lines) offline.
     Check {
         history: PathBuf,
@@ -49,17 +90,86 @@ enum Command {
     Serve(booking::config::ServeArgs),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("booking-harness: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match Cli::parse().command {
-        Command::Serve(args) => booking::cli::serve(args).await,
+        Command::Serve(args) => rt.block_on(booking::cli::serve(args)),
         Command::Run {
             paths,
             out,
             booking_bin,
-        } => exit(run(paths, out, booking_bin).await),
+        } => exit(rt.block_on(run(paths, out, booking_bin))),
         Command::Check { history, checkers } => exit(check(history, checkers)),
+        Command::Explore {
+            cases,
+            minutes,
+            mode,
+            replicas,
+            out,
+            regressions,
+            seed,
+            max_shrink_iters,
+            shrink_retries,
+            service_env,
+            booking_bin,
+        } => exit((|| {
+            init_logs();
+            let mode = match mode.as_str() {
+                "local" => Mode::Local,
+                "embedded" => Mode::Embedded,
+                other => anyhow::bail!("--mode must be local or embedded, not {other:?}"),
+            };
+            let service_env = service_env
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .ok_or_else(|| anyhow::anyhow!("--service-env wants KEY=VALUE, not {kv:?}"))
+                })
+                .collect::<Result<_>>()?;
+            let config = ExploreConfig {
+                mode,
+                replicas: if mode == Mode::Local { replicas } else { 1 },
+                cases,
+                time_limit: std::time::Duration::from_secs_f64(minutes.max(0.0) * 60.0),
+                max_shrink_iters,
+                shrink_retries,
+                out_dir: out,
+                regressions: Some(regressions),
+                service_env,
+                seed,
+                binary: service_binary(booking_bin)?,
+            };
+            let report = explore(&rt, &config)?;
+            print!("{}", report.summary());
+            Ok(report.finding.is_none())
+        })()),
     }
+}
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn service_binary(path: Option<PathBuf>) -> Result<ServiceBinary> {
+    Ok(ServiceBinary(match path {
+        Some(p) => p,
+        None => std::env::current_exe()?,
+    }))
 }
 
 fn exit(result: Result<bool>) -> ExitCode {
@@ -74,16 +184,8 @@ fn exit(result: Result<bool>) -> ExitCode {
 }
 
 async fn run(paths: Vec<PathBuf>, out: PathBuf, booking_bin: Option<PathBuf>) -> Result<bool> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let binary = ServiceBinary(match booking_bin {
-        Some(p) => p,
-        None => std::env::current_exe()?,
-    });
+    init_logs();
+    let binary = service_binary(booking_bin)?;
     let mut scenarios = Vec::new();
     for p in &paths {
         scenarios.extend(Scenario::load_all(p)?);

@@ -30,6 +30,13 @@ impl FaultLog {
         }
     }
 
+    fn set_fired(&self, index: usize, fired: u64) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = events.get_mut(index) {
+            e.fired = Some(fired);
+        }
+    }
+
     fn note(&self, index: usize, text: &str) {
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = events.get_mut(index) {
@@ -63,6 +70,7 @@ pub async fn run_timeline(
                         kind: fault.kind.name().into(),
                         target: String::new(),
                         detail: format!("FAILED TO APPLY: {e:#}"),
+                        fired: None,
                     });
                 }
             })
@@ -86,6 +94,7 @@ async fn apply(stack: &Stack, fault: &Fault, started: Instant, log: &FaultLog) -
             kind: fault.kind.name().into(),
             target,
             detail,
+            fired: None,
         })
     };
     match &fault.kind {
@@ -274,14 +283,26 @@ async fn apply(stack: &Stack, fault: &Fault, started: Instant, log: &FaultLog) -
                     );
                 }
             }
+            let before = fired_counts(stack, &targets, name).await;
+            let mut crashed = 0;
             if action.contains("crash") && fault.lasts.is_none() {
                 // The window lasts until a targeted replica crashes (bounded).
-                if !wait_for_crash(stack, &targets, Duration::from_secs(15)).await {
+                if wait_for_crash(stack, &targets, Duration::from_secs(15)).await {
+                    crashed = 1;
+                } else {
                     log.note(i, " (not hit within 15 s)");
                 }
             } else {
                 tokio::time::sleep(lasts).await;
             }
+            let after = fired_counts(stack, &targets, name).await;
+            // A replica that restarted in between starts counting from zero.
+            let fired: u64 = before
+                .iter()
+                .zip(&after)
+                .map(|(b, a)| if a >= b { a - b } else { *a })
+                .sum();
+            log.set_fired(i, fired + crashed);
             for n in &targets {
                 let url = stack.replicas[*n].process.lock().await.url();
                 let _ = http
@@ -293,6 +314,30 @@ async fn apply(stack: &Stack, fault: &Fault, started: Instant, log: &FaultLog) -
             Ok(())
         }
     }
+}
+
+/// How often failpoint `name` has fired on each target replica so far.
+async fn fired_counts(stack: &Stack, targets: &[usize], name: &str) -> Vec<u64> {
+    let http = reqwest::Client::new();
+    let mut counts = Vec::with_capacity(targets.len());
+    for n in targets {
+        let url = stack.replicas[*n].process.lock().await.url();
+        let count = async {
+            let v: serde_json::Value = http
+                .get(format!("{url}/admin/failpoints"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            v["fired"][name].as_u64()
+        }
+        .await;
+        counts.push(count.unwrap_or(0));
+    }
+    counts
 }
 
 /// Waits until one of `targets` is not running (a crash failpoint fired).

@@ -100,21 +100,33 @@ pub fn cannot_run_here(s: &Scenario) -> Option<String> {
     None
 }
 
-/// Runs one scenario end to end and checks it.
+/// Runs one scenario end to end on a stack of its own and checks it.
 pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<(ScenarioResult, History)> {
     if let Some(why) = cannot_run_here(scenario) {
         return Ok((ScenarioResult::skipped(scenario, why), History::default()));
     }
     let stack = Stack::start(scenario, &opts.binary).await?;
-    let result = drive(scenario, &stack, opts).await;
+    let result = run_on(&stack, scenario, opts, default_probe_date()).await;
     drop(stack);
     result
 }
 
-async fn drive(
-    scenario: &Scenario,
+fn default_probe_date() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2099, 1, 1).unwrap_or_default()
+}
+
+/// How many probe dates one run may use.
+pub const PROBES: u32 = 200;
+
+/// Runs one scenario on an existing stack (the explorer shares one stack
+/// between cases). Only rows of this run's dates (its workload's and its
+/// recovery probes', from `probe_first_date`) are checked, so runs that use
+/// distinct dates and key namespaces never see each other.
+pub async fn run_on(
     stack: &Arc<Stack>,
+    scenario: &Scenario,
     opts: &RunOptions,
+    probe_first_date: chrono::NaiveDate,
 ) -> Result<(ScenarioResult, History)> {
     let w = &scenario.workload;
     let plans = generate(w, scenario.seed)?;
@@ -157,11 +169,28 @@ async fn drive(
         tracing::warn!("the fault timeline did not finish in time");
     }
     stack.heal_all().await;
-    probe_recovery(scenario, &urls, &recorder, started).await?;
+    probe_recovery(scenario, &urls, &recorder, started, probe_first_date).await?;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
 
+    let mut dates: std::collections::BTreeSet<String> = (0..u64::from(PROBES))
+        .map(|d| {
+            (probe_first_date + chrono::Days::new(d))
+                .format("%Y-%m-%d")
+                .to_string()
+        })
+        .collect();
+    let first = crate::generator::parse_date(&w.first_date)?;
+    dates.extend((0..w.dates as u64).map(|d| {
+        (first + chrono::Days::new(d))
+            .format("%Y-%m-%d")
+            .to_string()
+    }));
     let final_state = match stack.final_state().await {
-        Ok(rows) => rows,
+        Ok(rows) => rows.map(|rows| {
+            rows.into_iter()
+                .filter(|r| dates.contains(&r.date))
+                .collect()
+        }),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "could not read the final state");
             None
@@ -339,6 +368,7 @@ async fn probe_recovery(
     urls: &Arc<Vec<String>>,
     recorder: &Arc<Recorder>,
     started: Instant,
+    first_date: chrono::NaiveDate,
 ) -> Result<()> {
     let client = Client::new(
         crate::checker::RECOVERY_PROCESS.into(),
@@ -355,18 +385,17 @@ async fn probe_recovery(
         .context("no resources")?
         .clone();
     let began = Instant::now();
-    for attempt in 0u32..200 {
+    for attempt in 0u32..PROBES {
         // A slot no workload uses: far in the future, one per probe.
-        let date = (chrono::NaiveDate::from_ymd_opt(2099, 1, 1).context("date")?
-            + chrono::Days::new(u64::from(attempt)))
-        .format("%Y-%m-%d")
-        .to_string();
+        let date = (first_date + chrono::Days::new(u64::from(attempt)))
+            .format("%Y-%m-%d")
+            .to_string();
         let call = Call {
             kind: OpKind::Create,
             user: "recovery-probe".into(),
             resource: Some(resource.clone()),
             date: Some(date),
-            key: Some(format!("recovery-{attempt}")),
+            key: Some(format!("{}recovery-{attempt}", scenario.workload.namespace)),
             booking_id: None,
         };
         let op = client

@@ -30,7 +30,7 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
@@ -71,7 +71,7 @@ fn default_recovery() -> Duration {
     Duration::from_secs(20)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Workload {
     /// Number of distinct users (`u0`, `u1`, …).
@@ -105,6 +105,9 @@ pub struct Workload {
     /// load spans the fault timeline.
     #[serde(deserialize_with = "duration")]
     pub think_time: Duration,
+    /// Prefix of every client key, so that runs sharing one stack never
+    /// share keys (the explorer sets it per case).
+    pub namespace: String,
 }
 
 impl Default for Workload {
@@ -127,6 +130,7 @@ impl Default for Workload {
             max_attempts: 8,
             request_timeout: Duration::from_secs(3),
             think_time: Duration::from_millis(50),
+            namespace: String::new(),
         }
     }
 }
@@ -173,7 +177,7 @@ impl std::fmt::Display for Target {
 
 /// (No `deny_unknown_fields` here: serde does not support it with `flatten`;
 /// [`FaultKind`] rejects unknown fields instead.)
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Fault {
     /// When it starts, from the start of the load.
     #[serde(deserialize_with = "duration")]
@@ -387,6 +391,126 @@ impl Scenario {
         Ok(())
     }
 
+    /// The scenario as a file in the `scenarios/` format (what the explorer
+    /// writes for a shrunk failing case).
+    pub fn to_toml(&self) -> String {
+        use std::fmt::Write as _;
+        let d = |d: Duration| format!("\"{}ms\"", d.as_millis());
+        let q = |s: &str| format!("{s:?}");
+        let mut out = String::new();
+        let _ = writeln!(out, "name = {}", q(&self.name));
+        if !self.description.is_empty() {
+            let _ = writeln!(out, "description = {}", q(&self.description));
+        }
+        let _ = writeln!(out, "mode = {}", q(self.mode.as_str()));
+        let _ = writeln!(out, "replicas = {}", self.replicas);
+        let _ = writeln!(out, "seed = {}", self.seed);
+        if let Some(url) = &self.target_url {
+            let _ = writeln!(out, "target_url = {}", q(url));
+        }
+        let checkers: Vec<String> = self.checkers.iter().map(|c| q(c)).collect();
+        let _ = writeln!(out, "checkers = [{}]", checkers.join(", "));
+        let _ = writeln!(out, "recovery_bound = {}", d(self.recovery_bound));
+        let env: Vec<String> = self
+            .service_env
+            .iter()
+            .map(|(k, v)| format!("{k} = {}", q(v)))
+            .collect();
+        let _ = writeln!(out, "service_env = {{ {} }}", env.join(", "));
+        let w = &self.workload;
+        let resources: Vec<String> = w.resources.iter().map(|r| q(r)).collect();
+        let _ = writeln!(out, "\n[workload]");
+        let _ = writeln!(
+            out,
+            "users = {}\nresources = [{}]\ndates = {}\nfirst_date = {}",
+            w.users,
+            resources.join(", "),
+            w.dates,
+            q(&w.first_date)
+        );
+        let _ = writeln!(
+            out,
+            "clients = {}\noperations = {}\nduration = {}\nthink_time = {}",
+            w.clients,
+            w.operations,
+            d(w.duration),
+            d(w.think_time)
+        );
+        let _ = writeln!(
+            out,
+            "cancel_ratio = {:?}\nlist_ratio = {:?}\nno_key_ratio = {:?}",
+            w.cancel_ratio, w.list_ratio, w.no_key_ratio
+        );
+        let _ = writeln!(
+            out,
+            "key_reuse_ratio = {:?}\ndouble_submit_ratio = {:?}",
+            w.key_reuse_ratio, w.double_submit_ratio
+        );
+        let _ = writeln!(
+            out,
+            "max_attempts = {}\nrequest_timeout = {}",
+            w.max_attempts,
+            d(w.request_timeout)
+        );
+        if !w.namespace.is_empty() {
+            let _ = writeln!(out, "namespace = {}", q(&w.namespace));
+        }
+        for f in &self.faults {
+            let _ = writeln!(out, "\n[[faults]]\nat = {}", d(f.at));
+            if let Some(lasts) = f.lasts {
+                let _ = writeln!(out, "for = {}", d(lasts));
+            }
+            let _ = writeln!(out, "kind = {}", q(f.kind.name()));
+            let target = |t: &Target| format!("target = {}", q(&t.to_string()));
+            let fields = match &f.kind {
+                FaultKind::Latency {
+                    target: t,
+                    latency_ms,
+                    jitter_ms,
+                } => {
+                    format!(
+                        "{}\nlatency_ms = {latency_ms}\njitter_ms = {jitter_ms}",
+                        target(t)
+                    )
+                }
+                FaultKind::Bandwidth {
+                    target: t,
+                    bytes_per_sec,
+                } => {
+                    format!("{}\nbytes_per_sec = {bytes_per_sec}", target(t))
+                }
+                FaultKind::Reset { target: t }
+                | FaultKind::Blackhole { target: t }
+                | FaultKind::DropResponses { target: t } => target(t),
+                FaultKind::CloseAfter { target: t, bytes } => {
+                    format!("{}\nbytes = {bytes}", target(t))
+                }
+                FaultKind::KillReplica {
+                    replica,
+                    restart_after,
+                } => {
+                    format!("replica = {replica}\nrestart_after = {}", d(*restart_after))
+                }
+                FaultKind::PauseReplica { replica } => format!("replica = {replica}"),
+                FaultKind::RestartRedis | FaultKind::RestartDatabase => String::new(),
+                FaultKind::Failpoint {
+                    replica,
+                    name,
+                    action,
+                } => {
+                    let replica = replica
+                        .map(|r| format!("replica = {r}\n"))
+                        .unwrap_or_default();
+                    format!("{replica}name = {}\naction = {}", q(name), q(action))
+                }
+            };
+            if !fields.is_empty() {
+                let _ = writeln!(out, "{fields}");
+            }
+        }
+        out
+    }
+
     /// When the last fault ends.
     pub fn faults_end(&self) -> Duration {
         self.faults
@@ -400,6 +524,16 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_toml_round_trips_every_shipped_scenario() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        for s in Scenario::load_all(&dir).expect("scenarios") {
+            let mut again = Scenario::parse(&s.to_toml()).expect("written scenario parses");
+            again.path = s.path.clone();
+            assert_eq!(again, s, "{}", s.to_toml());
+        }
+    }
 
     #[test]
     fn durations_parse_with_units() {

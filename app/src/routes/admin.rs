@@ -1,6 +1,6 @@
 //! Failpoint admin endpoint; compiled only with the `failpoints` feature.
 //!
-//! `GET /admin/failpoints` lists them, `PUT /admin/failpoints/{name}` with a
+//! `GET /admin/failpoints` lists them (and how often each fired), `PUT /admin/failpoints/{name}` with a
 //! plain-text body of actions sets one, `DELETE` clears it.
 
 use axum::extract::Path;
@@ -26,7 +26,11 @@ async fn list() -> Json<serde_json::Value> {
         .map(|(name, actions)| (name, serde_json::Value::String(actions)))
         .collect();
     let steps: Vec<_> = failpoints::Step::ALL.iter().map(|s| s.name()).collect();
-    Json(serde_json::json!({ "steps": steps, "set": set }))
+    let fired: serde_json::Map<_, _> = failpoints::fired()
+        .into_iter()
+        .map(|(name, n)| (name.to_owned(), serde_json::Value::from(n)))
+        .collect();
+    Json(serde_json::json!({ "steps": steps, "set": set, "fired": fired }))
 }
 
 async fn set(Path(name): Path<String>, actions: String) -> Result<StatusCode, ApiError> {
