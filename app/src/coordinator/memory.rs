@@ -1,80 +1,31 @@
 //! The in-process coordinator used by the embedded default.
 //!
-//! Same semantics as the Redis one, TTLs included. Time comes from
-//! `tokio::time::Instant`, so tests can pause and advance the clock.
+//! Same semantics as the Redis one, TTLs included: [`super::core`] on a
+//! `std::sync::Mutex`, with time from `tokio::time::Instant`, so tests can
+//! pause and advance the clock.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use super::core::{Clock, CoordinatorCore};
 use super::{Claim, CompletedRecord, Coordinator, Token};
 use crate::deps::DependencyError;
 
-#[derive(Debug, Clone)]
-enum RecordState {
-    InProgress { owner: Token },
-    Completed(CompletedRecord),
+/// tokio's clock, in milliseconds since the coordinator was created.
+pub struct TokioClock {
+    start: Instant,
 }
 
-#[derive(Debug, Clone)]
-struct Expiring<T> {
-    value: T,
-    expires_at: Instant,
-}
-
-/// A map whose entries vanish at their deadline, like Redis keys with a TTL.
-#[derive(Debug)]
-struct ExpiringMap<T> {
-    entries: HashMap<String, Expiring<T>>,
-    writes_since_sweep: usize,
-}
-
-const SWEEP_EVERY: usize = 1024;
-
-impl<T> ExpiringMap<T> {
-    fn new() -> Self {
-        Self {
-            entries: HashMap::new(),
-            writes_since_sweep: 0,
-        }
-    }
-
-    fn get(&mut self, key: &str) -> Option<&mut T> {
-        let now = Instant::now();
-        if self.entries.get(key).is_some_and(|e| e.expires_at <= now) {
-            self.entries.remove(key);
-        }
-        self.entries.get_mut(key).map(|e| &mut e.value)
-    }
-
-    fn set(&mut self, key: &str, value: T, ttl: Duration) {
-        self.writes_since_sweep += 1;
-        if self.writes_since_sweep >= SWEEP_EVERY {
-            // Bounded memory: drop expired entries now and then, as Redis does.
-            let now = Instant::now();
-            self.entries.retain(|_, e| e.expires_at > now);
-            self.writes_since_sweep = 0;
-        }
-        self.entries.insert(
-            key.to_owned(),
-            Expiring {
-                value,
-                expires_at: Instant::now() + ttl,
-            },
-        );
-    }
-
-    fn remove(&mut self, key: &str) {
-        self.entries.remove(key);
+impl Clock for TokioClock {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 
 pub struct MemoryCoordinator {
-    records: Mutex<ExpiringMap<RecordState>>,
-    locks: Mutex<ExpiringMap<Token>>,
+    core: CoordinatorCore<std::sync::Mutex<super::core::Tables>, TokioClock>,
 }
 
 impl Default for MemoryCoordinator {
@@ -86,16 +37,11 @@ impl Default for MemoryCoordinator {
 impl MemoryCoordinator {
     pub fn new() -> Self {
         Self {
-            records: Mutex::new(ExpiringMap::new()),
-            locks: Mutex::new(ExpiringMap::new()),
+            core: CoordinatorCore::new(TokioClock {
+                start: Instant::now(),
+            }),
         }
     }
-}
-
-/// A poisoned mutex only means another request panicked mid-update; the
-/// maps hold no invariant spanning two entries, so keep using them.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[async_trait]
@@ -114,24 +60,7 @@ impl Coordinator for MemoryCoordinator {
         fingerprint: &str,
         lease: Duration,
     ) -> Result<Claim, DependencyError> {
-        let mut records = lock(&self.records);
-        match records.get(key) {
-            Some(RecordState::Completed(record)) => Ok(Claim::Completed(record.clone())),
-            Some(RecordState::InProgress { .. }) => Ok(Claim::InProgress),
-            None => {
-                // Like Redis, the fingerprint that counts is the one stored on completion.
-                let _ = fingerprint;
-                let token = Token::new();
-                records.set(
-                    key,
-                    RecordState::InProgress {
-                        owner: token.clone(),
-                    },
-                    lease,
-                );
-                Ok(Claim::Acquired(token))
-            }
-        }
+        Ok(self.core.claim(key, fingerprint, lease))
     }
 
     async fn complete(
@@ -141,50 +70,24 @@ impl Coordinator for MemoryCoordinator {
         record: &CompletedRecord,
         retention: Duration,
     ) -> Result<bool, DependencyError> {
-        let mut records = lock(&self.records);
-        match records.get(key) {
-            Some(RecordState::InProgress { owner }) if owner == token => {}
-            _ => return Ok(false),
-        }
-        records.set(key, RecordState::Completed(record.clone()), retention);
-        Ok(true)
+        Ok(self.core.complete(key, token, record, retention))
     }
 
     async fn release(&self, key: &str, token: &Token) -> Result<bool, DependencyError> {
-        let mut records = lock(&self.records);
-        match records.get(key) {
-            Some(RecordState::InProgress { owner, .. }) if owner == token => {
-                records.remove(key);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        Ok(self.core.release(key, token))
     }
 
     async fn forget(&self, key: &str) -> Result<(), DependencyError> {
-        lock(&self.records).remove(key);
+        self.core.forget(key);
         Ok(())
     }
 
     async fn lock(&self, name: &str, ttl: Duration) -> Result<Option<Token>, DependencyError> {
-        let mut locks = lock(&self.locks);
-        if locks.get(name).is_some() {
-            return Ok(None);
-        }
-        let token = Token::new();
-        locks.set(name, token.clone(), ttl);
-        Ok(Some(token))
+        Ok(self.core.lock(name, ttl))
     }
 
     async fn unlock(&self, name: &str, token: &Token) -> Result<bool, DependencyError> {
-        let mut locks = lock(&self.locks);
-        match locks.get(name) {
-            Some(holder) if holder == token => {
-                locks.remove(name);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        Ok(self.core.unlock(name, token))
     }
 }
 

@@ -9,6 +9,7 @@
 //! [`redis::RedisCoordinator`] for deployments and
 //! [`memory::MemoryCoordinator`] for the embedded default.
 
+pub mod core;
 pub mod memory;
 pub mod redis;
 
