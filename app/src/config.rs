@@ -89,6 +89,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// `FAILPOINTS` syntax; needs the `failpoints` feature.
     pub failpoints: Option<String>,
+    /// A built front end (`frontend/dist`) to serve at `/`.
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -104,6 +106,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(10),
             body_limit: 16 * 1024,
             failpoints: None,
+            static_dir: None,
         }
     }
 }
@@ -129,6 +132,14 @@ impl Settings {
         }
         if self.resources.is_empty() {
             return Err("the resource catalogue is empty".into());
+        }
+        if let Some(dir) = &self.static_dir {
+            if !dir.join("index.html").is_file() {
+                return Err(format!(
+                    "{} has no index.html: build the front end first (cd frontend && npm ci && npm run build)",
+                    dir.display()
+                ));
+            }
         }
         Ok(())
     }
@@ -184,6 +195,9 @@ pub struct ServeArgs {
     /// Failpoints to set at start, as name=actions;name=actions (needs the `failpoints` feature).
     #[arg(long, env = "FAILPOINTS")]
     pub failpoints: Option<String>,
+    /// Serve the built web front end from this folder at / (e.g. frontend/dist).
+    #[arg(long, env = "STATIC_DIR")]
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -204,6 +218,7 @@ impl ServeArgs {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             body_limit: self.body_limit,
             failpoints: self.failpoints.filter(|f| !f.trim().is_empty()),
+            static_dir: self.static_dir,
         };
         settings.validate()?;
         Ok(settings)

@@ -107,8 +107,12 @@ impl Application {
 
     /// One line for the operator: where it listens and what it runs on.
     pub fn describe(&self) -> String {
+        let ui = match &self.state.settings.static_dir {
+            Some(dir) => format!(", web front end from {}", dir.display()),
+            None => String::new(),
+        };
         format!(
-            "booking listening on http://{} (store: {}, coordinator: {})",
+            "booking listening on http://{} (store: {}, coordinator: {}{ui})",
             self.local_addr(),
             self.state.store.backend(),
             self.state.coordinator.backend()

@@ -44,30 +44,40 @@ pub fn router(state: AppState) -> Router {
     #[cfg(feature = "failpoints")]
     let api = api.merge(admin::router());
     let body_limit = state.settings.body_limit;
-    api.fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            request_timeout,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_requests,
-        ))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal("handler panicked".into()).into_response()
-        }))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let request_id = req
-                .headers()
-                .get(REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id)
-        }))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
+    // With a built front end, unknown paths serve it (index.html for client
+    // routes); unknown API paths stay JSON 404s.
+    let api = match &state.settings.static_dir {
+        Some(dir) => {
+            api.route("/api/{*rest}", axum::routing::any(not_found))
+                .fallback_service(tower_http::services::ServeDir::new(dir).not_found_service(
+                    tower_http::services::ServeFile::new(dir.join("index.html")),
+                ))
+        }
+        None => api.fallback(not_found),
+    };
+    api.layer(middleware::from_fn_with_state(
+        state.clone(),
+        request_timeout,
+    ))
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
+        count_requests,
+    ))
+    .layer(DefaultBodyLimit::max(body_limit))
+    .layer(CatchPanicLayer::custom(|_| {
+        ApiError::Internal("handler panicked".into()).into_response()
+    }))
+    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+    .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id)
+    }))
+    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+    .with_state(state)
 }
 
 async fn not_found() -> ApiError {

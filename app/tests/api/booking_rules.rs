@@ -295,3 +295,31 @@ async fn expired_idempotency_outcomes_are_purged_and_bookings_stay(backend: Back
     assert_eq!(app.count_idempotency_records().await, 0);
     assert_eq!(app.count_rows().await, 2, "bookings are never purged");
 }
+
+#[tokio::test]
+async fn a_built_front_end_is_served_at_the_root_and_api_404s_stay_json() {
+    let site = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        site.path().join("index.html"),
+        "<!doctype html><title>app</title>",
+    )
+    .expect("write");
+    std::fs::write(site.path().join("app.js"), "console.log(1)").expect("write");
+    let dir = site.path().to_owned();
+    let app =
+        crate::helpers::spawn_app_with(Backend::Embedded, move |s| s.static_dir = Some(dir)).await;
+    let root = app.get("/").await;
+    assert_eq!(root.status, 200);
+    assert!(root.body.contains("<title>app</title>"));
+    assert!(app.get("/app.js").await.body.contains("console.log"));
+    // A client-side route gets the app itself.
+    assert!(app
+        .get("/bookings/mine")
+        .await
+        .body
+        .contains("<title>app</title>"));
+    let api = app.get("/api/nope").await;
+    assert_eq!(api.status, 404);
+    assert_eq!(api.code(), "NOT_FOUND");
+    assert_eq!(app.get("/api/resources").await.status, 200);
+}

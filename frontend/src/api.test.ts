@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import { BookingApi, IntentTracker, describeProblem, isRetryable, type ApiResult, type BookingPayload } from './api';
+
+type Reply = { status: number; body?: unknown; headers?: Record<string, string> } | 'network' | 'timeout';
+
+/** A fake fetch that answers from a script and records every request. */
+function scripted(replies: Reply[]) {
+  const calls: { url: string; init: RequestInit; key: string | null }[] = [];
+  const fetchFn = (async (url: string, init: RequestInit) => {
+    const headers = new Headers(init.headers);
+    calls.push({ url, init, key: headers.get('Idempotency-Key') });
+    const reply = replies.shift() ?? { status: 500 };
+    if (reply === 'network') throw new TypeError('Failed to fetch');
+    if (reply === 'timeout') {
+      const e = new Error('aborted');
+      e.name = 'AbortError';
+      throw e;
+    }
+    return new Response(reply.body === undefined ? '' : JSON.stringify(reply.body), {
+      status: reply.status,
+      headers: reply.headers,
+    });
+  }) as unknown as typeof fetch;
+  return { fetchFn, calls };
+}
+
+const payload: BookingPayload = { userId: 'user_alice', resourceId: 'room_A', date: '2027-03-01' };
+const created = { status: 201, body: { success: true, booking: { id: 'b1' } } };
+const problem = (status: number, code: string) => ({ status, body: { success: false, status, code, detail: code, error: code } });
+
+function client(replies: Reply[], sleeps: number[] = []) {
+  const { fetchFn, calls } = scripted(replies);
+  const api = new BookingApi({ baseUrl: 'http://api', fetch: fetchFn, sleep: async (ms) => void sleeps.push(ms), maxAttempts: 5 });
+  return { api, calls };
+}
+
+describe('retries', () => {
+  it('retries a network error, a timeout, a 503 and the retryable 409s with the same key', async () => {
+    const sleeps: number[] = [];
+    const { api, calls } = client(['network', 'timeout', problem(503, 'DEPENDENCY_UNAVAILABLE'), problem(409, 'IDEMPOTENCY_IN_PROGRESS'), created], sleeps);
+    const result = await api.createBooking(payload, 'key-1');
+    expect(result.ok).toBe(true);
+    expect(result.attempts).toBe(5);
+    expect(calls.map((c) => c.key)).toEqual(['key-1', 'key-1', 'key-1', 'key-1', 'key-1']);
+    expect(sleeps).toEqual([250, 500, 1000, 2000]);
+  });
+
+  it('honours Retry-After when it is longer than the backoff', async () => {
+    const sleeps: number[] = [];
+    const { api } = client([{ ...problem(409, 'RESOURCE_LOCKED'), headers: { 'Retry-After': '3' } }, created], sleeps);
+    await api.createBooking(payload, 'k');
+    expect(sleeps).toEqual([3000]);
+  });
+
+  it('does not retry definitive answers', async () => {
+    for (const code of ['ALREADY_BOOKED', 'IDEMPOTENCY_KEY_REUSED', 'VALIDATION_FAILED']) {
+      const status = code === 'ALREADY_BOOKED' ? 409 : code === 'VALIDATION_FAILED' ? 400 : 422;
+      const { api, calls } = client([problem(status, code), created]);
+      const result = await api.createBooking(payload, 'k');
+      expect(result.ok).toBe(false);
+      expect(calls).toHaveLength(1);
+    }
+  });
+
+  it('gives up after the last attempt with the last answer', async () => {
+    const { api, calls } = client(Array(10).fill('network'));
+    const result = await api.createBooking(payload, 'k');
+    expect(calls).toHaveLength(5);
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.problem.code).toBe('NETWORK_ERROR');
+  });
+
+  it('reports a replayed answer', async () => {
+    const { api } = client([{ ...created, headers: { 'Idempotent-Replayed': 'true' } }]);
+    const result = await api.createBooking(payload, 'k');
+    expect(result.replayed).toBe(true);
+  });
+});
+
+describe('intents and keys', () => {
+  let n = 0;
+  const keys = () => `key-${++n}`;
+
+  it('keeps one key per intent until a definitive answer', async () => {
+    const { api, calls } = client([problem(503, 'DEPENDENCY_UNAVAILABLE'), problem(503, 'DEPENDENCY_UNAVAILABLE'), problem(503, 'DEPENDENCY_UNAVAILABLE'), problem(503, 'DEPENDENCY_UNAVAILABLE'), problem(503, 'DEPENDENCY_UNAVAILABLE'), created, created]);
+    const tracker = new IntentTracker(api, keys);
+    const first = await tracker.submit(payload); // 5 attempts, all 503: not definitive
+    expect(first.ok).toBe(false);
+    const second = await tracker.submit(payload); // the user submits again: same intent, same key
+    expect(second.ok).toBe(true);
+    const keysSent = new Set(calls.slice(0, 6).map((c) => c.key));
+    expect(keysSent.size).toBe(1);
+    await tracker.submit(payload); // after a definitive answer: a new intent
+    expect(calls[6].key).not.toBe(calls[0].key);
+  });
+
+  it('makes a new intent when the form changes', () => {
+    const { api } = client([]);
+    const tracker = new IntentTracker(api, keys);
+    const a = tracker.keyFor(payload);
+    expect(tracker.keyFor({ ...payload })).toBe(a);
+    expect(tracker.keyFor({ ...payload, resourceId: 'room_B' })).not.toBe(a);
+    const b = tracker.keyFor(payload);
+    tracker.reset();
+    expect(tracker.keyFor(payload)).not.toBe(b);
+  });
+
+  it('turns a double click into one request', async () => {
+    const { api, calls } = client([created, created]);
+    const tracker = new IntentTracker(api, keys);
+    const [one, two] = await Promise.all([tracker.submit(payload), tracker.submit(payload)]);
+    expect(calls).toHaveLength(1);
+    expect(one).toBe(two);
+  });
+});
+
+describe('messages', () => {
+  it('has a human message for every error code of the API', () => {
+    const codes = ['VALIDATION_FAILED', 'IDEMPOTENCY_KEY_INVALID', 'IDEMPOTENCY_IN_PROGRESS', 'RESOURCE_LOCKED', 'ALREADY_BOOKED', 'IDEMPOTENCY_KEY_REUSED', 'UNKNOWN_RESOURCE', 'NOT_FOUND', 'PAYLOAD_TOO_LARGE', 'DEPENDENCY_UNAVAILABLE', 'INTERNAL'];
+    const messages = codes.map((code) => describeProblem({ code, status: 400, type: '', title: '', detail: '', success: false, error: '' }));
+    expect(new Set(messages).size).toBe(codes.length);
+    for (const m of messages) expect(m.length).toBeGreaterThan(10);
+  });
+
+  it('classifies answers', () => {
+    const ok: ApiResult<unknown> = { ok: true, status: 201, data: {}, replayed: false, attempts: 1 };
+    expect(isRetryable(ok)).toBe(false);
+  });
+});
