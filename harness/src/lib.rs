@@ -4,6 +4,7 @@
 //! generator and the clients together:
 //!
 //! ```text
+//! bench      load runs against the stack and its parts' own limits
 //! scenario   a TOML file: mode, workload, fault timeline, checkers
 //! generator  what each virtual client intends, from the seed
 //! client     one intent over HTTP with retries; every attempt recorded
@@ -17,6 +18,7 @@
 //! infra      process management for all of the above (also used by app/ tests)
 //! ```
 
+pub mod bench;
 pub mod checker;
 pub mod client;
 pub mod explore;

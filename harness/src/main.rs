@@ -78,6 +78,30 @@ enum Command {
         #[arg(long, env = "BOOKING_BIN")]
         booking_bin: Option<PathBuf>,
     },
+    /// Load runs against a local stack (Redis, PostgreSQL, replicas) beside
+    /// pgbench, redis-benchmark and /health; writes bench.md/.json/.html and
+    /// fails if an invariant breaks under load. Build with --release.
+    Bench {
+        /// Seconds per measured load.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Concurrency of the main comparisons.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Client counts of the scaling curve.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32,64,128")]
+        client_steps: Vec<usize>,
+        /// Replica counts of the scaling curve.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        replica_steps: Vec<usize>,
+        /// Rounds of 100 clients racing for one slot.
+        #[arg(long, default_value_t = 20)]
+        race_rounds: usize,
+        #[arg(long, default_value = "harness-results/bench")]
+        out: PathBuf,
+        #[arg(long, env = "BOOKING_BIN")]
+        booking_bin: Option<PathBuf>,
+    },
     /// Re-check a recorded history (JSON lines) offline.
     Check {
         history: PathBuf,
@@ -109,6 +133,34 @@ fn main() -> ExitCode {
             booking_bin,
         } => exit(rt.block_on(run(paths, out, booking_bin))),
         Command::Check { history, checkers } => exit(check(history, checkers)),
+        Command::Bench {
+            seconds,
+            clients,
+            client_steps,
+            replica_steps,
+            race_rounds,
+            out,
+            booking_bin,
+        } => exit((|| {
+            init_logs();
+            if cfg!(debug_assertions) {
+                eprintln!("booking-harness: this is a debug build; run `cargo run --release -p booking-harness -- bench` for real figures");
+            }
+            let config = booking_harness::bench::BenchConfig {
+                duration: std::time::Duration::from_secs_f64(seconds.max(0.2)),
+                clients,
+                client_steps,
+                replica_steps,
+                race_rounds,
+                out_dir: out.clone(),
+                binary: service_binary(booking_bin)?,
+            };
+            let report = rt.block_on(booking_harness::bench::run(&config))?;
+            booking_harness::bench::write_reports(&report, &out)?;
+            print!("{}", booking_harness::bench::markdown(&report));
+            println!("\nreports: {}/bench.{{md,json,html}}", out.display());
+            Ok(report.violations.is_empty())
+        })()),
         Command::Explore {
             cases,
             minutes,

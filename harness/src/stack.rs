@@ -199,6 +199,90 @@ impl Stack {
         }
     }
 
+    /// The replicas' own URLs, bypassing their fault proxies (for load runs).
+    pub async fn direct_urls(&self) -> Vec<String> {
+        let mut urls = Vec::new();
+        for r in &self.replicas {
+            urls.push(r.process.lock().await.url());
+        }
+        urls
+    }
+
+    /// Resident memory of replica `n`, in MB (0 if unknown).
+    pub async fn replica_rss_mb(&self, n: usize) -> f64 {
+        let Some(replica) = self.replicas.get(n) else {
+            return 0.0;
+        };
+        let Some(pid) = replica.process.lock().await.pid() else {
+            return 0.0;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+                line.split_whitespace().nth(1)?.parse::<f64>().ok()
+            })
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    pub async fn postgres_port(&self) -> Option<u16> {
+        self.postgres
+            .lock()
+            .await
+            .as_ref()
+            .map(PostgresServer::port)
+    }
+
+    pub async fn redis_port(&self) -> Option<u16> {
+        self.redis.lock().await.as_ref().map(RedisServer::port)
+    }
+
+    /// Confirmed bookings of one slot (PostgreSQL stores only).
+    pub async fn count_confirmed(&self, resource: &str, date: &str) -> Result<i64> {
+        let pool = sqlx::PgPool::connect(&self.store_url).await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM bookings WHERE resource_id = $1 AND CAST(date AS TEXT) = $2 AND status = 'confirmed'",
+        )
+        .bind(resource)
+        .bind(date)
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        Ok(n)
+    }
+
+    /// Slots with two confirmed bookings, and acknowledged ids missing from
+    /// the store (PostgreSQL stores only).
+    pub async fn invariant_report(&self, acknowledged: &[String]) -> Result<Vec<String>> {
+        let pool = sqlx::PgPool::connect(&self.store_url).await?;
+        let mut found = Vec::new();
+        let doubles: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT resource_id, CAST(date AS TEXT), COUNT(*) FROM bookings WHERE status = 'confirmed' \
+             GROUP BY 1, 2 HAVING COUNT(*) > 1",
+        )
+        .fetch_all(&pool)
+        .await?;
+        for (resource, date, n) in doubles {
+            found.push(format!("{n} confirmed bookings for {resource} on {date}"));
+        }
+        let ids: Vec<uuid::Uuid> = acknowledged
+            .iter()
+            .filter_map(|id| id.parse().ok())
+            .collect();
+        let present: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bookings WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_one(&pool)
+            .await?;
+        if present != ids.len() as i64 || ids.len() != acknowledged.len() {
+            found.push(format!(
+                "{} bookings acknowledged with 201, {present} of them in the store",
+                acknowledged.len()
+            ));
+        }
+        pool.close().await;
+        Ok(found)
+    }
+
     /// Every booking row, read directly from the store.
     pub async fn final_state(&self) -> Result<Option<Vec<BookingRow>>> {
         if self.mode == Mode::Target {

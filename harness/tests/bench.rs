@@ -1,0 +1,57 @@
+//! A short load run (debug build, tiny durations): the bench command works
+//! end to end against a local stack, keeps every invariant under load and
+//! writes its three reports. Real figures come from a release build
+//! (`docs/PERFORMANCE.md`), never from this test.
+
+use std::time::Duration;
+
+use booking_harness::bench::{run, write_reports, BenchConfig};
+use booking_harness::stack::ServiceBinary;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
+    let out = tempfile::tempdir().expect("dir");
+    let config = BenchConfig {
+        duration: Duration::from_millis(400),
+        clients: 8,
+        client_steps: vec![1, 4],
+        replica_steps: vec![1, 2],
+        race_rounds: 2,
+        out_dir: out.path().to_owned(),
+        binary: ServiceBinary(env!("CARGO_BIN_EXE_booking-harness").into()),
+    };
+    let report = run(&config).await.expect("the load run completes");
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    let names: Vec<&str> = report
+        .measurements
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    for wanted in [
+        "GET /health (HTTP limit)",
+        "creates on distinct slots",
+        "replays of one completed key",
+        "100 clients racing one slot",
+        "mix: 70% create, 20% list, 10% cancel",
+    ] {
+        assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
+    }
+    assert!(
+        report
+            .measurements
+            .iter()
+            .all(|m| m.requests > 0 && m.errors == 0),
+        "{:?}",
+        report.measurements
+    );
+    assert!(report.pgbench_inserts_per_second > 0.0, "pgbench ran");
+    assert!(report.redis_set_per_second > 0.0, "redis-benchmark ran");
+    assert!(report.replica_rss_mb > 0.0);
+    assert_eq!(report.targets.len(), 4);
+    write_reports(&report, out.path()).expect("reports");
+    for file in ["bench.md", "bench.json", "bench.html"] {
+        assert!(out.path().join(file).is_file(), "{file}");
+    }
+    let html = std::fs::read_to_string(out.path().join("bench.html")).expect("html");
+    assert!(html.contains("<svg") && html.contains("throughput vs clients"));
+}
