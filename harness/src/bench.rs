@@ -510,8 +510,9 @@ fn pgbench_inserts(port: u16, clients: usize, duration: Duration) -> Result<f64>
 }
 
 fn pg_tool(name: &str) -> PathBuf {
-    std::env::var_os("PG_BIN")
-        .map(|d| Path::new(&d).join(name))
+    crate::infra::postgres_bin_dir()
+        .map(|d| d.join(name))
+        .ok()
         .filter(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from(name))
 }

@@ -138,20 +138,13 @@ where
 
 macro_rules! sql_store {
     ($store:ident, $pool:ty) => {
-        #[async_trait]
-        impl Store for $store {
-            fn backend(&self) -> &'static str {
-                self.guard.dependency
-            }
-
-            async fn ping(&self) -> Result<(), DependencyError> {
-                self.guard
-                    .run("ping", sqlx::query("SELECT 1").execute(&self.pool))
-                    .await
-                    .map(drop)
-            }
-
-            async fn book(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError> {
+        impl $store {
+            /// Step 5 as separate statements in one transaction (both dialects).
+            #[allow(dead_code)] // PostgreSQL uses its one-statement form
+            async fn book_in_steps(
+                &self,
+                cmd: &BookCommand<'_>,
+            ) -> Result<BookOutcome, DependencyError> {
                 let key = cmd.key;
                 let booking = cmd.booking;
                 let date = NaiveDate::from_str(&booking.date)
@@ -227,21 +220,25 @@ macro_rules! sql_store {
                         Ok::<_, sqlx::Error>(Ok(outcome))
                     })
                     .await?;
-                match outcome {
-                    Ok(outcome) => Ok(outcome),
-                    Err((fingerprint, Some(status), Some(body))) => {
-                        let status = u16::try_from(status).map_err(|_| {
-                            self.guard.corrupt("book", "stored status out of range")
-                        })?;
-                        Ok(BookOutcome::Existing(CompletedRecord {
-                            fingerprint,
-                            response: StoredResponse { status, body },
-                        }))
-                    }
-                    Err(_) => Err(self
-                        .guard
-                        .corrupt("book", "committed key without an outcome")),
-                }
+                existing_outcome(&self.guard, outcome)
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                self.guard.dependency
+            }
+
+            async fn ping(&self) -> Result<(), DependencyError> {
+                self.guard
+                    .run("ping", sqlx::query("SELECT 1").execute(&self.pool))
+                    .await
+                    .map(drop)
+            }
+
+            async fn book(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError> {
+                self.book_tx(cmd).await
             }
 
             async fn find_outcome(
@@ -463,3 +460,120 @@ impl Classify for sqlx::migrate::MigrateError {
 
 sql_store!(PostgresStore, PgPool);
 sql_store!(SqliteStore, SqlitePool);
+
+impl SqliteStore {
+    /// SQLite has no data-modifying CTEs; in process, extra statements cost
+    /// no round trips anyway.
+    async fn book_tx(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError> {
+        self.book_in_steps(cmd).await
+    }
+}
+
+/// Step 5 for PostgreSQL in one statement (three round trips with BEGIN and
+/// COMMIT instead of six): book unless the key has a live outcome, then
+/// record the outcome, inserting the key's row or taking over an expired
+/// one. No row back means a live outcome exists (seen, or committed by a
+/// concurrent transaction with the same key while this one waited on the
+/// key's primary key): the transaction is rolled back, undoing any booking
+/// it made, and the existing outcome is the answer. The unique partial index
+/// decides every race on the slot, as in the step-by-step statements.
+const PG_BOOK: &str = "WITH live AS (\
+        SELECT 1 FROM idempotency_records \
+        WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $7\
+    ), booked AS (\
+        INSERT INTO bookings (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
+        SELECT $8, $9, $5, $6, 'confirmed', $7, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM live) \
+        ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING \
+        RETURNING id\
+    ) \
+    INSERT INTO idempotency_records AS r \
+        (user_id, key_kind, idem_key, fingerprint, resource_id, date, created_at, expires_at, \
+         status_code, response_body, booking_id) \
+    SELECT $1, $2, $3, $4, $5, $6, $7, $10, \
+        CASE WHEN EXISTS (SELECT 1 FROM booked) THEN $11 ELSE $13 END, \
+        CASE WHEN EXISTS (SELECT 1 FROM booked) THEN $12 ELSE $14 END, \
+        (SELECT id FROM booked) \
+    WHERE NOT EXISTS (SELECT 1 FROM live) \
+    ON CONFLICT (user_id, key_kind, idem_key) DO UPDATE SET \
+        fingerprint = EXCLUDED.fingerprint, resource_id = EXCLUDED.resource_id, date = EXCLUDED.date, \
+        created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
+        status_code = EXCLUDED.status_code, response_body = EXCLUDED.response_body, \
+        booking_id = EXCLUDED.booking_id \
+        WHERE r.expires_at <= $7 \
+    RETURNING status_code, booking_id";
+
+impl PostgresStore {
+    async fn book_tx(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError> {
+        let key = cmd.key;
+        let booking = cmd.booking;
+        let date = NaiveDate::from_str(&booking.date)
+            .map_err(|_| self.guard.corrupt("book", "booking date is not a date"))?;
+        let outcome = self
+            .guard
+            .run("book", async {
+                let mut tx = self.pool.begin().await?;
+                let row = sqlx::query(PG_BOOK)
+                    .bind(&key.user_id)
+                    .bind(key.kind.as_str())
+                    .bind(&key.key)
+                    .bind(cmd.fingerprint)
+                    .bind(&booking.resource_id)
+                    .bind(date)
+                    .bind(booking.created_at)
+                    .bind(booking.id)
+                    .bind(&booking.user_id)
+                    .bind(cmd.expires_at)
+                    .bind(i32::from(cmd.created.status))
+                    .bind(&cmd.created.body)
+                    .bind(i32::from(cmd.already_booked.status))
+                    .bind(&cmd.already_booked.body)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else {
+                    tx.rollback().await?;
+                    let row = sqlx::query(READ_KEY)
+                        .bind(&key.user_id)
+                        .bind(key.kind.as_str())
+                        .bind(&key.key)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    let fingerprint: String = row.try_get("fingerprint")?;
+                    let status: Option<i32> = row.try_get("status_code")?;
+                    let body: Option<String> = row.try_get("response_body")?;
+                    return Ok(Err((fingerprint, status, body)));
+                };
+                let booked: Option<Uuid> = row.try_get("booking_id")?;
+                // An injected error looks like a lost connection: rollback and 503.
+                crate::failpoints::hit(crate::failpoints::Step::BeforeCommit)
+                    .await
+                    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(Ok(if booked.is_some() {
+                    BookOutcome::Created
+                } else {
+                    BookOutcome::AlreadyBooked
+                }))
+            })
+            .await?;
+        existing_outcome(&self.guard, outcome)
+    }
+}
+
+/// The `Existing` answer from a key's stored row (shared by both stores).
+fn existing_outcome(
+    guard: &Guard,
+    outcome: Result<BookOutcome, (String, Option<i32>, Option<String>)>,
+) -> Result<BookOutcome, DependencyError> {
+    match outcome {
+        Ok(outcome) => Ok(outcome),
+        Err((fingerprint, Some(status), Some(body))) => {
+            let status = u16::try_from(status)
+                .map_err(|_| guard.corrupt("book", "stored status out of range"))?;
+            Ok(BookOutcome::Existing(CompletedRecord {
+                fingerprint,
+                response: StoredResponse { status, body },
+            }))
+        }
+        Err(_) => Err(guard.corrupt("book", "committed key without an outcome")),
+    }
+}

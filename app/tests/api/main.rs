@@ -7,6 +7,7 @@ mod helpers;
 mod booking_rules;
 mod dependencies;
 mod idempotency;
+mod store;
 mod validation;
 
 /// Generates `embedded::name` and `real::name` for each `async fn name(Backend)`.

@@ -21,6 +21,11 @@ pub use postgres::PostgresServer;
 pub use process::{free_port, wait_until, ManagedChild};
 pub use redis::RedisServer;
 
+/// PostgreSQL's binary directory (`PG_BIN`, `PATH`, or `/usr/lib/postgresql/*/bin`).
+pub fn postgres_bin_dir() -> anyhow::Result<std::path::PathBuf> {
+    postgres::find_bin_dir()
+}
+
 /// Whether `redis-server` and PostgreSQL's server binaries are installed.
 pub fn local_servers_available() -> bool {
     redis::binary_available() && postgres::binaries_available()

@@ -169,7 +169,7 @@ pub(crate) fn binaries_available() -> bool {
 
 /// PostgreSQL's binaries: `PG_BIN`, else `initdb` on `PATH`, else the newest
 /// `/usr/lib/postgresql/*/bin` (Debian's layout).
-fn find_bin_dir() -> Result<PathBuf> {
+pub(crate) fn find_bin_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("PG_BIN") {
         return Ok(PathBuf::from(dir));
     }

@@ -1,0 +1,141 @@
+//! Step 5 directly against each store: concurrent transactions with one key
+//! (as after Redis lost its records) and expired keys.
+
+use booking::booking::key::{KeyKind, KeyScope};
+use booking::domain::{Booking, BookingStatus};
+use booking::response::StoredResponse;
+use booking::store::{BookCommand, BookOutcome};
+use futures_util::future::join_all;
+
+use crate::helpers::{spawn_app, Backend};
+
+crate::suite!(
+    concurrent_transactions_with_one_key_make_at_most_one_booking,
+    an_expired_key_is_taken_over_and_a_live_one_is_not,
+);
+
+fn booking(user: &str, resource: &str, date: &str) -> Booking {
+    Booking {
+        id: uuid::Uuid::now_v7(),
+        user_id: user.into(),
+        resource_id: resource.into(),
+        date: date.into(),
+        status: BookingStatus::Confirmed,
+        created_at: chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis())
+            .expect("now"),
+        cancelled_at: None,
+    }
+}
+
+fn created(b: &Booking) -> StoredResponse {
+    StoredResponse {
+        status: 201,
+        body: format!("created {}", b.id),
+    }
+}
+
+static TAKEN: StoredResponse = StoredResponse {
+    status: 409,
+    body: String::new(),
+};
+
+/// Ten transactions with one key and ten different slots at once (each
+/// passed Redis because Redis had lost the key): one books, the others
+/// answer with its outcome.
+async fn concurrent_transactions_with_one_key_make_at_most_one_booking(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let key = KeyScope {
+        user_id: "user_alice".into(),
+        kind: KeyKind::Client,
+        key: "same-key".into(),
+    };
+    let bookings: Vec<Booking> = (0..10)
+        .map(|i| booking("user_alice", "room_A", &format!("2031-01-{:02}", i + 1)))
+        .collect();
+    let responses: Vec<StoredResponse> = bookings.iter().map(created).collect();
+    let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    let outcomes = join_all(bookings.iter().zip(&responses).map(|(b, r)| {
+        let store = app.state.store.clone();
+        let cmd = BookCommand {
+            key: &key,
+            fingerprint: "fp",
+            expires_at: expires,
+            booking: b,
+            created: r,
+            already_booked: &TAKEN,
+        };
+        async move { store.book(&cmd).await.expect("book") }
+    }))
+    .await;
+    let created_count = outcomes
+        .iter()
+        .filter(|o| **o == BookOutcome::Created)
+        .count();
+    assert_eq!(created_count, 1, "{outcomes:?}");
+    let winner = outcomes
+        .iter()
+        .position(|o| *o == BookOutcome::Created)
+        .expect("a winner");
+    for o in &outcomes {
+        if let BookOutcome::Existing(record) = o {
+            assert_eq!(
+                record.response, responses[winner],
+                "every other answer is the winner's"
+            );
+        }
+    }
+    assert_eq!(app.count_rows().await, 1);
+}
+
+async fn an_expired_key_is_taken_over_and_a_live_one_is_not(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let key = KeyScope {
+        user_id: "user_bob".into(),
+        kind: KeyKind::Derived,
+        key: "room_B:2031-02-01".into(),
+    };
+    let first = booking("user_bob", "room_B", "2031-02-01");
+    let past = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    let cmd = BookCommand {
+        key: &key,
+        fingerprint: "fp",
+        expires_at: past,
+        booking: &first,
+        created: &created(&first),
+        already_booked: &TAKEN,
+    };
+    assert_eq!(
+        app.state.store.book(&cmd).await.expect("book"),
+        BookOutcome::Created
+    );
+    // The outcome expired at once: the key is free, the slot is not.
+    let second = booking("user_bob", "room_B", "2031-02-01");
+    let live = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    let cmd = BookCommand {
+        key: &key,
+        fingerprint: "fp",
+        expires_at: live,
+        booking: &second,
+        created: &created(&second),
+        already_booked: &TAKEN,
+    };
+    assert_eq!(
+        app.state.store.book(&cmd).await.expect("book"),
+        BookOutcome::AlreadyBooked
+    );
+    // Now the key's live outcome answers.
+    let third = booking("user_bob", "room_C", "2031-02-01");
+    let cmd = BookCommand {
+        key: &key,
+        fingerprint: "fp",
+        expires_at: live,
+        booking: &third,
+        created: &created(&third),
+        already_booked: &TAKEN,
+    };
+    match app.state.store.book(&cmd).await.expect("book") {
+        BookOutcome::Existing(record) => assert_eq!(record.response, TAKEN),
+        other => panic!("expected the live outcome, got {other:?}"),
+    }
+    assert_eq!(app.count_rows().await, 1);
+}
