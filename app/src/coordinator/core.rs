@@ -52,10 +52,12 @@ struct Expiring<T> {
 #[derive(Debug)]
 struct ExpiringMap<T> {
     entries: HashMap<String, Expiring<T>>,
-    writes_since_sweep: usize,
+    /// Size after the last sweep; the next sweep waits until the map doubles.
+    swept_len: usize,
 }
 
-const SWEEP_EVERY: usize = 1024;
+/// No sweep below this size.
+const SWEEP_FLOOR: usize = 1024;
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -65,7 +67,7 @@ impl<T> ExpiringMap<T> {
     fn new() -> Self {
         Self {
             entries: HashMap::new(),
-            writes_since_sweep: 0,
+            swept_len: 0,
         }
     }
 
@@ -77,11 +79,13 @@ impl<T> ExpiringMap<T> {
     }
 
     fn set(&mut self, key: &str, value: T, ttl: Duration, now: u64) {
-        self.writes_since_sweep += 1;
-        if self.writes_since_sweep >= SWEEP_EVERY {
-            // Bounded memory: drop expired entries now and then, as Redis does.
+        // Bounded memory: drop expired entries now and then, as Redis does.
+        // Sweeping only when the map has doubled keeps the cost amortised
+        // O(1) per write however many live entries there are (a sweep every
+        // N writes cost O(size / N) each: 10 µs per write at a million keys).
+        if self.entries.len() >= (2 * self.swept_len).max(SWEEP_FLOOR) {
             self.entries.retain(|_, e| e.expires_at > now);
-            self.writes_since_sweep = 0;
+            self.swept_len = self.entries.len();
         }
         self.entries.insert(
             key.to_owned(),
@@ -208,5 +212,38 @@ impl<M: Guarded<Tables>, C: Clock> CoordinatorCore<M, C> {
             }
             _ => false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_entries_are_swept_as_the_map_grows() {
+        let mut map = ExpiringMap::new();
+        let ttl = Duration::from_millis(10);
+        for i in 0..SWEEP_FLOOR {
+            map.set(&format!("old{i}"), (), ttl, 0);
+        }
+        // Everything above has expired by t = 100; growing past the floor sweeps it.
+        for i in 0..10 {
+            map.set(&format!("new{i}"), (), ttl, 100);
+        }
+        assert!(
+            map.entries.len() <= 10,
+            "{} entries left",
+            map.entries.len()
+        );
+    }
+
+    #[test]
+    fn live_entries_survive_sweeps() {
+        let mut map = ExpiringMap::new();
+        for i in 0..3 * SWEEP_FLOOR {
+            map.set(&format!("k{i}"), i, Duration::from_secs(60), 0);
+        }
+        assert_eq!(map.entries.len(), 3 * SWEEP_FLOOR);
+        assert_eq!(map.get("k0", 1).copied(), Some(0));
     }
 }
