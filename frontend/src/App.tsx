@@ -169,11 +169,7 @@ export function App() {
               Room
               <select value={filterResource} onChange={(e) => setFilterResource(e.target.value)}>
                 <option value="">All rooms</option>
-                {resources.map((r) => (
-                  <option key={r.id} value={r.id}>
-                    {r.name}
-                  </option>
-                ))}
+                <ResourceOptions resources={resources} />
               </select>
             </label>
             <label>
@@ -217,6 +213,18 @@ export function App() {
         ))}
       </div>
     </div>
+  );
+}
+
+function ResourceOptions({ resources }: { resources: Resource[] }) {
+  return (
+    <>
+      {resources.map((r) => (
+        <option key={r.id} value={r.id}>
+          {r.name}
+        </option>
+      ))}
+    </>
   );
 }
 
@@ -273,11 +281,7 @@ function RacePanel({ api, resources, onDone }: { api: BookingApi; resources: Res
         <label>
           Room
           <select value={resource} onChange={(e) => setResource(e.target.value)}>
-            {resources.map((r) => (
-              <option key={r.id} value={r.id}>
-                {r.name}
-              </option>
-            ))}
+            <ResourceOptions resources={resources} />
           </select>
         </label>
         <label>

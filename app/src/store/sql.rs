@@ -136,6 +136,23 @@ where
     })
 }
 
+/// The fingerprint, status and body of a key's stored row (`READ_KEY`).
+type StoredRow = (String, Option<i32>, Option<String>);
+
+fn stored_row<R: Row>(row: &R) -> Result<StoredRow, sqlx::Error>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i32>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok((
+        row.try_get("fingerprint")?,
+        row.try_get("status_code")?,
+        row.try_get("response_body")?,
+    ))
+}
+
 macro_rules! sql_store {
     ($store:ident, $pool:ty) => {
         impl $store {
@@ -182,10 +199,7 @@ macro_rules! sql_store {
                                 .fetch_one(&mut *tx)
                                 .await?;
                             tx.rollback().await?;
-                            let fingerprint: String = row.try_get("fingerprint")?;
-                            let status: Option<i32> = row.try_get("status_code")?;
-                            let body: Option<String> = row.try_get("response_body")?;
-                            return Ok(Err((fingerprint, status, body)));
+                            return Ok(Err(stored_row(&row)?));
                         }
                         let inserted = sqlx::query(INSERT_BOOKING)
                             .bind(booking.id)
@@ -537,10 +551,7 @@ impl PostgresStore {
                         .bind(&key.key)
                         .fetch_one(&self.pool)
                         .await?;
-                    let fingerprint: String = row.try_get("fingerprint")?;
-                    let status: Option<i32> = row.try_get("status_code")?;
-                    let body: Option<String> = row.try_get("response_body")?;
-                    return Ok(Err((fingerprint, status, body)));
+                    return Ok(Err(stored_row(&row)?));
                 };
                 let booked: Option<Uuid> = row.try_get("booking_id")?;
                 // An injected error looks like a lost connection: rollback and 503.
@@ -562,7 +573,7 @@ impl PostgresStore {
 /// The `Existing` answer from a key's stored row (shared by both stores).
 fn existing_outcome(
     guard: &Guard,
-    outcome: Result<BookOutcome, (String, Option<i32>, Option<String>)>,
+    outcome: Result<BookOutcome, StoredRow>,
 ) -> Result<BookOutcome, DependencyError> {
     match outcome {
         Ok(outcome) => Ok(outcome),
