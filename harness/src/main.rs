@@ -125,7 +125,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if !matches!(command, Command::Serve(_)) {
+        // Nothing the harness started may outlive it: on Ctrl-C or SIGTERM,
+        // kill every child's process group (Drop does not run on a signal).
+        rt.spawn(async {
+            interrupted().await;
+            eprintln!("booking-harness: interrupted; stopping every process it started");
+            booking_harness::infra::kill_all_children();
+            std::process::exit(130);
+        });
+    }
+    match command {
         Command::Serve(args) => rt.block_on(booking::cli::serve(args)),
         Command::Run {
             paths,
@@ -205,6 +216,20 @@ fn main() -> ExitCode {
             print!("{}", report.summary());
             Ok(report.finding.is_none())
         })()),
+    }
+}
+
+async fn interrupted() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

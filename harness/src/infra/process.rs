@@ -10,6 +10,23 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+/// Process groups of every live child, so that a signal handler can stop
+/// them all when the harness itself is interrupted (Drop does not run then).
+static LIVE_GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+fn live_groups() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// SIGKILLs the process group of every child still running. For Ctrl-C and
+/// SIGTERM handlers: children lead their own groups, so a terminal's
+/// SIGINT never reaches them.
+pub fn kill_all_children() {
+    for group in live_groups().drain(..) {
+        let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+    }
+}
+
 /// A child process that leads its own process group. Dropping it kills the
 /// whole group (the child and anything it started) and reaps the child.
 #[derive(Debug)]
@@ -36,6 +53,7 @@ impl ManagedChild {
             .stderr(err)
             .spawn()
             .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        live_groups().push(child.id() as i32);
         Ok(Self {
             name: name.to_owned(),
             child,
@@ -96,6 +114,8 @@ impl ManagedChild {
         }
         // A group member may outlive the leader briefly; make sure it is gone.
         let _ = killpg(self.group(), Signal::SIGKILL);
+        let group = self.group().as_raw();
+        live_groups().retain(|g| *g != group);
     }
 
     /// `signal` to the leader (a graceful stop), then SIGKILL after `grace`.
