@@ -115,8 +115,17 @@ impl BookingDate {
 }
 
 impl fmt::Display for BookingDate {
+    /// `YYYY-MM-DD`, written directly: chrono's `format` parses its pattern
+    /// on every call, which showed up in the replay profile.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%d"))
+        use chrono::Datelike;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}",
+            self.0.year(),
+            self.0.month(),
+            self.0.day()
+        )
     }
 }
 
