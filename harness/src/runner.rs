@@ -247,8 +247,10 @@ pub fn ops_during_faults(h: &History) -> Vec<usize> {
     h.faults
         .iter()
         .map(|f| {
-            // An instant fault (reset, restart) counts what was in flight around it.
-            let end = f.end_ms.unwrap_or(f.start_ms).max(f.start_ms + 50.0);
+            // An instant fault (a reset, a restart) acts on the connections
+            // open at that moment; its effect shows on the requests of the
+            // next half second, which reuse or replace them.
+            let end = f.end_ms.unwrap_or(f.start_ms).max(f.start_ms + 500.0);
             h.ops
                 .iter()
                 .filter(|o| o.process != crate::checker::RECOVERY_PROCESS)
