@@ -4,7 +4,8 @@
 //! DO NOTHING` on the partial unique index, `RETURNING`), so the code is
 //! written once in [`sql_store!`]. A macro rather than generics because
 //! sqlx's bounds over `Database` for executors, binds and decodes would
-//! drown the SQL that a reader is here to see.
+//! drown the SQL that a reader is here to see. Step 5 alone differs:
+//! PostgreSQL runs it as one statement (`PG_BOOK`), SQLite step by step.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -155,89 +156,6 @@ where
 
 macro_rules! sql_store {
     ($store:ident, $pool:ty) => {
-        impl $store {
-            /// Step 5 as separate statements in one transaction (both dialects).
-            #[allow(dead_code)] // PostgreSQL uses its one-statement form
-            async fn book_in_steps(
-                &self,
-                cmd: &BookCommand<'_>,
-            ) -> Result<BookOutcome, DependencyError> {
-                let key = cmd.key;
-                let booking = cmd.booking;
-                let date = NaiveDate::from_str(&booking.date)
-                    .map_err(|_| self.guard.corrupt("book", "booking date is not a date"))?;
-                // One deadline covers the whole transaction; if it passes,
-                // the transaction is dropped and rolled back.
-                let outcome = self
-                    .guard
-                    .run("book", async {
-                        let mut tx = self.pool.begin().await?;
-                        sqlx::query(DELETE_EXPIRED_KEY)
-                            .bind(&key.user_id)
-                            .bind(key.kind.as_str())
-                            .bind(&key.key)
-                            .bind(booking.created_at)
-                            .execute(&mut *tx)
-                            .await?;
-                        let claimed = sqlx::query(CLAIM_KEY)
-                            .bind(&key.user_id)
-                            .bind(key.kind.as_str())
-                            .bind(&key.key)
-                            .bind(cmd.fingerprint)
-                            .bind(&booking.resource_id)
-                            .bind(date)
-                            .bind(booking.created_at)
-                            .bind(cmd.expires_at)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                        if claimed == 0 {
-                            let row = sqlx::query(READ_KEY)
-                                .bind(&key.user_id)
-                                .bind(key.kind.as_str())
-                                .bind(&key.key)
-                                .fetch_one(&mut *tx)
-                                .await?;
-                            tx.rollback().await?;
-                            return Ok(Err(stored_row(&row)?));
-                        }
-                        let inserted = sqlx::query(INSERT_BOOKING)
-                            .bind(booking.id)
-                            .bind(&booking.user_id)
-                            .bind(&booking.resource_id)
-                            .bind(date)
-                            .bind(booking.created_at)
-                            .bind(key.kind.as_str())
-                            .bind(&key.key)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                        let (outcome, response, booking_id) = if inserted == 1 {
-                            (BookOutcome::Created, cmd.created, Some(booking.id))
-                        } else {
-                            (BookOutcome::AlreadyBooked, cmd.already_booked, None)
-                        };
-                        sqlx::query(RECORD_OUTCOME)
-                            .bind(&key.user_id)
-                            .bind(key.kind.as_str())
-                            .bind(&key.key)
-                            .bind(i32::from(response.status))
-                            .bind(&response.body)
-                            .bind(booking_id)
-                            .execute(&mut *tx)
-                            .await?;
-                        // An injected error looks like a lost connection: rollback and 503.
-                        crate::failpoints::hit(crate::failpoints::Step::BeforeCommit)
-                            .await
-                            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
-                        tx.commit().await?;
-                        Ok::<_, sqlx::Error>(Ok(outcome))
-                    })
-                    .await?;
-                existing_outcome(&self.guard, outcome)
-            }
-        }
-
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -476,10 +394,82 @@ sql_store!(PostgresStore, PgPool);
 sql_store!(SqliteStore, SqlitePool);
 
 impl SqliteStore {
-    /// SQLite has no data-modifying CTEs; in process, extra statements cost
-    /// no round trips anyway.
+    /// Step 5 as separate statements in one transaction. SQLite has no
+    /// data-modifying CTEs; in process, extra statements cost no round trips.
     async fn book_tx(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError> {
-        self.book_in_steps(cmd).await
+        let key = cmd.key;
+        let booking = cmd.booking;
+        let date = NaiveDate::from_str(&booking.date)
+            .map_err(|_| self.guard.corrupt("book", "booking date is not a date"))?;
+        // One deadline covers the whole transaction; if it passes,
+        // the transaction is dropped and rolled back.
+        let outcome = self
+            .guard
+            .run("book", async {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(DELETE_EXPIRED_KEY)
+                    .bind(&key.user_id)
+                    .bind(key.kind.as_str())
+                    .bind(&key.key)
+                    .bind(booking.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                let claimed = sqlx::query(CLAIM_KEY)
+                    .bind(&key.user_id)
+                    .bind(key.kind.as_str())
+                    .bind(&key.key)
+                    .bind(cmd.fingerprint)
+                    .bind(&booking.resource_id)
+                    .bind(date)
+                    .bind(booking.created_at)
+                    .bind(cmd.expires_at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if claimed == 0 {
+                    let row = sqlx::query(READ_KEY)
+                        .bind(&key.user_id)
+                        .bind(key.kind.as_str())
+                        .bind(&key.key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.rollback().await?;
+                    return Ok(Err(stored_row(&row)?));
+                }
+                let inserted = sqlx::query(INSERT_BOOKING)
+                    .bind(booking.id)
+                    .bind(&booking.user_id)
+                    .bind(&booking.resource_id)
+                    .bind(date)
+                    .bind(booking.created_at)
+                    .bind(key.kind.as_str())
+                    .bind(&key.key)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let (outcome, response, booking_id) = if inserted == 1 {
+                    (BookOutcome::Created, cmd.created, Some(booking.id))
+                } else {
+                    (BookOutcome::AlreadyBooked, cmd.already_booked, None)
+                };
+                sqlx::query(RECORD_OUTCOME)
+                    .bind(&key.user_id)
+                    .bind(key.kind.as_str())
+                    .bind(&key.key)
+                    .bind(i32::from(response.status))
+                    .bind(&response.body)
+                    .bind(booking_id)
+                    .execute(&mut *tx)
+                    .await?;
+                // An injected error looks like a lost connection: rollback and 503.
+                crate::failpoints::hit(crate::failpoints::Step::BeforeCommit)
+                    .await
+                    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(Ok(outcome))
+            })
+            .await?;
+        existing_outcome(&self.guard, outcome)
     }
 }
 
@@ -490,7 +480,7 @@ impl SqliteStore {
 /// concurrent transaction with the same key while this one waited on the
 /// key's primary key): the transaction is rolled back, undoing any booking
 /// it made, and the existing outcome is the answer. The unique partial index
-/// decides every race on the slot, as in the step-by-step statements.
+/// decides every race on the slot, as in SQLite's step-by-step statements.
 const PG_BOOK: &str = "WITH live AS (\
         SELECT 1 FROM idempotency_records \
         WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $7\
