@@ -134,27 +134,6 @@ pub async fn hit(_step: Step) -> Result<(), Injected> {
     Ok(())
 }
 
-/// Whether the seeded protocol bug `name` is switched on through
-/// `BOOKING_SEEDED_BUG` (read once). Only for proving that tests catch it.
-#[cfg(feature = "failpoints")]
-pub fn seeded_bug(name: &str) -> bool {
-    static BUG: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    BUG.get_or_init(|| {
-        let bug = std::env::var("BOOKING_SEEDED_BUG")
-            .ok()
-            .filter(|b| !b.is_empty());
-        if let Some(bug) = &bug {
-            tracing::error!(
-                bug,
-                "SEEDED PROTOCOL BUG ENABLED: this replica is deliberately unsafe"
-            );
-        }
-        bug
-    })
-    .as_deref()
-        == Some(name)
-}
-
 /// Validates `actions` for the failpoint `name` and sets it.
 #[cfg(feature = "failpoints")]
 pub fn set(name: &str, actions: &str) -> Result<(), String> {

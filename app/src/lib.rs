@@ -13,9 +13,22 @@
 //! error              one ApiError enum, mapped once to problem+json
 //! deps               deadline + latency for every dependency call
 //! failpoints         named failpoints at protocol steps (feature `failpoints`)
+//! seeded             the seeded-bug catalogue that proves the harness (feature `failpoints`)
 //! metrics, telemetry Prometheus text, tracing
 //! config, startup    settings from flags/env; wiring and serving
 //! ```
+
+/// `true` when the seeded bug `$bug` (a [`seeded::Bug`] variant) is switched
+/// on; always `false`, and compiled away, without the `failpoints` feature.
+macro_rules! seeded_bug {
+    ($bug:ident) => {{
+        #[cfg(feature = "failpoints")]
+        let on = $crate::seeded::on($crate::seeded::Bug::$bug);
+        #[cfg(not(feature = "failpoints"))]
+        let on = false;
+        on
+    }};
+}
 
 pub mod booking;
 pub mod cli;
@@ -29,6 +42,8 @@ pub mod failpoints;
 pub mod metrics;
 pub mod response;
 pub mod routes;
+#[cfg(feature = "failpoints")]
+pub mod seeded;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -59,6 +59,8 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     if let Some(spec) = &settings.failpoints {
         crate::failpoints::configure(spec).map_err(StartupError::Config)?;
     }
+    #[cfg(feature = "failpoints")]
+    crate::seeded::init_from_env().map_err(StartupError::Config)?;
     let metrics = Arc::new(Metrics::new());
     let guard = |dependency| Guard::new(dependency, settings.dependency_timeout, metrics.clone());
     let coordinator: Arc<dyn Coordinator> = match &settings.redis_url {

@@ -44,13 +44,25 @@ pub async fn create_booking(
 ) -> Result<Reply, ApiError> {
     state.check_resource(&request.resource)?;
     let key = resolve_key(&request, client_key.as_ref(), &state.settings.idempotency);
-    let token = match claim(state, &key).await? {
-        Claimed::Owner(token) => token,
-        Claimed::Replay(reply) => return Ok(reply),
+    let result = match claim(state, &key).await {
+        Ok(Claimed::Owner(token)) => {
+            let result = run_claimed(state, &key, &token, &request).await;
+            if let Err(error) = &result {
+                release(state, &key, &token, error).await;
+            }
+            result
+        }
+        Ok(Claimed::Replay(reply)) => Ok(reply),
+        Err(error) => Err(error),
     };
-    let result = run_claimed(state, &key, &token, &request).await;
-    if result.is_err() {
-        release(state, &key, &token).await;
+    if seeded_bug!(DuplicateReleasesLock)
+        && matches!(
+            result,
+            Err(ApiError::IdempotencyInProgress | ApiError::ResourceLocked { .. })
+        )
+    {
+        // Seeded bug: "clean up" the slot lock by name, though another request owns it.
+        let _ = state.coordinator.forget(&lock_name(&request)).await;
     }
     result
 }
@@ -74,11 +86,27 @@ async fn run_claimed(
         failpoints::hit(Step::AfterLock).await?;
         let prepared = prepare_booking(key, request)?;
         #[cfg(feature = "failpoints")]
-        if failpoints::seeded_bug("finalize-before-commit") {
+        if seeded_bug!(FinalizeBeforeCommit) {
             seeded_bug_finalize_before_commit(state, key, token, request, &lock, &prepared).await;
         }
+        let booking_id = prepared.booking.id;
         let (record, replayed) = book_in_transaction(state, key, prepared).await?;
-        failpoints::hit(Step::AfterCommitBeforeFinalize).await?;
+        if let Err(injected) = failpoints::hit(Step::AfterCommitBeforeFinalize).await {
+            #[cfg(feature = "failpoints")]
+            if seeded_bug!(CompensateAfterCommit) && !replayed {
+                seeded_bug_compensate(state, request, booking_id).await;
+            }
+            let _ = booking_id;
+            return Err(injected.into());
+        }
+        if seeded_bug!(AlreadyBookedNotRemembered) && record.response.status == 409 {
+            // Seeded bug: the refusal is not remembered; the claim is dropped.
+            let _ = state
+                .coordinator
+                .release(&key.scope.record_name(), token)
+                .await;
+            return decide(state, key, record, replayed, "store");
+        }
         finalize(state, key, token, &record).await;
         failpoints::hit(Step::BeforeLockRelease).await?;
         decide(state, key, record, replayed, "store")
@@ -101,7 +129,11 @@ async fn claim(state: &AppState, key: &ResolvedKey) -> Result<Claimed, ApiError>
         .claim(
             &key.scope.record_name(),
             &key.fingerprint,
-            state.settings.idempotency.lease,
+            if seeded_bug!(ClaimLivesForRetention) {
+                key.retention
+            } else {
+                state.settings.idempotency.lease
+            },
         )
         .await?;
     match claim {
@@ -135,7 +167,12 @@ async fn lock(state: &AppState, key: &ResolvedKey, request: &NewBooking) -> Resu
         return Ok(Slot::Held(token));
     }
     state.metrics.record_lock_contention();
-    match state.store.find_outcome(&key.scope, Utc::now()).await? {
+    let outcome = if seeded_bug!(RedisOnlyMemory) {
+        None
+    } else {
+        state.store.find_outcome(&key.scope, Utc::now()).await?
+    };
+    match outcome {
         Some(record) => Ok(Slot::Decided(record)),
         None => Err(ApiError::ResourceLocked {
             resource: request.resource.clone(),
@@ -191,8 +228,19 @@ async fn book_in_transaction(
     key: &ResolvedKey,
     prepared: Prepared,
 ) -> Result<(CompletedRecord, bool), ApiError> {
+    let forgetful_scope;
+    let scope = if seeded_bug!(RedisOnlyMemory) {
+        // Seeded bug: a key the store never sees again, so it remembers no outcome.
+        forgetful_scope = crate::booking::key::KeyScope {
+            key: format!("{}#{}", key.scope.key, prepared.booking.id),
+            ..key.scope.clone()
+        };
+        &forgetful_scope
+    } else {
+        &key.scope
+    };
     let cmd = BookCommand {
-        key: &key.scope,
+        key: scope,
         fingerprint: &key.fingerprint,
         expires_at: prepared.expires_at,
         booking: &prepared.booking,
@@ -254,7 +302,21 @@ async fn unlock(state: &AppState, request: &NewBooking, token: &Token) {
 }
 
 /// Step 7: a transient failure forgets the claim so that a retry runs again.
-async fn release(state: &AppState, key: &ResolvedKey, token: &Token) {
+async fn release(state: &AppState, key: &ResolvedKey, token: &Token, error: &ApiError) {
+    if seeded_bug!(RememberTransientAnswers)
+        && matches!(
+            error,
+            ApiError::ResourceLocked { .. } | ApiError::Dependency(_)
+        )
+    {
+        // Seeded bug: the transient answer becomes the key's final answer.
+        let record = CompletedRecord {
+            fingerprint: key.fingerprint.clone(),
+            response: error.to_stored(),
+        };
+        finalize(state, key, token, &record).await;
+        return;
+    }
     if let Err(e) = state
         .coordinator
         .release(&key.scope.record_name(), token)
@@ -273,8 +335,10 @@ fn decide(
     source: &'static str,
 ) -> Result<Reply, ApiError> {
     if replayed {
+        let skip_check = seeded_bug!(StoreReplaySkipsFingerprint) && source == "store";
         if record.fingerprint != key.fingerprint
             && state.settings.idempotency.reuse_policy == ReusePolicy::Reject
+            && !skip_check
         {
             return Err(ApiError::IdempotencyKeyReused);
         }
@@ -286,10 +350,8 @@ fn decide(
     })
 }
 
-/// The original flow's ordering bug, compiled only with `failpoints` and
-/// enabled only by `BOOKING_SEEDED_BUG=finalize-before-commit`: the key is
-/// marked completed and the lock released *before* the transaction commits.
-/// It exists so that tests can prove the chaos harness catches it.
+/// Seeded bug `finalize-before-commit` (see `seeded`): the key is marked
+/// completed and the lock released *before* the transaction commits.
 #[cfg(feature = "failpoints")]
 async fn seeded_bug_finalize_before_commit(
     state: &AppState,
@@ -305,4 +367,14 @@ async fn seeded_bug_finalize_before_commit(
     };
     finalize(state, key, token, &record).await;
     unlock(state, request, lock).await;
+}
+
+/// Seeded bug `compensate-after-commit`: "undo" a booking after a failure
+/// that came after its commit, although its outcome already says 201.
+#[cfg(feature = "failpoints")]
+async fn seeded_bug_compensate(state: &AppState, request: &NewBooking, id: Uuid) {
+    let now = truncate_to_millis(Utc::now());
+    if let Err(e) = state.store.cancel(id, &request.user, now).await {
+        warn!(error = %e, "seeded compensation failed");
+    }
 }

@@ -72,20 +72,37 @@ pub fn resolve_key(
             settings.derived_key_ttl,
         ),
     };
+    let mut user_id = request.user.as_str().to_owned();
+    let mut fingerprint = fingerprint(request);
+    if seeded_bug!(KeysGlobalAcrossUsers) && kind == KeyKind::Client {
+        // Seeded bug: one namespace of keys for everyone; "the key identifies the request".
+        user_id = "*".into();
+        fingerprint = sha256_hex(&[
+            "booking/v1",
+            request.resource.as_str(),
+            &request.date.to_string(),
+        ]);
+    }
+    if seeded_bug!(DerivedKeyWithoutUser) && kind == KeyKind::Derived {
+        user_id = "*".into();
+    }
     ResolvedKey {
-        scope: KeyScope {
-            user_id: request.user.as_str().to_owned(),
-            kind,
-            key,
-        },
+        scope: KeyScope { user_id, kind, key },
         retention,
-        fingerprint: fingerprint(request),
+        fingerprint,
     }
 }
 
 /// A stable digest of the normalised payload (field order and unknown
 /// fields in the JSON do not change it).
 pub fn fingerprint(request: &NewBooking) -> String {
+    if seeded_bug!(FingerprintIgnoresDate) {
+        return sha256_hex(&[
+            "booking/v1",
+            request.user.as_str(),
+            request.resource.as_str(),
+        ]);
+    }
     sha256_hex(&[
         "booking/v1",
         request.user.as_str(),

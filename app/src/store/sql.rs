@@ -86,6 +86,10 @@ const BOOKING_COLUMNS: &str = "id, user_id, resource_id, date, status, created_a
 const CANCEL: &str = "UPDATE bookings SET status = 'cancelled', cancelled_at = $3 \
      WHERE id = $1 AND user_id = $2 AND status = 'confirmed'";
 
+/// Seeded bug `cancel-trusts-asserted-owner`: the caller is not compared with the owner.
+const CANCEL_ANYONES: &str = "UPDATE bookings SET status = 'cancelled', cancelled_at = $3 \
+     WHERE id = $1 AND CAST($2 AS TEXT) IS NOT NULL AND status = 'confirmed'";
+
 /// Server-derived keys of a freed slot are forgotten, so the slot can be
 /// booked again right away without a client key.
 const FORGET_DERIVED_KEYS: &str = "DELETE FROM idempotency_records \
@@ -97,13 +101,44 @@ const PURGE_EXPIRED: &str = "DELETE FROM idempotency_records WHERE expires_at <=
 const BOOKED_RESOURCES: &str =
     "SELECT resource_id FROM bookings WHERE date = $1 AND status = 'confirmed' ORDER BY resource_id";
 
+/// Seeded bug `availability-counts-cancelled`: the status filter is missing.
+const BOOKED_RESOURCES_ANY_STATUS: &str =
+    "SELECT DISTINCT resource_id FROM bookings WHERE date = $1 ORDER BY resource_id";
+
+fn booked_resources_sql() -> &'static str {
+    if seeded_bug!(AvailabilityCountsCancelled) {
+        BOOKED_RESOURCES_ANY_STATUS
+    } else {
+        BOOKED_RESOURCES
+    }
+}
+
 fn select_booking() -> String {
-    format!("SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = $1 AND user_id = $2")
+    let owner = if seeded_bug!(CancelTrustsAssertedOwner) {
+        "CAST($2 AS TEXT) IS NOT NULL"
+    } else {
+        "user_id = $2"
+    };
+    format!("SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = $1 AND {owner}")
+}
+
+fn cancel_sql() -> &'static str {
+    if seeded_bug!(CancelTrustsAssertedOwner) {
+        CANCEL_ANYONES
+    } else {
+        CANCEL
+    }
 }
 
 fn select_list() -> String {
+    // Seeded bug `list-ignores-user`: the user filter is lost.
+    let user = if seeded_bug!(ListIgnoresUser) {
+        "CAST($1 AS TEXT) IS NOT NULL"
+    } else {
+        "user_id = $1"
+    };
     format!(
-        "SELECT {BOOKING_COLUMNS} FROM bookings WHERE user_id = $1 \
+        "SELECT {BOOKING_COLUMNS} FROM bookings WHERE {user} \
          AND ($2 IS NULL OR resource_id = $2) \
          AND ($3 IS NULL OR date = $3) \
          AND ($4 IS NULL OR status = $4) \
@@ -242,7 +277,7 @@ macro_rules! sql_store {
                     .guard
                     .run("cancel", async {
                         let mut tx = self.pool.begin().await?;
-                        let cancelled = sqlx::query(CANCEL)
+                        let cancelled = sqlx::query(cancel_sql())
                             .bind(id)
                             .bind(user.as_str())
                             .bind(now)
@@ -260,7 +295,7 @@ macro_rules! sql_store {
                         };
                         let booking = decode_booking(&row)?;
                         let mut forgotten = Vec::new();
-                        if cancelled == 1 {
+                        if cancelled == 1 && !seeded_bug!(CancelKeepsDerivedKeys) {
                             let date = NaiveDate::from_str(&booking.date)
                                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
                             let rows = sqlx::query(FORGET_DERIVED_KEYS)
@@ -301,7 +336,7 @@ macro_rules! sql_store {
                     .guard
                     .run(
                         "booked_resources",
-                        sqlx::query(BOOKED_RESOURCES)
+                        sqlx::query(booked_resources_sql())
                             .bind(date.naive())
                             .fetch_all(&self.pool),
                     )
@@ -343,6 +378,11 @@ impl PostgresStore {
                 sqlx::migrate!("./migrations/postgres").run(&pool),
             )
             .await?;
+        if seeded_bug!(NoUniqueIndex) {
+            guard
+                .run("migrate", sqlx::query(DROP_SLOT_INDEX).execute(&pool))
+                .await?;
+        }
         Ok(Self { pool, guard })
     }
 }
@@ -377,6 +417,11 @@ impl SqliteStore {
         guard
             .run("migrate", sqlx::migrate!("./migrations/sqlite").run(&pool))
             .await?;
+        if seeded_bug!(NoUniqueIndex) {
+            guard
+                .run("migrate", sqlx::query(DROP_SLOT_INDEX).execute(&pool))
+                .await?;
+        }
         Ok(Self { pool, guard })
     }
 }
@@ -436,7 +481,12 @@ impl SqliteStore {
                     tx.rollback().await?;
                     return Ok(Err(stored_row(&row)?));
                 }
-                let inserted = sqlx::query(INSERT_BOOKING)
+                let insert = if seeded_bug!(NoUniqueIndex) {
+                    INSERT_BOOKING_CHECKED
+                } else {
+                    INSERT_BOOKING
+                };
+                let inserted = sqlx::query(insert)
                     .bind(booking.id)
                     .bind(&booking.user_id)
                     .bind(&booking.resource_id)
@@ -461,11 +511,7 @@ impl SqliteStore {
                     .bind(booking_id)
                     .execute(&mut *tx)
                     .await?;
-                // An injected error looks like a lost connection: rollback and 503.
-                crate::failpoints::hit(crate::failpoints::Step::BeforeCommit)
-                    .await
-                    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
-                tx.commit().await?;
+                commit_step5(tx, &outcome).await?;
                 Ok::<_, sqlx::Error>(Ok(outcome))
             })
             .await?;
@@ -506,6 +552,30 @@ const PG_BOOK: &str = "WITH live AS (\
         WHERE r.expires_at <= $7 \
     RETURNING status_code, booking_id";
 
+/// Seeded bug `no-unique-index`: the slot check moves into the insert
+/// (check-then-act), which two overlapping transactions both pass.
+fn pg_book_sql() -> std::borrow::Cow<'static, str> {
+    if !seeded_bug!(NoUniqueIndex) {
+        return PG_BOOK.into();
+    }
+    PG_BOOK
+        .replace(
+            "WHERE NOT EXISTS (SELECT 1 FROM live) ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING",
+            "WHERE NOT EXISTS (SELECT 1 FROM live) AND NOT EXISTS (SELECT 1 FROM bookings \
+             WHERE resource_id = $5 AND date = $6 AND status = 'confirmed')",
+        )
+        .into()
+}
+
+/// Seeded bug `no-unique-index`, SQLite's step 5.
+const INSERT_BOOKING_CHECKED: &str = "INSERT INTO bookings \
+     (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
+     SELECT $1, $2, $3, $4, 'confirmed', $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM bookings \
+     WHERE resource_id = $3 AND date = $4 AND status = 'confirmed')";
+
+/// Seeded bug `no-unique-index`: the index that makes double booking impossible is dropped.
+const DROP_SLOT_INDEX: &str = "DROP INDEX IF EXISTS bookings_one_confirmed_per_slot";
+
 impl PostgresStore {
     async fn book_tx(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError> {
         let key = cmd.key;
@@ -516,7 +586,7 @@ impl PostgresStore {
             .guard
             .run("book", async {
                 let mut tx = self.pool.begin().await?;
-                let row = sqlx::query(PG_BOOK)
+                let row = sqlx::query(&pg_book_sql())
                     .bind(&key.user_id)
                     .bind(key.kind.as_str())
                     .bind(&key.key)
@@ -544,19 +614,44 @@ impl PostgresStore {
                     return Ok(Err(stored_row(&row)?));
                 };
                 let booked: Option<Uuid> = row.try_get("booking_id")?;
-                // An injected error looks like a lost connection: rollback and 503.
-                crate::failpoints::hit(crate::failpoints::Step::BeforeCommit)
-                    .await
-                    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
-                tx.commit().await?;
-                Ok::<_, sqlx::Error>(Ok(if booked.is_some() {
+                let outcome = if booked.is_some() {
                     BookOutcome::Created
                 } else {
                     BookOutcome::AlreadyBooked
-                }))
+                };
+                commit_step5(tx, &outcome).await?;
+                Ok::<_, sqlx::Error>(Ok(outcome))
             })
             .await?;
         existing_outcome(&self.guard, outcome)
+    }
+}
+
+/// The end of step 5 (shared by both stores): the `before_commit` failpoint,
+/// then the commit. An injected error looks like a lost connection: the
+/// transaction is rolled back and the client gets a 503.
+async fn commit_step5<DB: sqlx::Database>(
+    tx: sqlx::Transaction<'_, DB>,
+    outcome: &BookOutcome,
+) -> Result<(), sqlx::Error> {
+    if seeded_bug!(AlreadyBookedNotRemembered) && *outcome == BookOutcome::AlreadyBooked {
+        // Seeded bug: a refusal is not worth remembering.
+        return tx.rollback().await;
+    }
+    let committed = async {
+        crate::failpoints::hit(crate::failpoints::Step::BeforeCommit)
+            .await
+            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
+        tx.commit().await
+    }
+    .await;
+    match committed {
+        Err(e) if seeded_bug!(CommitErrorIgnored) => {
+            // Seeded bug: "the commit surely went through".
+            tracing::warn!(error = %e, "commit failed; answering as if it had not");
+            Ok(())
+        }
+        other => other,
     }
 }
 
