@@ -27,6 +27,11 @@ impl Recorder {
         }
     }
 
+    /// The operations recorded so far, left in place.
+    pub fn snapshot(&self) -> Vec<Operation> {
+        self.ops.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
     pub fn take(&self) -> Vec<Operation> {
         self.ops
             .lock()
@@ -132,6 +137,10 @@ impl Client {
             OpKind::List => self
                 .http
                 .get(format!("{base}/api/bookings/{}?status=all", call.user)),
+            OpKind::Availability => self.http.get(format!(
+                "{base}/api/resources/available?date={}",
+                call.date.as_deref().unwrap_or("")
+            )),
         };
         let invoke_ms = self.now_ms();
         let mut op = Operation {

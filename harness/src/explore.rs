@@ -20,7 +20,7 @@ use proptest::test_runner::{
 
 use crate::checker::Validity;
 use crate::runner::{self, RunOptions, PROBES};
-use crate::scenario::{Fault, FaultKind, Mode, Scenario, Target, Workload};
+use crate::scenario::{Fault, FaultKind, KeyStyle, Mode, Scenario, Target, Workload};
 use crate::stack::{ServiceBinary, Stack};
 
 /// How to explore.
@@ -168,10 +168,13 @@ pub fn fault_strategy(mode: Mode, replicas: usize) -> BoxedStrategy<Fault> {
         .iter()
         .map(|s| s.name())
         .collect();
+    // `sleep(800)` at `before_commit` keeps a booking transaction open past
+    // the explorer's short slot lock, so the database's constraint decides.
     let actions = vec![
         "1*return(error)",
         "30%return(error)",
         "return(sleep(200))",
+        "return(sleep(800))",
         "1*return(crash)",
     ];
     let mut kinds: Vec<BoxedStrategy<FaultKind>> = vec![
@@ -239,11 +242,19 @@ pub fn scenario_strategy(mode: Mode, replicas: usize) -> BoxedStrategy<Scenario>
             ratio(&[0.0, 0.1, 0.3]),
             prop::sample::select(vec![0u64, 20, 80]),
         ),
+        (
+            prop::sample::select(vec![KeyStyle::Unique, KeyStyle::Counter]),
+            ratio(&[0.0, 0.5, 1.0]),
+            ratio(&[0.0, 0.5, 1.0]),
+            ratio(&[0.0, 0.3, 1.0]),
+            ratio(&[0.0, 0.1]),
+        ),
     )
         .prop_map(
             |(
                 (operations, clients, resources, dates, users),
                 (double, no_key, reuse, cancel, think),
+                (key_style, foreign, rebook, replay, availability),
             )| Workload {
                 users,
                 resources: ["room_A", "room_B", "room_C"][..resources]
@@ -262,6 +273,11 @@ pub fn scenario_strategy(mode: Mode, replicas: usize) -> BoxedStrategy<Scenario>
                 max_attempts: 8,
                 request_timeout: Duration::from_secs(2),
                 think_time: Duration::from_millis(think),
+                key_style,
+                foreign_cancel_ratio: foreign,
+                rebook_ratio: rebook,
+                replay_ratio: replay,
+                availability_ratio: availability,
                 ..Workload::default()
             },
         );
@@ -279,6 +295,8 @@ pub fn scenario_strategy(mode: Mode, replicas: usize) -> BoxedStrategy<Scenario>
             seed: u64::from(seed),
             target_url: None,
             checkers: Vec::new(),
+            catches: Vec::new(),
+            settle_bound: None,
             recovery_bound: Duration::from_secs(20),
             service_env: BTreeMap::new(),
             workload,
@@ -288,12 +306,30 @@ pub fn scenario_strategy(mode: Mode, replicas: usize) -> BoxedStrategy<Scenario>
         .boxed()
 }
 
+/// The explorer's replicas: a short slot lock, so that a delayed
+/// transaction outlives it and the database's constraint decides, and a
+/// short claim lease, so that the settle phase after each case stays short.
+/// `ExploreConfig::service_env` overrides these.
+pub fn default_service_env() -> BTreeMap<String, String> {
+    [
+        ("LOCK_TTL_MS", "250"),
+        ("IDEMPOTENCY_LEASE_MS", "3000"),
+        ("REQUEST_TIMEOUT_MS", "2000"),
+        ("DEPENDENCY_TIMEOUT_MS", "1000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
 /// Runs the exploration on `rt`, with one stack for all cases.
 pub fn explore(rt: &tokio::runtime::Runtime, config: &ExploreConfig) -> Result<ExploreReport> {
+    let mut service_env = default_service_env();
+    service_env.extend(config.service_env.clone());
     let base = Scenario {
         replicas: config.replicas,
         mode: config.mode,
-        service_env: config.service_env.clone(),
+        service_env: service_env.clone(),
         ..scenario_template()
     };
     let stack = rt
@@ -343,7 +379,7 @@ pub fn explore(rt: &tokio::runtime::Runtime, config: &ExploreConfig) -> Result<E
                 rt,
                 &stack,
                 &opts,
-                namespaced(case.clone(), n, &config.service_env),
+                namespaced(case.clone(), n, &service_env),
                 n,
                 &stats,
                 &first_failure,
@@ -360,7 +396,7 @@ pub fn explore(rt: &tokio::runtime::Runtime, config: &ExploreConfig) -> Result<E
         Err(TestError::Abort(why)) => anyhow::bail!("exploration aborted: {why}"),
         Err(TestError::Fail(why, shrunk)) => {
             let mut shrunk = clean(shrunk);
-            shrunk.service_env = config.service_env.clone();
+            shrunk.service_env = service_env.clone();
             shrunk.name = format!("explored-failure-seed-{}", shrunk.seed);
             shrunk.description = format!("Found and shrunk by booking-harness explore: {why}");
             std::fs::create_dir_all(&config.out_dir)?;
@@ -427,6 +463,8 @@ fn scenario_template() -> Scenario {
         seed: 0,
         target_url: None,
         checkers: Vec::new(),
+        catches: Vec::new(),
+        settle_bound: None,
         recovery_bound: Duration::from_secs(20),
         service_env: BTreeMap::new(),
         workload: Workload::default(),

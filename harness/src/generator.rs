@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::scenario::Workload;
+use crate::scenario::{KeyStyle, Workload};
 
 /// One thing a user wants; retries of it reuse its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,13 +19,23 @@ pub enum Intent {
         key: Option<String>,
         /// Fire two attempts at once (a double click).
         double_submit: bool,
+        /// Send it once more, with its key, at the end of the plan.
+        replay: bool,
     },
     /// Cancel one of this client's acknowledged bookings (chosen at run time).
     Cancel {
         user: String,
+        /// Sent by a user who does not own the booking.
+        foreign: bool,
+        /// After an acknowledged cancel, the owner books the slot again.
+        rebook: bool,
     },
     List {
         user: String,
+    },
+    /// Read the free resources of a date.
+    Availability {
+        date: String,
     },
 }
 
@@ -55,11 +65,22 @@ pub fn generate(workload: &Workload, seed: u64) -> Result<Vec<Vec<Intent>>> {
             let user = format!("u{}", rng.gen_range(0..workload.users));
             let roll: f64 = rng.gen();
             if roll < workload.cancel_ratio {
-                intents.push(Intent::Cancel { user });
+                let foreign = rng.gen_bool(workload.foreign_cancel_ratio.clamp(0.0, 1.0));
+                let rebook = rng.gen_bool(workload.rebook_ratio.clamp(0.0, 1.0));
+                intents.push(Intent::Cancel {
+                    user,
+                    foreign,
+                    rebook,
+                });
                 continue;
             }
             if roll < workload.cancel_ratio + workload.list_ratio {
                 intents.push(Intent::List { user });
+                continue;
+            }
+            if roll < workload.cancel_ratio + workload.list_ratio + workload.availability_ratio {
+                let date = dates[rng.gen_range(0..dates.len())].clone();
+                intents.push(Intent::Availability { date });
                 continue;
             }
             let resource = workload.resources[rng.gen_range(0..workload.resources.len())].clone();
@@ -67,16 +88,22 @@ pub fn generate(workload: &Workload, seed: u64) -> Result<Vec<Vec<Intent>>> {
             let reuse = rng.gen_bool(workload.key_reuse_ratio.clamp(0.0, 1.0));
             let no_key = rng.gen_bool(workload.no_key_ratio.clamp(0.0, 1.0));
             let double_submit = rng.gen_bool(workload.double_submit_ratio.clamp(0.0, 1.0));
+            let replay = rng.gen_bool(workload.replay_ratio.clamp(0.0, 1.0));
             let (user, key) = match used_keys.iter().find(|_| reuse).cloned() {
                 // The same user and key, a (probably) different payload.
                 Some((user, key)) => (user, Some(key)),
                 None if no_key => (user, None),
                 None => {
-                    let key = format!(
-                        "{}s{seed}-c{client}-{n}-{:08x}",
-                        workload.namespace,
-                        rng.gen::<u32>()
-                    );
+                    let key = match workload.key_style {
+                        KeyStyle::Unique => format!(
+                            "{}s{seed}-c{client}-{n}-{:08x}",
+                            workload.namespace,
+                            rng.gen::<u32>()
+                        ),
+                        // Small counters, as naive clients use: the same
+                        // key comes from every client and every user.
+                        KeyStyle::Counter => format!("{}{}", workload.namespace, n + 1),
+                    };
                     used_keys.push((user.clone(), key.clone()));
                     (user, Some(key))
                 }
@@ -87,6 +114,7 @@ pub fn generate(workload: &Workload, seed: u64) -> Result<Vec<Vec<Intent>>> {
                 date,
                 key,
                 double_submit,
+                replay,
             });
         }
         plans.push(intents);
@@ -120,6 +148,26 @@ mod tests {
         let plan = generate(&workload(), 1).expect("plan");
         assert_eq!(plan.len(), 3);
         assert_eq!(plan.iter().map(Vec::len).sum::<usize>(), 50);
+    }
+
+    #[test]
+    fn counter_keys_collide_across_clients() {
+        let w = Workload {
+            key_style: KeyStyle::Counter,
+            no_key_ratio: 0.0,
+            cancel_ratio: 0.0,
+            list_ratio: 0.0,
+            clients: 2,
+            operations: 6,
+            ..Workload::default()
+        };
+        let plan = generate(&w, 1).expect("plan");
+        let key = |i: &Intent| match i {
+            Intent::Create { key, .. } => key.clone(),
+            _ => None,
+        };
+        assert_eq!(key(&plan[0][0]), Some("1".into()));
+        assert_eq!(key(&plan[0][0]), key(&plan[1][0]));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum OpKind {
     Create,
     Cancel,
     List,
+    /// `GET /api/resources/available?date=`.
+    Availability,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +130,56 @@ impl Operation {
         self.json()?["booking"]["id"].as_str().map(str::to_owned)
     }
 
+    /// The booking a 2xx answer carries (`booking` in the body).
+    pub fn returned_booking(&self) -> Option<ReturnedBooking> {
+        if self.outcome != Outcome::Ok {
+            return None;
+        }
+        ReturnedBooking::from_json(&self.json()?["booking"])
+    }
+
+    /// The bookings a list answer carries.
+    pub fn listed_bookings(&self) -> Vec<ReturnedBooking> {
+        if self.kind != OpKind::List || self.outcome != Outcome::Ok {
+            return Vec::new();
+        }
+        self.json()
+            .and_then(|v| {
+                v["bookings"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(ReturnedBooking::from_json).collect())
+            })
+            .unwrap_or_default()
+    }
+
+    /// The resources an availability answer lists as free.
+    pub fn available_resources(&self) -> Option<Vec<String>> {
+        if self.kind != OpKind::Availability || self.outcome != Outcome::Ok {
+            return None;
+        }
+        let v = self.json()?;
+        Some(
+            v["availableResources"]
+                .as_array()?
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect(),
+        )
+    }
+
+    /// An answer that ends the intent: a 2xx, or a 4xx other than the two
+    /// "try again" conflicts. Timeouts, 5xx, `IDEMPOTENCY_IN_PROGRESS` and
+    /// `RESOURCE_LOCKED` leave the intent undecided.
+    pub fn is_definitive(&self) -> bool {
+        match self.status {
+            Some(200..=299) => true,
+            Some(400..=499) => {
+                !(self.has_code("IDEMPOTENCY_IN_PROGRESS") || self.has_code("RESOURCE_LOCKED"))
+            }
+            _ => false,
+        }
+    }
+
     /// A create answered `201`.
     pub fn is_created(&self) -> bool {
         self.kind == OpKind::Create && self.outcome == Outcome::Ok && self.status == Some(201)
@@ -135,6 +187,29 @@ impl Operation {
 
     pub fn has_code(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
+    }
+}
+
+/// A booking as an answer presents it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnedBooking {
+    pub id: String,
+    pub user: String,
+    pub resource: String,
+    pub date: String,
+    pub status: String,
+}
+
+impl ReturnedBooking {
+    fn from_json(b: &serde_json::Value) -> Option<ReturnedBooking> {
+        let field = |name: &str| b[name].as_str().map(str::to_owned);
+        Some(ReturnedBooking {
+            id: field("id")?,
+            user: field("userId").unwrap_or_default(),
+            resource: field("resourceId").unwrap_or_default(),
+            date: field("date").unwrap_or_default(),
+            status: field("status").unwrap_or_default(),
+        })
     }
 }
 
@@ -151,6 +226,9 @@ pub struct FaultEvent {
     /// For failpoints: how often the action fired (a crash counts once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fired: Option<u64>,
+    /// Why the fault could not be applied: the run tested less than it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_error: Option<String>,
 }
 
 /// A booking row as read directly from the store at the end of a run.
@@ -176,7 +254,7 @@ impl BookingRow {
 }
 
 /// Facts about the run that checkers need.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMeta {
     pub scenario: String,
     pub seed: u64,
@@ -185,6 +263,41 @@ pub struct RunMeta {
     pub recovery_bound_ms: f64,
     /// Retention of server-derived keys, in milliseconds.
     pub derived_key_ttl_ms: f64,
+    /// When the faults had healed and the settle phase began (0: no settle phase).
+    #[serde(default)]
+    pub settled_from_ms: f64,
+    /// How long undecided intents were retried after the heal.
+    #[serde(default)]
+    pub settle_bound_ms: f64,
+    /// The service's reuse policy for a key sent with another payload: `reject` or `replay`.
+    #[serde(default = "reject")]
+    pub reuse_policy: String,
+    /// The resources and dates the workload books (for the availability check).
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default)]
+    pub dates: Vec<String>,
+}
+
+fn reject() -> String {
+    "reject".into()
+}
+
+impl Default for RunMeta {
+    fn default() -> Self {
+        RunMeta {
+            scenario: String::new(),
+            seed: 0,
+            mode: String::new(),
+            recovery_bound_ms: 0.0,
+            derived_key_ttl_ms: 0.0,
+            settled_from_ms: 0.0,
+            settle_bound_ms: 0.0,
+            reuse_policy: reject(),
+            resources: Vec::new(),
+            dates: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -69,8 +69,9 @@ pub async fn run_timeline(
                         end_ms: Some(ms(started)),
                         kind: fault.kind.name().into(),
                         target: String::new(),
-                        detail: format!("FAILED TO APPLY: {e:#}"),
+                        detail: String::new(),
                         fired: None,
+                        apply_error: Some(format!("{e:#}")),
                     });
                 }
             })
@@ -95,6 +96,7 @@ async fn apply(stack: &Stack, fault: &Fault, started: Instant, log: &FaultLog) -
             target,
             detail,
             fired: None,
+            apply_error: None,
         })
     };
     match &fault.kind {

@@ -169,7 +169,17 @@ pub async fn run_on(
         tracing::warn!("the fault timeline did not finish in time");
     }
     stack.heal_all().await;
+    let settled_from_ms = settle(scenario, &urls, &recorder, started).await?;
     probe_recovery(scenario, &urls, &recorder, started, probe_first_date).await?;
+    let first = crate::generator::parse_date(&w.first_date)?;
+    let workload_dates: Vec<String> = (0..w.dates as u64)
+        .map(|d| {
+            (first + chrono::Days::new(d))
+                .format("%Y-%m-%d")
+                .to_string()
+        })
+        .collect();
+    read_at_quiescence(scenario, &urls, &recorder, started, &workload_dates).await?;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     let mut dates: std::collections::BTreeSet<String> = (0..u64::from(PROBES))
@@ -179,12 +189,7 @@ pub async fn run_on(
                 .to_string()
         })
         .collect();
-    let first = crate::generator::parse_date(&w.first_date)?;
-    dates.extend((0..w.dates as u64).map(|d| {
-        (first + chrono::Days::new(d))
-            .format("%Y-%m-%d")
-            .to_string()
-    }));
+    dates.extend(workload_dates.iter().cloned());
     let final_state = match stack.final_state().await {
         Ok(rows) => rows.map(|rows| {
             rows.into_iter()
@@ -203,6 +208,15 @@ pub async fn run_on(
             mode: scenario.mode.as_str().into(),
             recovery_bound_ms: scenario.recovery_bound.as_secs_f64() * 1000.0,
             derived_key_ttl_ms: derived_ttl_ms(scenario),
+            settled_from_ms,
+            settle_bound_ms: scenario.settle_bound().as_secs_f64() * 1000.0,
+            reuse_policy: scenario
+                .service_env
+                .get("IDEMPOTENCY_REUSE_POLICY")
+                .cloned()
+                .unwrap_or_else(|| "reject".into()),
+            resources: w.resources.clone(),
+            dates: workload_dates,
         },
         ops: recorder.take(),
         faults: faults.take(),
@@ -279,7 +293,17 @@ pub fn file_stem(name: &str) -> String {
         .collect()
 }
 
-/// One client works through its plan until it ends or the deadline passes.
+/// A booking a client saw acknowledged, and how it was asked for.
+struct Acked {
+    owner: String,
+    id: String,
+    resource: String,
+    date: String,
+    keyed: bool,
+}
+
+/// One client works through its plan until it ends or the deadline passes,
+/// then sends the creates marked for replay once more.
 async fn run_client(
     client: Client,
     n: usize,
@@ -287,7 +311,16 @@ async fn run_client(
     deadline: Instant,
     think: Duration,
 ) {
-    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    let mut acknowledged: Vec<Acked> = Vec::new();
+    let mut replays: Vec<(u64, Call)> = Vec::new();
+    let create = |user: &str, resource: &str, date: &str, key: Option<String>| Call {
+        kind: OpKind::Create,
+        user: user.to_owned(),
+        resource: Some(resource.to_owned()),
+        date: Some(date.to_owned()),
+        key,
+        booking_id: None,
+    };
     for (i, intent) in plan.into_iter().enumerate() {
         if Instant::now() >= deadline {
             break;
@@ -304,15 +337,9 @@ async fn run_client(
                 date,
                 key,
                 double_submit,
+                replay,
             } => {
-                let call = Call {
-                    kind: OpKind::Create,
-                    user: user.clone(),
-                    resource: Some(resource),
-                    date: Some(date),
-                    key,
-                    booking_id: None,
-                };
+                let call = create(&user, &resource, &date, key);
                 let ops = if double_submit {
                     let (a, b) = tokio::join!(
                         client.perform(intent_id, &call, n),
@@ -322,14 +349,52 @@ async fn run_client(
                 } else {
                     vec![client.perform(intent_id, &call, n).await]
                 };
-                for op in ops {
+                for op in &ops {
                     if let Some(id) = op.returned_booking_id().filter(|_| !op.replayed) {
-                        acknowledged.push((user.clone(), id));
+                        acknowledged.push(Acked {
+                            owner: user.clone(),
+                            id,
+                            resource: resource.clone(),
+                            date: date.clone(),
+                            keyed: call.key.is_some(),
+                        });
                     }
                 }
+                if replay && ops.iter().any(|o| o.is_definitive()) {
+                    replays.push((intent_id, call));
+                }
             }
-            Intent::Cancel { user } => {
-                let pick = acknowledged.iter().position(|(u, _)| *u == user).or(
+            Intent::Cancel {
+                user,
+                foreign,
+                rebook,
+            } => {
+                if foreign {
+                    // Someone else's booking, cancelled by a user who does not own it.
+                    let Some(b) = acknowledged
+                        .iter()
+                        .find(|b| b.owner != user)
+                        .or(acknowledged.first())
+                    else {
+                        continue;
+                    };
+                    let intruder = if b.owner == user {
+                        format!("{user}-intruder")
+                    } else {
+                        user
+                    };
+                    let call = Call {
+                        kind: OpKind::Cancel,
+                        user: intruder,
+                        resource: None,
+                        date: None,
+                        key: None,
+                        booking_id: Some(b.id.clone()),
+                    };
+                    client.perform(intent_id, &call, n).await;
+                    continue;
+                }
+                let pick = acknowledged.iter().position(|b| b.owner == user).or(
                     if acknowledged.is_empty() {
                         None
                     } else {
@@ -337,16 +402,26 @@ async fn run_client(
                     },
                 );
                 let Some(pick) = pick else { continue };
-                let (owner, id) = acknowledged.remove(pick);
+                let b = acknowledged.remove(pick);
                 let call = Call {
                     kind: OpKind::Cancel,
-                    user: owner,
+                    user: b.owner.clone(),
                     resource: None,
                     date: None,
                     key: None,
-                    booking_id: Some(id),
+                    booking_id: Some(b.id.clone()),
                 };
-                client.perform(intent_id, &call, n).await;
+                let op = client.perform(intent_id, &call, n).await;
+                if rebook && op.outcome == crate::history::Outcome::Ok {
+                    // The owner books the freed slot again; a fresh intent.
+                    let key = b.keyed.then(|| format!("{}-rebook-{intent_id}", b.id));
+                    let call = create(&b.owner, &b.resource, &b.date, key);
+                    let rebook_id = intent_id | (1 << 31);
+                    let op = client.perform(rebook_id, &call, n).await;
+                    if let Some(id) = op.returned_booking_id().filter(|_| !op.replayed) {
+                        acknowledged.push(Acked { id, ..b });
+                    }
+                }
             }
             Intent::List { user } => {
                 let call = Call {
@@ -359,8 +434,123 @@ async fn run_client(
                 };
                 client.perform(intent_id, &call, n).await;
             }
+            Intent::Availability { date } => {
+                client.perform(intent_id, &availability(&date), n).await;
+            }
         }
     }
+    for (intent_id, call) in replays {
+        client.perform(intent_id, &call, n).await;
+    }
+}
+
+fn availability(date: &str) -> Call {
+    Call {
+        kind: OpKind::Availability,
+        user: String::new(),
+        resource: None,
+        date: Some(date.to_owned()),
+        key: None,
+        booking_id: None,
+    }
+}
+
+/// After the heal: every create intent that has no definitive answer yet is
+/// retried with its own key (nothing else runs now) until it gets one or
+/// the settle bound passes. Returns when it began, in ms since the start.
+async fn settle(
+    scenario: &Scenario,
+    urls: &Arc<Vec<String>>,
+    recorder: &Arc<Recorder>,
+    started: Instant,
+) -> Result<f64> {
+    let from_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let bound = scenario.settle_bound();
+    let until = Instant::now() + bound;
+    let mut undecided: BTreeMap<(String, u64), Vec<crate::history::Operation>> = BTreeMap::new();
+    for op in recorder.snapshot() {
+        if op.kind == OpKind::Create && !crate::checker::is_probe(&op) {
+            undecided
+                .entry((op.process.clone(), op.intent))
+                .or_default()
+                .push(op);
+        }
+    }
+    undecided.retain(|_, ops| !ops.iter().any(|o| o.is_definitive()));
+    let mut tasks = Vec::new();
+    for ((process, intent), ops) in undecided {
+        let Some(last) = ops.iter().max_by_key(|o| o.attempt) else {
+            continue;
+        };
+        let call = Call {
+            kind: OpKind::Create,
+            user: last.user.clone(),
+            resource: last.resource.clone(),
+            date: last.date.clone(),
+            key: last.key.clone(),
+            booking_id: None,
+        };
+        let client = Client::new(
+            process,
+            urls.clone(),
+            recorder.clone(),
+            started,
+            scenario.workload.request_timeout,
+            1,
+        )?;
+        let first_attempt = last.attempt + 1;
+        tasks.push(tokio::spawn(async move {
+            for attempt in first_attempt..first_attempt + 10_000 {
+                let op = client
+                    .attempt(intent, attempt, &call, attempt as usize)
+                    .await;
+                if op.is_definitive() || Instant::now() >= until {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(from_ms)
+}
+
+/// At quiescence: availability of every workload date and every user's list.
+async fn read_at_quiescence(
+    scenario: &Scenario,
+    urls: &Arc<Vec<String>>,
+    recorder: &Arc<Recorder>,
+    started: Instant,
+    dates: &[String],
+) -> Result<()> {
+    let client = Client::new(
+        crate::checker::QUIESCENCE_PROCESS.into(),
+        urls.clone(),
+        recorder.clone(),
+        started,
+        Duration::from_secs(5),
+        3,
+    )?;
+    let mut intent = u64::MAX / 2;
+    for date in dates {
+        intent += 1;
+        client.perform(intent, &availability(date), 0).await;
+    }
+    for u in 0..scenario.workload.users {
+        intent += 1;
+        let call = Call {
+            kind: OpKind::List,
+            user: format!("u{u}"),
+            resource: None,
+            date: None,
+            key: None,
+            booking_id: None,
+        };
+        client.perform(intent, &call, 0).await;
+    }
+    Ok(())
 }
 
 /// After the faults heal: fresh bookings of a free slot until one succeeds

@@ -48,6 +48,15 @@ pub struct Scenario {
     /// Checkers to apply; empty means all.
     #[serde(default)]
     pub checkers: Vec<String>,
+    /// Seeded bugs (see `booking::seeded::CATALOGUE`) this scenario must
+    /// catch: `cargo test` runs it against each and expects the catalogue's
+    /// checker to fail. Empty: a smoke test, which catches no seeded bug.
+    #[serde(default)]
+    pub catches: Vec<String>,
+    /// How long undecided intents are retried after the faults heal; by
+    /// default a little longer than the service's claim lease and lock TTL.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub settle_bound: Option<Duration>,
     /// How long after the faults heal a fresh booking must succeed.
     #[serde(default = "default_recovery", deserialize_with = "duration")]
     pub recovery_bound: Duration,
@@ -108,6 +117,37 @@ pub struct Workload {
     /// Prefix of every client key, so that runs sharing one stack never
     /// share keys (the explorer sets it per case).
     pub namespace: String,
+    /// How clients make keys: `unique` (random per intent) or `counter`
+    /// (1, 2, 3… per client, as naive clients do: keys collide across users).
+    pub key_style: KeyStyle,
+    /// Of the cancels, the share sent by a user who does not own the booking
+    /// (they must be refused and change nothing).
+    pub foreign_cancel_ratio: f64,
+    /// After an acknowledged cancel, how often the owner books the same slot
+    /// again (without a key when the first booking had none).
+    pub rebook_ratio: f64,
+    /// How often a decided create is sent once more, with its key, at the
+    /// end of the client's plan (its answer must not have changed).
+    pub replay_ratio: f64,
+    /// Reads of `/api/resources/available` among the intents.
+    pub availability_ratio: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStyle {
+    #[default]
+    Unique,
+    Counter,
+}
+
+impl KeyStyle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStyle::Unique => "unique",
+            KeyStyle::Counter => "counter",
+        }
+    }
 }
 
 impl Default for Workload {
@@ -131,6 +171,11 @@ impl Default for Workload {
             request_timeout: Duration::from_secs(3),
             think_time: Duration::from_millis(50),
             namespace: String::new(),
+            key_style: KeyStyle::Unique,
+            foreign_cancel_ratio: 0.0,
+            rebook_ratio: 0.0,
+            replay_ratio: 0.0,
+            availability_ratio: 0.0,
         }
     }
 }
@@ -335,6 +380,15 @@ impl Scenario {
             bail!("workload.max_attempts must be 1..=50");
         }
         crate::generator::parse_date(&w.first_date)?;
+        for name in &self.catches {
+            if booking::seeded::entry(name).is_none() {
+                let known: Vec<_> = booking::seeded::CATALOGUE.iter().map(|e| e.name).collect();
+                bail!(
+                    "catches names unknown seeded bug {name:?}; known: {}",
+                    known.join(", ")
+                );
+            }
+        }
         for name in &self.checkers {
             if !crate::checker::names().contains(&name.as_str()) {
                 bail!(
@@ -410,6 +464,11 @@ impl Scenario {
         }
         let checkers: Vec<String> = self.checkers.iter().map(|c| q(c)).collect();
         let _ = writeln!(out, "checkers = [{}]", checkers.join(", "));
+        let catches: Vec<String> = self.catches.iter().map(|c| q(c)).collect();
+        let _ = writeln!(out, "catches = [{}]", catches.join(", "));
+        if let Some(bound) = self.settle_bound {
+            let _ = writeln!(out, "settle_bound = {}", d(bound));
+        }
         let _ = writeln!(out, "recovery_bound = {}", d(self.recovery_bound));
         let env: Vec<String> = self
             .service_env
@@ -455,6 +514,15 @@ impl Scenario {
         if !w.namespace.is_empty() {
             let _ = writeln!(out, "namespace = {}", q(&w.namespace));
         }
+        let _ = writeln!(
+            out,
+            "key_style = {}\nforeign_cancel_ratio = {:?}\nrebook_ratio = {:?}\nreplay_ratio = {:?}\navailability_ratio = {:?}",
+            q(w.key_style.as_str()),
+            w.foreign_cancel_ratio,
+            w.rebook_ratio,
+            w.replay_ratio,
+            w.availability_ratio
+        );
         for f in &self.faults {
             let _ = writeln!(out, "\n[[faults]]\nat = {}", d(f.at));
             if let Some(lasts) = f.lasts {
@@ -509,6 +577,28 @@ impl Scenario {
             }
         }
         out
+    }
+
+    /// How long undecided intents are retried after the heal: the file's
+    /// `settle_bound`, else the service's claim lease or lock TTL (whichever
+    /// is longer, as `service_env` sets them or their defaults) plus 3 s.
+    pub fn settle_bound(&self) -> Duration {
+        if let Some(bound) = self.settle_bound {
+            return bound;
+        }
+        let ms = |name: &str, default: u64| {
+            self.service_env
+                .get(name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(default)
+        };
+        let defaults = booking::Settings::default();
+        let lease = ms(
+            "IDEMPOTENCY_LEASE_MS",
+            defaults.idempotency.lease.as_millis() as u64,
+        );
+        let lock = ms("LOCK_TTL_MS", defaults.lock_ttl.as_millis() as u64);
+        Duration::from_millis(lease.max(lock) + 3_000)
     }
 
     /// When the last fault ends.

@@ -9,11 +9,16 @@
 //! An `info` operation may or may not have taken effect: checkers treat it as
 //! possibly committed, never as failed.
 
+mod answer_matches_request;
+mod availability;
 mod contract;
+mod definite_answer;
 mod exactly_once;
+mod isolation;
 mod no_double_booking;
 mod no_lost_ack;
 mod no_phantom;
+mod no_stale_replay;
 mod recovery;
 mod replay_consistency;
 
@@ -26,6 +31,15 @@ use crate::history::History;
 
 /// The process name of the runner's recovery probes.
 pub const RECOVERY_PROCESS: &str = recovery::PROCESS;
+
+/// The process name of the runner's reads at quiescence (after the settle phase).
+pub const QUIESCENCE_PROCESS: &str = "quiescence";
+
+/// Operations the runner makes itself (recovery probes, quiescent reads),
+/// not part of any client's intents.
+pub fn is_probe(op: &crate::history::Operation) -> bool {
+    op.process == RECOVERY_PROCESS || op.process == QUIESCENCE_PROCESS
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -95,6 +109,11 @@ pub fn all() -> Vec<Box<dyn Checker>> {
         Box::new(no_phantom::NoPhantom),
         Box::new(recovery::Recovery),
         Box::new(contract::Contract),
+        Box::new(definite_answer::DefiniteAnswer),
+        Box::new(answer_matches_request::AnswerMatchesRequest),
+        Box::new(no_stale_replay::NoStaleReplay),
+        Box::new(isolation::Isolation),
+        Box::new(availability::Availability),
     ]
 }
 
@@ -144,7 +163,7 @@ mod tests {
     fn an_empty_history_without_a_final_state_is_not_declared_valid() {
         let v = check(&History::default(), &[]);
         assert_eq!(v.validity, Validity::Unknown);
-        assert_eq!(v.results.len(), 7);
+        assert_eq!(v.results.len(), 12);
     }
 
     struct Panics;

@@ -3,7 +3,9 @@
 //! In the final state of the store, and in the history: a booking acknowledged
 //! before another booking of the same slot was even requested, and not
 //! cancelled (or possibly cancelled) before that one was acknowledged, means
-//! both were confirmed at once.
+//! both were confirmed at once. The slot is the one of the booking *returned*,
+//! never the one requested: a service that hands out someone else's booking
+//! is wrong, but it has not booked the requested slot twice.
 
 use std::collections::BTreeMap;
 
@@ -76,10 +78,10 @@ fn history_overlaps(h: &History) -> Vec<Violation> {
     }
     let mut acked: BTreeMap<String, Acked> = BTreeMap::new();
     for op in h.ops.iter().filter(|o| o.is_created()) {
-        let (Some(id), Some(slot), Some(scope)) = (op.returned_booking_id(), op.slot(), op.scope())
-        else {
+        let (Some(booking), Some(scope)) = (op.returned_booking(), op.scope()) else {
             continue;
         };
+        let (id, slot) = (booking.id, (booking.resource, booking.date));
         let earliest = earliest_by_scope
             .get(&scope)
             .copied()
@@ -151,6 +153,20 @@ mod tests {
         let r = NoDoubleBooking.check(&b.history);
         assert_eq!(r.validity, Validity::Invalid, "{r:?}");
         assert!(r.violations.iter().any(|v| v.ops == [x, y]));
+    }
+
+    #[test]
+    fn a_booking_handed_to_another_request_is_judged_by_its_own_slot() {
+        // u2 asked for room_B and was handed u5's room_A booking (a key
+        // collision): wrong, but no slot holds two bookings.
+        let mut b = Builder::new();
+        b.timed_out("u5", "room_A", Some("1"));
+        let i = b.created("u2", "room_B", Some("1"), "b1");
+        b.history.ops[i].body = Some(crate::checker::testing::created_body("b1", "u5", "room_A"));
+        b.created("u3", "room_B", Some("2"), "b2");
+        b.row("b1", "u5", "room_A", "confirmed", Some("1"));
+        b.row("b2", "u3", "room_B", "confirmed", Some("2"));
+        assert_eq!(NoDoubleBooking.check(&b.history).validity, Validity::Valid);
     }
 
     #[test]

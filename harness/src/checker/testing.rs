@@ -124,6 +124,41 @@ impl Builder {
         self.push(op)
     }
 
+    /// A list of `user`'s bookings answered with `bookings` (id, owner, resource, status).
+    pub fn list(&mut self, user: &str, bookings: &[(&str, &str, &str, &str)]) -> usize {
+        let mut op = Self::base(OpKind::List, user);
+        op.outcome = Outcome::Ok;
+        op.status = Some(200);
+        let items: Vec<String> = bookings
+            .iter()
+            .map(|(id, owner, resource, status)| {
+                format!(
+                    r#"{{"id":"{id}","userId":"{owner}","resourceId":"{resource}","date":"{DATE}","status":"{status}"}}"#
+                )
+            })
+            .collect();
+        op.body = Some(format!(
+            r#"{{"success":true,"bookings":[{}]}}"#,
+            items.join(",")
+        ));
+        self.push(op)
+    }
+
+    /// An availability read of `DATE` answered with `free`.
+    pub fn availability(&mut self, process: &str, free: &[&str]) -> usize {
+        let mut op = Self::base(OpKind::Availability, "");
+        op.process = process.into();
+        op.date = Some(DATE.into());
+        op.outcome = Outcome::Ok;
+        op.status = Some(200);
+        let free: Vec<String> = free.iter().map(|r| format!("\"{r}\"")).collect();
+        op.body = Some(format!(
+            r#"{{"success":true,"date":"{DATE}","availableResources":[{}]}}"#,
+            free.join(",")
+        ));
+        self.push(op)
+    }
+
     /// A raw operation, for odd cases.
     pub fn raw(&mut self, f: impl FnOnce(&mut Operation)) -> usize {
         let mut op = Self::base(OpKind::Create, "u");
