@@ -11,7 +11,8 @@
 //! nemesis    the fault timeline applied to the stack (proxy, process, failpoint faults)
 //! history    operations (ok / fail / info), faults and the store's final state, as JSON lines
 //! checker    one invariant each; verdicts compose (invalid > unknown > valid)
-//! runner     starts the stack, drives clients and nemesis, probes recovery, checks
+//! runner     starts the stack, drives clients and nemesis, settles undecided intents, probes recovery, checks
+//! mutants    the kill matrix: every scenario against every seeded bug of the service
 //! report     console summary, results.json, report.html
 //! stack      private Redis, PostgreSQL (or SQLite) and N replicas behind fault proxies
 //! proxy      the TCP fault proxy
@@ -25,6 +26,7 @@ pub mod explore;
 pub mod generator;
 pub mod history;
 pub mod infra;
+pub mod mutants;
 pub mod nemesis;
 pub mod proxy;
 pub mod report;

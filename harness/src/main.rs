@@ -102,6 +102,25 @@ enum Command {
         #[arg(long, env = "BOOKING_BIN")]
         booking_bin: Option<PathBuf>,
     },
+    /// The kill matrix: run scenarios against the correct service and against
+    /// every seeded bug of the service's catalogue; print which checker caught
+    /// which bug, write mutants.md/.json, and fail when a bug survives every
+    /// scenario or a scenario does not catch a bug it declares.
+    Mutants {
+        /// Scenario files or folders.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+        /// Only this seeded bug (repeatable; default: the whole catalogue).
+        #[arg(long = "bug")]
+        bugs: Vec<String>,
+        /// Only the (scenario, bug) pairs that scenario files declare in `catches`.
+        #[arg(long)]
+        declared: bool,
+        #[arg(long, default_value = "harness-results/mutants")]
+        out: PathBuf,
+        #[arg(long, env = "BOOKING_BIN")]
+        booking_bin: Option<PathBuf>,
+    },
     /// Re-check a recorded history (JSON lines) offline.
     Check {
         history: PathBuf,
@@ -144,6 +163,13 @@ fn main() -> ExitCode {
             booking_bin,
         } => exit(rt.block_on(run(paths, out, booking_bin))),
         Command::Check { history, checkers } => exit(check(history, checkers)),
+        Command::Mutants {
+            paths,
+            bugs,
+            declared,
+            out,
+            booking_bin,
+        } => exit(rt.block_on(mutants(paths, bugs, declared, out, booking_bin))),
         Command::Bench {
             seconds,
             clients,
@@ -291,7 +317,50 @@ async fn run(paths: Vec<PathBuf>, out: PathBuf, booking_bin: Option<PathBuf>) ->
     report::write_html(&runs, &out.join("report.html"))?;
     println!("{}", report::tally(&results));
     println!("report: {}", out.join("report.html").display());
-    Ok(results.iter().all(|r| r.validity != Validity::Invalid))
+    Ok(results
+        .iter()
+        .all(|r| r.validity != Validity::Invalid && r.errors.is_empty()))
+}
+
+async fn mutants(
+    paths: Vec<PathBuf>,
+    bugs: Vec<String>,
+    declared_only: bool,
+    out: PathBuf,
+    booking_bin: Option<PathBuf>,
+) -> Result<bool> {
+    init_logs();
+    let mut scenarios = Vec::new();
+    for p in &paths {
+        scenarios.extend(Scenario::load_all(p)?);
+    }
+    let opts = RunOptions {
+        out_dir: out.join("runs"),
+        binary: service_binary(booking_bin)?,
+    };
+    let options = booking_harness::mutants::MatrixOptions {
+        bugs,
+        declared_only,
+    };
+    let matrix = booking_harness::mutants::run_matrix(&scenarios, &opts, &options).await?;
+    let declared = scenarios
+        .iter()
+        .map(|s| (s.name.clone(), s.catches.clone()))
+        .collect();
+    let markdown = matrix.markdown(&declared);
+    println!("{markdown}");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("mutants.md"), &markdown)?;
+    std::fs::write(
+        out.join("mutants.json"),
+        serde_json::to_vec_pretty(&matrix)?,
+    )?;
+    let survivors = matrix.survivors();
+    if !survivors.is_empty() {
+        println!("SURVIVED (no scenario catches them): {}", survivors.join(", "));
+    }
+    println!("matrix: {}", out.join("mutants.md").display());
+    Ok(matrix.passed())
 }
 
 fn check(path: PathBuf, checkers: Vec<String>) -> Result<bool> {

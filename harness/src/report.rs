@@ -33,8 +33,20 @@ pub fn console(r: &ScenarioResult) -> String {
         r.mode,
         r.replicas,
         r.seed,
-        validity_word(r.validity)
+        if r.errors.is_empty() {
+            validity_word(r.validity)
+        } else {
+            "ERROR"
+        }
     );
+    for e in &r.errors {
+        let _ = writeln!(out, "   ERROR {e}");
+    }
+    if r.catches.is_empty() {
+        let _ = writeln!(out, "   smoke test: catches no seeded bug");
+    } else {
+        let _ = writeln!(out, "   catches seeded bugs: {}", r.catches.join(", "));
+    }
     let outcomes: Vec<String> = r
         .outcomes
         .iter()
@@ -99,11 +111,11 @@ pub fn console(r: &ScenarioResult) -> String {
 pub fn tally(results: &[ScenarioResult]) -> String {
     let passed = results
         .iter()
-        .filter(|r| r.skipped.is_none() && r.validity == Validity::Valid)
+        .filter(|r| r.skipped.is_none() && r.validity == Validity::Valid && r.errors.is_empty())
         .count();
     let failed = results
         .iter()
-        .filter(|r| r.validity == Validity::Invalid)
+        .filter(|r| r.validity == Validity::Invalid || !r.errors.is_empty())
         .count();
     let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
     let unknown = results.len() - passed - failed - skipped;

@@ -57,6 +57,11 @@ pub struct ScenarioResult {
     pub replicas: usize,
     /// Set when the scenario could not run here (never counted as passed).
     pub skipped: Option<String>,
+    /// Seeded bugs the scenario declares it catches (empty: a smoke test).
+    pub catches: Vec<String>,
+    /// What went wrong with the run itself (a fault that could not be
+    /// applied): the run tested less than it says, so it does not pass.
+    pub errors: Vec<String>,
     pub validity: Validity,
     pub verdict: Option<Verdict>,
     pub outcomes: BTreeMap<String, usize>,
@@ -79,6 +84,8 @@ impl ScenarioResult {
             seed: s.seed,
             replicas: s.replicas,
             skipped: Some(why),
+            catches: s.catches.clone(),
+            errors: Vec::new(),
             validity: Validity::Unknown,
             verdict: None,
             outcomes: BTreeMap::new(),
@@ -243,6 +250,16 @@ pub async fn run_on(
         seed: scenario.seed,
         replicas: scenario.replicas,
         skipped: None,
+        catches: scenario.catches.clone(),
+        errors: history
+            .faults
+            .iter()
+            .filter_map(|f| {
+                f.apply_error
+                    .as_ref()
+                    .map(|e| format!("fault {} could not be applied: {e}", f.kind))
+            })
+            .collect(),
         validity: verdict.validity,
         verdict: Some(verdict),
         outcomes: history.outcome_counts(),

@@ -211,7 +211,12 @@ fn prepare_booking(key: &ResolvedKey, request: &NewBooking) -> Result<Prepared, 
         date: request.date,
     }
     .to_stored();
-    let retention = TimeDelta::from_std(key.retention).unwrap_or(TimeDelta::MAX);
+    let retention = if seeded_bug!(RedisOnlyMemory) {
+        // Seeded bug: the outcome the database keeps is dead on arrival.
+        TimeDelta::zero()
+    } else {
+        TimeDelta::from_std(key.retention).unwrap_or(TimeDelta::MAX)
+    };
     Ok(Prepared {
         expires_at: now.checked_add_signed(retention).unwrap_or(now),
         booking,
@@ -228,19 +233,8 @@ async fn book_in_transaction(
     key: &ResolvedKey,
     prepared: Prepared,
 ) -> Result<(CompletedRecord, bool), ApiError> {
-    let forgetful_scope;
-    let scope = if seeded_bug!(RedisOnlyMemory) {
-        // Seeded bug: a key the store never sees again, so it remembers no outcome.
-        forgetful_scope = crate::booking::key::KeyScope {
-            key: format!("{}#{}", key.scope.key, prepared.booking.id),
-            ..key.scope.clone()
-        };
-        &forgetful_scope
-    } else {
-        &key.scope
-    };
     let cmd = BookCommand {
-        key: scope,
+        key: &key.scope,
         fingerprint: &key.fingerprint,
         expires_at: prepared.expires_at,
         booking: &prepared.booking,
