@@ -319,8 +319,9 @@ struct Acked {
     keyed: bool,
 }
 
-/// One client works through its plan until it ends or the deadline passes,
-/// then sends the creates marked for replay once more.
+/// One client works through its plan until it ends or the deadline passes.
+/// Creates marked for replay are sent once more right after the client's
+/// next acknowledged cancel (a slot was just freed), or at the end.
 async fn run_client(
     client: Client,
     n: usize,
@@ -429,6 +430,13 @@ async fn run_client(
                     booking_id: Some(b.id.clone()),
                 };
                 let op = client.perform(intent_id, &call, n).await;
+                if op.outcome == crate::history::Outcome::Ok {
+                    // A slot was just freed: decided creates sent again now
+                    // must keep their answers (a refusal included).
+                    for (intent_id, call) in replays.drain(..) {
+                        client.perform(intent_id, &call, n).await;
+                    }
+                }
                 if rebook && op.outcome == crate::history::Outcome::Ok {
                     // The owner books the freed slot again; a fresh intent.
                     let key = b.keyed.then(|| format!("{}-rebook-{intent_id}", b.id));

@@ -126,8 +126,9 @@ pub struct Workload {
     /// After an acknowledged cancel, how often the owner books the same slot
     /// again (without a key when the first booking had none).
     pub rebook_ratio: f64,
-    /// How often a decided create is sent once more, with its key, at the
-    /// end of the client's plan (its answer must not have changed).
+    /// How often a decided create is sent once more, with its key, right
+    /// after the client's next acknowledged cancel or at the end of its plan
+    /// (its answer must not have changed).
     pub replay_ratio: f64,
     /// Reads of `/api/resources/available` among the intents.
     pub availability_ratio: f64,
