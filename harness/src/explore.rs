@@ -46,6 +46,9 @@ pub struct ExploreConfig {
     pub service_env: BTreeMap<String, String>,
     /// Fixes proptest's own random seed (default: random).
     pub seed: Option<u64>,
+    /// Runs of the shrunk case on a fresh stack before it is reported; a
+    /// finding that none of them reproduces is labelled flaky.
+    pub confirm_runs: u32,
     pub binary: ServiceBinary,
 }
 
@@ -57,6 +60,33 @@ pub struct Finding {
     pub shrunk: Scenario,
     /// The shrunk case as a scenario file.
     pub file: PathBuf,
+    /// The shrunk case run again on a fresh stack, one entry per run.
+    pub reruns: Vec<Rerun>,
+}
+
+/// One confirmation run of a shrunk case.
+#[derive(Debug, Clone)]
+pub struct Rerun {
+    pub validity: Validity,
+    /// The checkers that failed, with their first violation.
+    pub failed: String,
+    /// Failpoint actions that fired, and faults that could not be applied.
+    pub faults: String,
+}
+
+impl Finding {
+    /// How many confirmation runs reproduced the violation.
+    pub fn reproduced(&self) -> usize {
+        self.reruns
+            .iter()
+            .filter(|r| r.validity == Validity::Invalid)
+            .count()
+    }
+
+    /// Found once, never again on a fresh stack.
+    pub fn flaky(&self) -> bool {
+        !self.reruns.is_empty() && self.reproduced() == 0
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -68,6 +98,9 @@ pub struct ExploreReport {
     pub faults_by_kind: BTreeMap<String, u64>,
     /// Failpoint actions that fired, by protocol step.
     pub failpoints_fired: BTreeMap<String, u64>,
+    /// Cases not judged because a fault could not be applied (see `discard_reasons`).
+    pub discarded: u64,
+    pub discard_reasons: Vec<String>,
     pub finding: Option<Finding>,
 }
 
@@ -118,14 +151,41 @@ impl ExploreReport {
             steps.len(),
             hit.join(", ")
         );
+        if self.discarded > 0 {
+            let _ = writeln!(
+                s,
+                "discarded {} case(s) whose faults could not all be applied: {}",
+                self.discarded,
+                self.discard_reasons.join("; ")
+            );
+        }
         match &self.finding {
             None => {
                 let _ = writeln!(s, "no violation found");
             }
+            Some(f) if f.flaky() => {
+                let _ = writeln!(
+                    s,
+                    "FLAKY FINDING (did not reproduce in {} run(s) on a fresh stack): {}\n  reproduce: booking-harness run {}",
+                    f.reruns.len(),
+                    f.message,
+                    f.file.display()
+                );
+                for (i, r) in f.reruns.iter().enumerate() {
+                    let _ = writeln!(
+                        s,
+                        "  rerun {}: {:?} {} {}",
+                        i + 1,
+                        r.validity,
+                        r.failed,
+                        r.faults
+                    );
+                }
+            }
             Some(f) => {
                 let _ = writeln!(
                     s,
-                    "VIOLATION: {}\n  first failing case: {} operations, {} clients, {} faults\n  shrunk to: {} operations, {} clients, {} faults\n  reproduce: booking-harness run {}",
+                    "VIOLATION: {}\n  first failing case: {} operations, {} clients, {} faults\n  shrunk to: {} operations, {} clients, {} faults\n  reproduced in {}/{} run(s) on a fresh stack\n  reproduce: booking-harness run {}",
                     f.message,
                     f.first.workload.operations,
                     f.first.workload.clients,
@@ -133,6 +193,8 @@ impl ExploreReport {
                     f.shrunk.workload.operations,
                     f.shrunk.workload.clients,
                     f.shrunk.faults.len(),
+                    f.reproduced(),
+                    f.reruns.len(),
                     f.file.display()
                 );
             }
@@ -408,15 +470,50 @@ pub fn explore(rt: &tokio::runtime::Runtime, config: &ExploreConfig) -> Result<E
                 .flatten()
                 .map(clean)
                 .unwrap_or_else(|| shrunk.clone());
+            let mut reruns = Vec::new();
+            for i in 0..config.confirm_runs {
+                let opts = RunOptions {
+                    out_dir: config.out_dir.join(format!("rerun-{}", i + 1)),
+                    binary: config.binary.clone(),
+                };
+                let rerun = match rt.block_on(runner::run(&shrunk, &opts)) {
+                    Ok((result, history)) => Rerun {
+                        validity: result.validity,
+                        failed: failure_message(&result),
+                        faults: describe_faults(&history),
+                    },
+                    Err(e) => Rerun {
+                        validity: Validity::Unknown,
+                        failed: format!("the run broke: {e:#}"),
+                        faults: String::new(),
+                    },
+                };
+                reruns.push(rerun);
+            }
             report.finding = Some(Finding {
                 message: why.to_string(),
                 first,
                 shrunk,
                 file,
+                reruns,
             });
             Ok(report)
         }
     }
+}
+
+/// What the faults of a run did: failpoint firings and apply errors.
+fn describe_faults(history: &crate::history::History) -> String {
+    let parts: Vec<String> = history
+        .faults
+        .iter()
+        .map(|f| match (&f.apply_error, f.fired) {
+            (Some(e), _) => format!("{} NOT APPLIED ({e})", f.kind),
+            (None, Some(n)) => format!("{} {} fired {n}×", f.kind, f.detail),
+            (None, None) => f.kind.clone(),
+        })
+        .collect();
+    format!("[faults: {}]", parts.join(", "))
 }
 
 /// Runs one namespaced case on the shared stack; a violation fails it.
@@ -429,6 +526,11 @@ fn run_case(
     stats: &Mutex<ExploreReport>,
     first_failure: &Mutex<Option<Scenario>>,
 ) -> Result<(), TestCaseError> {
+    rt.block_on(stack.ensure_healthy()).map_err(|e| {
+        TestCaseError::fail(format!(
+            "the harness failed: the stack did not come back to health before the case: {e:#}"
+        ))
+    })?;
     let probe_date = chrono::NaiveDate::from_ymd_opt(2090, 1, 1).unwrap_or_default()
         + chrono::Days::new(n * u64::from(PROBES));
     let (result, history) = rt
@@ -444,6 +546,14 @@ fn run_case(
             let name = event.detail.split('=').next().unwrap_or_default();
             *s.failpoints_fired.entry(name.to_owned()).or_default() += event.fired.unwrap_or(0);
         }
+    }
+    if !result.errors.is_empty() {
+        // The case did not test what it says: not judged, but counted.
+        if let Ok(mut s) = stats.lock() {
+            s.discarded += 1;
+            s.discard_reasons.extend(result.errors.iter().cloned());
+        }
+        return Ok(());
     }
     if result.validity == Validity::Invalid {
         if let Ok(mut first) = first_failure.lock() {

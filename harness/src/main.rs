@@ -72,7 +72,12 @@ enum Command {
         /// While shrinking, extra runs of a passing candidate before it counts as passing.
         #[arg(long, default_value_t = 2)]
         shrink_retries: u32,
-        /// Extra environment for the replicas, as KEY=VALUE (repeatable).
+        /// Runs of a shrunk failing case on a fresh stack before it is reported
+        /// (a finding that never reproduces is labelled flaky).
+        #[arg(long, default_value_t = 3)]
+        confirm_runs: u32,
+        /// Extra environment for the replicas, as KEY=VALUE (repeatable);
+        /// e.g. BOOKING_SEEDED_BUG=no-unique-index to see whether the search finds it.
         #[arg(long = "service-env")]
         service_env: Vec<String>,
         #[arg(long, env = "BOOKING_BIN")]
@@ -208,6 +213,7 @@ fn main() -> ExitCode {
             seed,
             max_shrink_iters,
             shrink_retries,
+            confirm_runs,
             service_env,
             booking_bin,
         } => exit((|| {
@@ -236,11 +242,12 @@ fn main() -> ExitCode {
                 regressions: Some(regressions),
                 service_env,
                 seed,
+                confirm_runs,
                 binary: service_binary(booking_bin)?,
             };
             let report = explore(&rt, &config)?;
             print!("{}", report.summary());
-            Ok(report.finding.is_none())
+            Ok(report.finding.is_none() && report.discarded == 0)
         })()),
     }
 }
@@ -357,7 +364,10 @@ async fn mutants(
     )?;
     let survivors = matrix.survivors();
     if !survivors.is_empty() {
-        println!("SURVIVED (no scenario catches them): {}", survivors.join(", "));
+        println!(
+            "SURVIVED (no scenario catches them): {}",
+            survivors.join(", ")
+        );
     }
     println!("matrix: {}", out.join("mutants.md").display());
     Ok(matrix.passed())

@@ -211,7 +211,12 @@ impl Matrix {
     fn legend(&self) -> String {
         self.scenarios
             .iter()
-            .map(|s| format!("`{}` {s}", self.file_of(s).chars().take(2).collect::<String>()))
+            .map(|s| {
+                format!(
+                    "`{}` {s}",
+                    self.file_of(s).chars().take(2).collect::<String>()
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }

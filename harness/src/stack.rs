@@ -199,6 +199,49 @@ impl Stack {
         }
     }
 
+    /// Heals everything, brings stopped servers back, and verifies that
+    /// every replica is ready (Redis and the database reachable through
+    /// it): a case that starts on a broken stack would judge the last
+    /// case's damage, not its own.
+    pub async fn ensure_healthy(&self) -> Result<()> {
+        self.heal_all().await;
+        if let Some(pg) = self.postgres.lock().await.as_mut() {
+            let _ = pg.resume();
+            if !pg.is_running() {
+                pg.stop_immediately();
+                pg.start_again().await.context("restarting PostgreSQL")?;
+            }
+        }
+        if let Some(redis) = self.redis.lock().await.as_mut() {
+            let _ = redis.resume();
+            if !redis.is_running() {
+                redis.restart().await.context("restarting Redis")?;
+            }
+        }
+        let http = reqwest::Client::new();
+        for (n, replica) in self.replicas.iter().enumerate() {
+            let url = replica.process.lock().await.url();
+            crate::infra::wait_until(
+                &format!("replica {n} ready"),
+                Duration::from_secs(20),
+                || {
+                    let http = http.clone();
+                    let url = url.clone();
+                    async move {
+                        Ok(http
+                            .get(format!("{url}/api/health/ready"))
+                            .timeout(Duration::from_secs(2))
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status().is_success()))
+                    }
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// The replicas' own URLs, bypassing their fault proxies (for load runs).
     pub async fn direct_urls(&self) -> Vec<String> {
         let mut urls = Vec::new();

@@ -21,6 +21,7 @@ fn config(out: &tempfile::TempDir, cases: u32, seed: u64) -> ExploreConfig {
         regressions: Some(out.path().join("proptest-regressions.txt")),
         service_env: Default::default(),
         seed: Some(seed),
+        confirm_runs: 1,
         binary: ServiceBinary(env!("CARGO_BIN_EXE_booking-harness").into()),
     }
 }

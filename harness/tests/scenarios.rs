@@ -1,7 +1,9 @@
 //! Every shipped scenario end to end: the real stack (private Redis,
 //! PostgreSQL, several replicas behind fault proxies, or the embedded
-//! default), real faults, and all invariants must hold. Plus proof that the
-//! harness has teeth: a replica with the original flow's ordering bug fails.
+//! default), real faults, and all invariants must hold. Plus proof that each
+//! scenario has the teeth it claims: run against every seeded bug it
+//! declares in `catches`, it must fail, through the checker the service's
+//! catalogue names for that bug.
 
 use std::path::PathBuf;
 
@@ -62,32 +64,77 @@ async fn run_and_expect_valid(file: &str) {
     assert_eq!(again.validity, Validity::Valid);
 }
 
+/// Runs `file` against each seeded bug it declares; each must be caught
+/// by a checker the catalogue names. Detection under faults depends on
+/// timing, so a bug gets a second run before the promise counts as broken
+/// (and the test says so when the second run was needed).
+async fn run_and_expect_its_bugs_caught(file: &str) {
+    use booking_harness::mutants::{run_cell, Cell};
+    let scenario = Scenario::load(&scenario_path(file)).expect("scenario parses");
+    if scenario.catches.is_empty() {
+        assert!(
+            scenario.description.to_lowercase().contains("smoke test"),
+            "{file} catches no seeded bug: its description must say it is a smoke test"
+        );
+    }
+    let out = tempfile::tempdir().expect("dir");
+    for bug in &scenario.catches {
+        let entry = booking::seeded::entry(bug).expect("a catalogue bug");
+        let mut cells = Vec::new();
+        for _ in 0..2 {
+            let cell = run_cell(&scenario, entry, &options(&out)).await;
+            let caught = matches!(cell, Cell::Killed(_));
+            cells.push(cell);
+            if caught {
+                break;
+            }
+        }
+        assert!(
+            matches!(cells.last(), Some(Cell::Killed(_))),
+            "{file} declares it catches {bug} (by {:?}) but: {cells:?}",
+            entry.caught_by
+        );
+        if cells.len() > 1 {
+            println!("{file} caught {bug} on the second run: {cells:?}");
+        }
+    }
+}
+
 macro_rules! scenario_tests {
-    ($($name:ident => $file:literal),* $(,)?) => {
+    ($($name:ident, $teeth:ident => $file:literal),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 run_and_expect_valid($file).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $teeth() {
+                run_and_expect_its_bugs_caught($file).await
             }
         )*
     };
 }
 
 scenario_tests!(
-    embedded_smoke => "00-embedded-smoke.toml",
-    double_click => "01-double-click.toml",
-    many_clients_one_slot => "02-many-clients-one-slot.toml",
-    dropped_responses => "03-dropped-responses.toml",
-    crash_after_commit => "04-crash-after-commit.toml",
-    redis_restart => "05-redis-restart.toml",
-    redis_latency_beyond_lock_ttl => "06-redis-latency-beyond-lock-ttl.toml",
-    paused_replica_outlives_lock => "07-paused-replica-outlives-lock.toml",
-    database_restart => "08-database-restart.toml",
-    replica_killed_under_load => "09-replica-killed-under-load.toml",
-    key_reused_with_another_payload => "10-key-reused-with-another-payload.toml",
-    cancel_and_rebook => "11-cancel-and-rebook.toml",
-    thundering_herd => "12-thundering-herd.toml",
-    network_chaos => "13-network-chaos.toml",
+    embedded_smoke, embedded_smoke_catches_its_bugs => "00-embedded-smoke.toml",
+    double_click, double_click_catches_its_bugs => "01-double-click.toml",
+    many_clients_one_slot, many_clients_one_slot_catches_its_bugs => "02-many-clients-one-slot.toml",
+    dropped_responses, dropped_responses_catches_its_bugs => "03-dropped-responses.toml",
+    crash_after_commit, crash_after_commit_catches_its_bugs => "04-crash-after-commit.toml",
+    redis_restart, redis_restart_catches_its_bugs => "05-redis-restart.toml",
+    redis_latency_beyond_lock_ttl, redis_latency_beyond_lock_ttl_catches_its_bugs => "06-redis-latency-beyond-lock-ttl.toml",
+    paused_replica_outlives_lock, paused_replica_outlives_lock_catches_its_bugs => "07-paused-replica-outlives-lock.toml",
+    database_restart, database_restart_catches_its_bugs => "08-database-restart.toml",
+    replica_killed_under_load, replica_killed_under_load_catches_its_bugs => "09-replica-killed-under-load.toml",
+    key_reused_with_another_payload, key_reused_with_another_payload_catches_its_bugs => "10-key-reused-with-another-payload.toml",
+    cancel_and_rebook, cancel_and_rebook_catches_its_bugs => "11-cancel-and-rebook.toml",
+    thundering_herd, thundering_herd_catches_its_bugs => "12-thundering-herd.toml",
+    network_chaos, network_chaos_catches_its_bugs => "13-network-chaos.toml",
+    slot_race_in_the_database, slot_race_in_the_database_catches_its_bugs => "14-slot-race-in-the-database.toml",
+    users_apart, users_apart_catches_its_bugs => "15-users-apart.toml",
+    failures_around_the_commit, failures_around_the_commit_catches_its_bugs => "16-failures-around-the-commit.toml",
+    refusals_are_remembered, refusals_are_remembered_catches_its_bugs => "17-refusals-are-remembered.toml",
 );
 
 #[test]
@@ -110,65 +157,20 @@ fn every_shipped_scenario_has_a_test() {
     }
 }
 
-/// The original flow's ordering bug (mark the key completed and release the
-/// lock before the transaction commits), seeded into the replicas: the
-/// harness must report it, naming the operations.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_original_flows_ordering_bug_is_caught() {
-    let scenario = Scenario::parse(
-        r#"
-        name = "teeth-finalize-before-commit"
-        mode = "local"
-        replicas = 2
-        seed = 21
-        service_env = { BOOKING_SEEDED_BUG = "finalize-before-commit" }
-        [workload]
-        think_time = "30ms"
-        users = 8
-        resources = ["room_A", "room_B"]
-        dates = 1
-        clients = 8
-        operations = 60
-        duration = "15s"
-        double_submit_ratio = 0.5
-        cancel_ratio = 0.0
-        list_ratio = 0.0
-        [[faults]]
-        at = "100ms"
-        for = "2s"
-        kind = "failpoint"
-        name = "before_commit"
-        action = "30%return(error)"
-        "#,
-    )
-    .expect("scenario");
-    let out = tempfile::tempdir().expect("dir");
-    let (result, _) = runner::run(&scenario, &options(&out)).await.expect("runs");
-    assert_eq!(result.validity, Validity::Invalid, "\n{}", explain(&result));
-    let verdict = result.verdict.as_ref().expect("verdict");
-    let failed: Vec<_> = verdict
-        .results
-        .iter()
-        .filter(|r| r.validity == Validity::Invalid)
-        .map(|r| r.checker.as_str())
-        .collect();
-    assert!(
-        failed.contains(&"no_lost_ack"),
-        "{failed:?}\n{}",
-        explain(&result)
-    );
-    assert!(
-        failed.contains(&"replay_consistency"),
-        "{failed:?}\n{}",
-        explain(&result)
-    );
-    for r in &verdict.results {
-        for v in &r.violations {
-            assert!(
-                !v.ops.is_empty() || !v.rows.is_empty(),
-                "a violation names its evidence: {v:?}"
-            );
-        }
+/// Every seeded bug of the service's catalogue is declared by at least one
+/// shipped scenario, so `cargo test` proves the harness catches all of them.
+#[test]
+fn every_seeded_bug_is_caught_by_a_shipped_scenario() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let shipped = Scenario::load_all(&dir).expect("all scenarios parse");
+    for entry in booking::seeded::CATALOGUE {
+        assert!(
+            shipped
+                .iter()
+                .any(|s| s.catches.iter().any(|c| c == entry.name)),
+            "no shipped scenario declares it catches {}",
+            entry.name
+        );
     }
 }
 

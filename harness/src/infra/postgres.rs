@@ -137,6 +137,11 @@ impl PostgresServer {
         self.spawn().await
     }
 
+    /// Whether the server process is alive (stopped by a fault or not).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.is_running())
+    }
+
     /// SIGSTOP: connections stay open, nothing is answered.
     pub fn pause(&mut self) -> Result<()> {
         self.child

@@ -86,6 +86,11 @@ impl RedisServer {
         self.spawn().await
     }
 
+    /// Whether the server process is alive.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.is_running())
+    }
+
     /// SIGKILL; the port stays reserved for [`Self::restart`].
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
