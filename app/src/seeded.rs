@@ -98,7 +98,7 @@ pub const CATALOGUE: &[Entry] = &[
         name: "redis-only-memory",
         origin: Origin::OriginalFlow,
         breaks: "the transaction neither reads nor keeps the key's outcome, so only Redis remembers it: after Redis loses data or a crash before finalize, a retry answers ALREADY_BOOKED for its own booking",
-        caught_by: &["replay_consistency"],
+        caught_by: &["replay_consistency", "no_phantom"],
         needs: &[],
     },
     Entry {

@@ -192,6 +192,19 @@ impl Matrix {
             let _ = writeln!(out, " {} |", fired.join(", "));
         }
         let _ = writeln!(out, "\nScenarios: {}", self.legend());
+        let _ = writeln!(
+            out,
+            "\n| bug | what it breaks | must be caught by |\n|---|---|---|"
+        );
+        for row in &self.rows {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} |",
+                row.bug,
+                row.breaks,
+                row.caught_by.join(", ")
+            );
+        }
         if !self.broken_promises.is_empty() {
             let _ = writeln!(out, "\nBroken promises:");
             for p in &self.broken_promises {
