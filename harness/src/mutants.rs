@@ -175,7 +175,7 @@ impl Matrix {
                 let cell = row.cells.get(s);
                 let star = declared
                     .get(s)
-                    .is_some_and(|d| d.iter().any(|b| *b == row.bug));
+                    .is_some_and(|d| d.contains(&row.bug));
                 let _ = write!(
                     out,
                     " {}{} |",
