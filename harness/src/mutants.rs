@@ -173,9 +173,7 @@ impl Matrix {
             let mut fired: BTreeMap<&str, usize> = BTreeMap::new();
             for s in &self.scenarios {
                 let cell = row.cells.get(s);
-                let star = declared
-                    .get(s)
-                    .is_some_and(|d| d.contains(&row.bug));
+                let star = declared.get(s).is_some_and(|d| d.contains(&row.bug));
                 let _ = write!(
                     out,
                     " {}{} |",
