@@ -89,6 +89,7 @@ async fn run_claimed(
         if seeded_bug!(FinalizeBeforeCommit) {
             seeded_bug_finalize_before_commit(state, key, token, request, &lock, &prepared).await;
         }
+        #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
         let booking_id = prepared.booking.id;
         let (record, replayed) = book_in_transaction(state, key, prepared).await?;
         if let Err(injected) = failpoints::hit(Step::AfterCommitBeforeFinalize).await {
@@ -96,7 +97,6 @@ async fn run_claimed(
             if seeded_bug!(CompensateAfterCommit) && !replayed {
                 seeded_bug_compensate(state, request, booking_id).await;
             }
-            let _ = booking_id;
             return Err(injected.into());
         }
         if seeded_bug!(AlreadyBookedNotRemembered) && record.response.status == 409 {
