@@ -100,6 +100,9 @@ pub struct ExploreReport {
     pub failpoints_fired: BTreeMap<String, u64>,
     /// Cases not judged because a fault could not be applied (see `discard_reasons`).
     pub discarded: u64,
+    /// Set when the shared stack did not come back to health after a case:
+    /// the exploration stops with an error instead of judging later cases.
+    pub broken_stack: Option<String>,
     pub discard_reasons: Vec<String>,
     pub finding: Option<Finding>,
 }
@@ -453,6 +456,12 @@ pub fn explore(rt: &tokio::runtime::Runtime, config: &ExploreConfig) -> Result<E
     let mut report = stats.into_inner().unwrap_or_default();
     report.elapsed = started.elapsed();
     drop(stack);
+    if let Some(why) = &report.broken_stack {
+        anyhow::bail!(
+            "{why}; the cases before it are in {}",
+            config.out_dir.join("histories").display()
+        );
+    }
     match outcome {
         Ok(()) => Ok(report),
         Err(TestError::Abort(why)) => anyhow::bail!("exploration aborted: {why}"),
@@ -526,11 +535,22 @@ fn run_case(
     stats: &Mutex<ExploreReport>,
     first_failure: &Mutex<Option<Scenario>>,
 ) -> Result<(), TestCaseError> {
-    rt.block_on(stack.ensure_healthy()).map_err(|e| {
-        TestCaseError::fail(format!(
-            "the harness failed: the stack did not come back to health before the case: {e:#}"
-        ))
-    })?;
+    if stats
+        .lock()
+        .map(|s| s.broken_stack.is_some())
+        .unwrap_or(true)
+    {
+        return Err(TestCaseError::reject("the shared stack is broken"));
+    }
+    if let Err(e) = rt.block_on(stack.ensure_healthy()) {
+        if let Ok(mut s) = stats.lock() {
+            s.broken_stack = Some(format!(
+                "the stack did not come back to health before case {n} (after case {}): {e:#}",
+                n.saturating_sub(1)
+            ));
+        }
+        return Err(TestCaseError::reject("the shared stack is broken"));
+    }
     let probe_date = chrono::NaiveDate::from_ymd_opt(2090, 1, 1).unwrap_or_default()
         + chrono::Days::new(n * u64::from(PROBES));
     let (result, history) = rt

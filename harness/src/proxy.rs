@@ -12,6 +12,13 @@
 //! - `drop_responses`: forward requests, discard every reply (the glitch that
 //!   makes clients retry after a commit);
 //! - [`Proxy::reset_all`]: abort every open connection with a TCP reset.
+//!
+//! `blackhole` and `drop_responses` discard bytes of live connections, which
+//! no real network does: TCP delivers every byte in order or breaks the
+//! connection. So when either is lifted, every open connection is reset, as
+//! a connection that lost data would have been; otherwise a Redis or
+//! PostgreSQL client would read the replies of later commands as those of
+//! the lost ones.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -101,15 +108,22 @@ impl Proxy {
 
     /// Replaces the toxics; open connections pick them up on their next chunk.
     pub fn set(&self, toxics: Toxics) {
-        if let Ok(mut t) = self.shared.toxics.lock() {
-            *t = toxics;
-        }
+        self.update(|t| *t = toxics);
     }
 
-    /// Changes one part of the toxics.
+    /// Changes one part of the toxics. Lifting a toxic that discarded bytes
+    /// resets the connections that may have lost some (see the module docs).
     pub fn update(&self, change: impl FnOnce(&mut Toxics)) {
-        if let Ok(mut t) = self.shared.toxics.lock() {
-            change(&mut t);
+        let lifted_discard = match self.shared.toxics.lock() {
+            Ok(mut t) => {
+                let discarded = t.blackhole || t.drop_responses;
+                change(&mut t);
+                discarded && !(t.blackhole || t.drop_responses)
+            }
+            Err(_) => false,
+        };
+        if lifted_discard {
+            self.reset_all();
         }
     }
 
@@ -349,6 +363,33 @@ mod tests {
             .await
             .expect_err("no answer");
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_lost_a_reply_is_reset_when_the_fault_lifts() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (port, _server) = echo_server().await;
+        let proxy = Proxy::start("echo", &format!("127.0.0.1:{port}"))
+            .await
+            .expect("proxy");
+        let mut conn = TcpStream::connect(("127.0.0.1", proxy.port()))
+            .await
+            .expect("connect");
+        proxy.update(|t| t.drop_responses = true);
+        conn.write_all(b"lost").await.expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        proxy.heal();
+        let _ = conn.write_all(b"next").await;
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf))
+            .await
+            .expect("the connection ends instead of hanging");
+        // Never the next reply as if it answered the lost request.
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "read {:?}",
+            read.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+        );
     }
 
     #[tokio::test]
