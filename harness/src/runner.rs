@@ -449,15 +449,7 @@ async fn run_client(
                 }
             }
             Intent::List { user } => {
-                let call = Call {
-                    kind: OpKind::List,
-                    user,
-                    resource: None,
-                    date: None,
-                    key: None,
-                    booking_id: None,
-                };
-                client.perform(intent_id, &call, n).await;
+                client.perform(intent_id, &list(user), n).await;
             }
             Intent::Availability { date } => {
                 client.perform(intent_id, &availability(&date), n).await;
@@ -466,6 +458,17 @@ async fn run_client(
     }
     for (intent_id, call) in replays {
         client.perform(intent_id, &call, n).await;
+    }
+}
+
+fn list(user: String) -> Call {
+    Call {
+        kind: OpKind::List,
+        user,
+        resource: None,
+        date: None,
+        key: None,
+        booking_id: None,
     }
 }
 
@@ -565,15 +568,7 @@ async fn read_at_quiescence(
     }
     for u in 0..scenario.workload.users {
         intent += 1;
-        let call = Call {
-            kind: OpKind::List,
-            user: format!("u{u}"),
-            resource: None,
-            date: None,
-            key: None,
-            booking_id: None,
-        };
-        client.perform(intent, &call, 0).await;
+        client.perform(intent, &list(format!("u{u}")), 0).await;
     }
     Ok(())
 }
