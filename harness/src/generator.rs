@@ -43,16 +43,21 @@ pub fn parse_date(raw: &str) -> Result<NaiveDate> {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d").with_context(|| format!("bad date {raw:?}"))
 }
 
-/// The intents of each client, in order. Deterministic for a seed.
-pub fn generate(workload: &Workload, seed: u64) -> Result<Vec<Vec<Intent>>> {
+/// The dates a workload books, `first_date` and the days after it.
+pub fn workload_dates(workload: &Workload) -> Result<Vec<String>> {
     let first = parse_date(&workload.first_date)?;
-    let dates: Vec<String> = (0..workload.dates)
+    Ok((0..workload.dates as u64)
         .map(|i| {
-            (first + chrono::Days::new(i as u64))
+            (first + chrono::Days::new(i))
                 .format("%Y-%m-%d")
                 .to_string()
         })
-        .collect();
+        .collect())
+}
+
+/// The intents of each client, in order. Deterministic for a seed.
+pub fn generate(workload: &Workload, seed: u64) -> Result<Vec<Vec<Intent>>> {
+    let dates = workload_dates(workload)?;
     let mut plans = Vec::with_capacity(workload.clients);
     for client in 0..workload.clients {
         let mut rng =

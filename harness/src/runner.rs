@@ -178,14 +178,7 @@ pub async fn run_on(
     stack.heal_all().await;
     let settled_from_ms = settle(scenario, &urls, &recorder, started).await?;
     probe_recovery(scenario, &urls, &recorder, started, probe_first_date).await?;
-    let first = crate::generator::parse_date(&w.first_date)?;
-    let workload_dates: Vec<String> = (0..w.dates as u64)
-        .map(|d| {
-            (first + chrono::Days::new(d))
-                .format("%Y-%m-%d")
-                .to_string()
-        })
-        .collect();
+    let workload_dates = crate::generator::workload_dates(w)?;
     read_at_quiescence(scenario, &urls, &recorder, started, &workload_dates).await?;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
 
