@@ -12,6 +12,68 @@ use rand::Rng;
 use serde_json::json;
 
 use crate::history::{OpKind, Operation, Outcome};
+use crate::profile::ApiProfile;
+
+/// One way in to the service: a base URL (through a fault proxy).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Scheme, host and base path; request paths are appended.
+    pub base: String,
+    /// For https through a fault proxy: the host name is resolved to the
+    /// proxy, so TLS still checks the real name.
+    pub resolve: Option<(String, std::net::SocketAddr)>,
+    /// The `Host` the deployment expects (its own authority, not the proxy's).
+    pub host_header: Option<String>,
+}
+
+/// How clients reach the service and read its answers.
+#[derive(Debug, Clone, Default)]
+pub struct Api {
+    pub endpoints: Vec<Endpoint>,
+    /// Sent with every request (e.g. `Authorization`).
+    pub headers: Vec<(String, String)>,
+    pub profile: ApiProfile,
+}
+
+impl Api {
+    /// Plain base URLs of replicas the harness started.
+    pub fn local(urls: Vec<String>) -> Api {
+        Api {
+            endpoints: urls
+                .into_iter()
+                .map(|base| Endpoint {
+                    base,
+                    resolve: None,
+                    host_header: None,
+                })
+                .collect(),
+            ..Api::default()
+        }
+    }
+
+    pub fn http_client(&self, endpoint: &Endpoint) -> anyhow::Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &self.headers {
+            headers.insert(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes())?,
+                reqwest::header::HeaderValue::from_str(value)?,
+            );
+        }
+        if let Some(host) = &endpoint.host_header {
+            headers.insert(
+                reqwest::header::HOST,
+                reqwest::header::HeaderValue::from_str(host)?,
+            );
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .pool_max_idle_per_host(4);
+        if let Some((host, addr)) = &endpoint.resolve {
+            builder = builder.resolve(host, *addr);
+        }
+        Ok(builder.build()?)
+    }
+}
 
 /// Collects operations from all clients.
 #[derive(Default)]
@@ -54,33 +116,37 @@ pub struct Call {
 #[derive(Clone)]
 pub struct Client {
     pub process: String,
-    http: reqwest::Client,
-    urls: Arc<Vec<String>>,
+    /// One HTTP client per endpoint, with the endpoint's base URL.
+    http: Vec<(reqwest::Client, String)>,
+    api: Arc<Api>,
     recorder: Arc<Recorder>,
     started: Instant,
+    timeout: Duration,
     max_attempts: u32,
 }
 
 impl Client {
     pub fn new(
         process: String,
-        urls: Arc<Vec<String>>,
+        api: Arc<Api>,
         recorder: Arc<Recorder>,
         started: Instant,
         timeout: Duration,
         max_attempts: u32,
     ) -> anyhow::Result<Client> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .pool_max_idle_per_host(4)
-            .build()?;
+        let http = api
+            .endpoints
+            .iter()
+            .map(|e| Ok((api.http_client(e)?, e.base.clone())))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!http.is_empty(), "no endpoint to send requests to");
         Ok(Client {
             process,
             http,
-            urls,
+            api,
             recorder,
             started,
+            timeout,
             max_attempts,
         })
     }
@@ -93,7 +159,7 @@ impl Client {
     pub async fn perform(&self, intent: u64, call: &Call, first_replica: usize) -> Operation {
         let mut attempt = 1;
         loop {
-            let replica = (first_replica + attempt as usize - 1) % self.urls.len().max(1);
+            let replica = (first_replica + attempt as usize - 1) % self.http.len();
             let op = self.attempt(intent, attempt, call, replica).await;
             let retry = op.outcome == Outcome::Info
                 || op.has_code("IDEMPOTENCY_IN_PROGRESS")
@@ -116,10 +182,10 @@ impl Client {
         call: &Call,
         replica: usize,
     ) -> Operation {
-        let base = &self.urls[replica % self.urls.len()];
+        let (http, base) = &self.http[replica % self.http.len()];
         let request = match call.kind {
             OpKind::Create => {
-                let mut r = self.http.post(format!("{base}/api/bookings")).json(&json!({
+                let mut r = http.post(format!("{base}/api/bookings")).json(&json!({
                     "userId": call.user, "resourceId": call.resource, "date": call.date,
                 }));
                 if let Some(key) = &call.key {
@@ -127,21 +193,19 @@ impl Client {
                 }
                 r
             }
-            OpKind::Cancel => self
-                .http
+            OpKind::Cancel => http
                 .patch(format!(
                     "{base}/api/bookings/{}/cancel",
                     call.booking_id.as_deref().unwrap_or("")
                 ))
                 .json(&json!({ "userId": call.user })),
-            OpKind::List => self
-                .http
-                .get(format!("{base}/api/bookings/{}?status=all", call.user)),
-            OpKind::Availability => self.http.get(format!(
+            OpKind::List => http.get(format!("{base}/api/bookings/{}?status=all", call.user)),
+            OpKind::Availability => http.get(format!(
                 "{base}/api/resources/available?date={}",
                 call.date.as_deref().unwrap_or("")
             )),
-        };
+        }
+        .timeout(self.timeout);
         let invoke_ms = self.now_ms();
         let mut op = Operation {
             index: 0,
@@ -161,38 +225,32 @@ impl Client {
             status: None,
             code: None,
             body: None,
+            canonical: None,
             replayed: false,
+            retry_after: false,
             error: None,
         };
         match request.send().await {
             Err(e) => op.error = Some(describe(&e)),
             Ok(response) => {
                 let status = response.status().as_u16();
-                op.replayed = response.headers().contains_key("idempotent-replayed");
-                let retry_after = response.headers().contains_key("retry-after");
+                let profile = &self.api.profile;
+                op.replayed = !profile.replay_header.is_empty()
+                    && response.headers().contains_key(&profile.replay_header);
+                op.retry_after = response.headers().contains_key("retry-after");
                 match response.text().await {
                     Err(e) => op.error = Some(describe(&e)),
                     Ok(body) => {
                         op.status = Some(status);
                         op.code = serde_json::from_str::<serde_json::Value>(&body)
                             .ok()
-                            .and_then(|v| v["code"].as_str().map(str::to_owned));
+                            .and_then(|v| profile.code_of(&v));
                         op.outcome = match status {
                             200..=299 => Outcome::Ok,
                             500..=599 => Outcome::Info,
                             _ => Outcome::Fail,
                         };
-                        let retryable = matches!(
-                            op.code.as_deref(),
-                            Some(
-                                "IDEMPOTENCY_IN_PROGRESS"
-                                    | "RESOURCE_LOCKED"
-                                    | "DEPENDENCY_UNAVAILABLE"
-                            )
-                        );
-                        if retryable && !retry_after {
-                            op.error = Some("no Retry-After".into());
-                        }
+                        op.canonical = profile.canonical_body(call.kind, status, &body);
                         op.body = Some(body);
                     }
                 }

@@ -359,6 +359,7 @@ pub fn scenario_strategy(mode: Mode, replicas: usize) -> BoxedStrategy<Scenario>
             replicas,
             seed: u64::from(seed),
             target_url: None,
+            target: Default::default(),
             checkers: Vec::new(),
             catches: Vec::new(),
             settle_bound: None,
@@ -401,10 +402,7 @@ pub fn explore(rt: &tokio::runtime::Runtime, config: &ExploreConfig) -> Result<E
         .block_on(Stack::start(&base, &config.binary))
         .context("starting the stack")?;
     let started = Instant::now();
-    let opts = RunOptions {
-        out_dir: config.out_dir.join("histories"),
-        binary: config.binary.clone(),
-    };
+    let opts = RunOptions::new(config.out_dir.join("histories"), config.binary.clone());
     let counter = AtomicU64::new(0);
     let stats = Mutex::new(ExploreReport::default());
     let first_failure: Mutex<Option<Scenario>> = Mutex::new(None);
@@ -481,10 +479,10 @@ pub fn explore(rt: &tokio::runtime::Runtime, config: &ExploreConfig) -> Result<E
                 .unwrap_or_else(|| shrunk.clone());
             let mut reruns = Vec::new();
             for i in 0..config.confirm_runs {
-                let opts = RunOptions {
-                    out_dir: config.out_dir.join(format!("rerun-{}", i + 1)),
-                    binary: config.binary.clone(),
-                };
+                let opts = RunOptions::new(
+                    config.out_dir.join(format!("rerun-{}", i + 1)),
+                    config.binary.clone(),
+                );
                 let rerun = match rt.block_on(runner::run(&shrunk, &opts)) {
                     Ok((result, history)) => Rerun {
                         validity: result.validity,
@@ -592,6 +590,7 @@ fn scenario_template() -> Scenario {
         replicas: 2,
         seed: 0,
         target_url: None,
+        target: Default::default(),
         checkers: Vec::new(),
         catches: Vec::new(),
         settle_bound: None,
@@ -649,10 +648,7 @@ pub fn reproduce(
     out: PathBuf,
 ) -> Result<Validity> {
     let scenario = Scenario::load(file)?;
-    let opts = RunOptions {
-        out_dir: out,
-        binary: binary.clone(),
-    };
+    let opts = RunOptions::new(out, binary.clone());
     let (result, _) = rt.block_on(runner::run(&scenario, &opts))?;
     Ok(result.validity)
 }

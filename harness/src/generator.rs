@@ -67,7 +67,7 @@ pub fn generate(workload: &Workload, seed: u64) -> Result<Vec<Vec<Intent>>> {
         let mut used_keys: Vec<(String, String)> = Vec::new();
         let mut intents = Vec::with_capacity(count);
         for n in 0..count {
-            let user = format!("u{}", rng.gen_range(0..workload.users));
+            let user = workload.user(rng.gen_range(0..workload.users));
             let roll: f64 = rng.gen();
             if roll < workload.cancel_ratio {
                 let foreign = rng.gen_bool(workload.foreign_cancel_ratio.clamp(0.0, 1.0));

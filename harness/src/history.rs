@@ -68,12 +68,25 @@ pub struct Operation {
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// The body as the target sent it, byte for byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// The body in this service's conventions, when the target speaks another
+    /// API profile (see `profile.rs`); checkers read this view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical: Option<String>,
     #[serde(default)]
     pub replayed: bool,
+    /// Whether the answer carried `Retry-After` (histories recorded before
+    /// this field existed count as yes).
+    #[serde(default = "yes")]
+    pub retry_after: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The identity of an idempotency key as the service scopes it.
@@ -118,8 +131,9 @@ impl Operation {
         Some((self.resource.clone()?, self.date.clone()?))
     }
 
+    /// The answer's body as JSON, in this service's conventions.
     pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_str(self.body.as_deref()?).ok()
+        serde_json::from_str(self.canonical.as_deref().or(self.body.as_deref())?).ok()
     }
 
     /// The booking id in a 2xx body.
@@ -229,6 +243,48 @@ pub struct FaultEvent {
     /// Why the fault could not be applied: the run tested less than it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply_error: Option<String>,
+    /// For `command` faults: what ran and how it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandRun>,
+}
+
+/// An outside command a `command` fault ran (`run` or `heal`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandRun {
+    pub step: String,
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub timed_out: bool,
+    /// The tail of its stdout and stderr.
+    #[serde(default)]
+    pub output: String,
+    /// Why it could not be started or waited for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl CommandRun {
+    /// Why this command did not do its job, if it did not.
+    pub fn failure(&self) -> Option<String> {
+        if let Some(e) = &self.error {
+            return Some(format!("{} command could not run: {e}", self.step));
+        }
+        if self.timed_out {
+            return Some(format!("{} command timed out: {}", self.step, self.command));
+        }
+        match self.exit_code {
+            Some(0) => None,
+            code => Some(format!(
+                "{} command {:?} exited with {}: {}",
+                self.step,
+                self.command,
+                code.map_or("a signal".into(), |c| c.to_string()),
+                self.output.lines().last().unwrap_or("")
+            )),
+        }
+    }
 }
 
 /// A booking row as read directly from the store at the end of a run.
@@ -277,6 +333,12 @@ pub struct RunMeta {
     pub resources: Vec<String>,
     #[serde(default)]
     pub dates: Vec<String>,
+    /// The conventions of the API under test.
+    #[serde(default)]
+    pub api: crate::profile::ApiProfile,
+    /// The prefix of this run's users and keys (empty on a stack of its own).
+    #[serde(default)]
+    pub namespace: String,
 }
 
 fn reject() -> String {
@@ -296,6 +358,8 @@ impl Default for RunMeta {
             reuse_policy: reject(),
             resources: Vec::new(),
             dates: Vec::new(),
+            api: crate::profile::ApiProfile::default(),
+            namespace: String::new(),
         }
     }
 }

@@ -14,6 +14,8 @@
 //! runner     starts the stack, drives clients and nemesis, settles undecided intents, probes recovery, checks
 //! mutants    the kill matrix: every scenario against every seeded bug of the service
 //! report     console summary, results.json, report.html
+//! target     a deployment the harness did not start: URLs, headers, remote policy, store
+//! profile    the conventions of the API under test (this service's, the Node original's, a file's)
 //! stack      private Redis, PostgreSQL (or SQLite) and N replicas behind fault proxies
 //! proxy      the TCP fault proxy
 //! infra      process management for all of the above (also used by app/ tests)
@@ -28,8 +30,11 @@ pub mod history;
 pub mod infra;
 pub mod mutants;
 pub mod nemesis;
+pub mod preflight;
+pub mod profile;
 pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod stack;
+pub mod target;

@@ -38,6 +38,8 @@ enum Command {
         /// The service binary to run as replicas (default: this binary's own `serve`).
         #[arg(long, env = "BOOKING_BIN")]
         booking_bin: Option<PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Search for violations: proptest generates workloads and fault
     /// schedules against one long-lived stack, shrinks any failure and writes
@@ -138,6 +140,60 @@ enum Command {
     Serve(booking::config::ServeArgs),
 }
 
+/// Pointing scenarios at a deployment the harness did not start.
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// Run every scenario against this deployment (repeatable: replicas or
+    /// load balancers; http or https; a base path is kept). Overrides the
+    /// files' [target] url and turns them into target mode.
+    #[arg(long = "target-url", value_name = "URL")]
+    target_urls: Vec<String>,
+    /// A header for every request, as 'Name: value' (repeatable).
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    headers: Vec<String>,
+    /// Allow load to hosts other than this machine (loopback only without it).
+    #[arg(long)]
+    allow_remote: bool,
+    /// The target's API conventions: booking, node or a profile file (.toml).
+    #[arg(long, value_name = "PROFILE")]
+    api_profile: Option<String>,
+    /// Read-only connection to the target's store (postgres://… or
+    /// sqlite:…), so the store checkers can decide.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Run in this namespace (users, keys, dates) instead of a new one.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Fail (exit 1) when a scenario is UNKNOWN or SKIPPED, not only when it fails.
+    #[arg(long)]
+    strict: bool,
+}
+
+impl TargetArgs {
+    fn spec(&self) -> Result<Option<booking_harness::target::TargetSpec>> {
+        let given = !self.target_urls.is_empty()
+            || !self.headers.is_empty()
+            || self.allow_remote
+            || self.api_profile.is_some()
+            || self.database_url.is_some();
+        if !given {
+            return Ok(None);
+        }
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| booking_harness::target::parse_header(h))
+            .collect::<Result<_>>()?;
+        Ok(Some(booking_harness::target::TargetSpec {
+            url: self.target_urls.clone(),
+            headers,
+            allow_remote: self.allow_remote,
+            api_profile: self.api_profile.clone(),
+            database_url: self.database_url.clone(),
+        }))
+    }
+}
+
 fn main() -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -166,7 +222,8 @@ fn main() -> ExitCode {
             paths,
             out,
             booking_bin,
-        } => exit(rt.block_on(run(paths, out, booking_bin))),
+            target,
+        } => exit(rt.block_on(run(paths, out, booking_bin, target))),
         Command::Check { history, checkers } => exit(check(history, checkers)),
         Command::Mutants {
             paths,
@@ -293,21 +350,41 @@ fn exit(result: Result<bool>) -> ExitCode {
     }
 }
 
-async fn run(paths: Vec<PathBuf>, out: PathBuf, booking_bin: Option<PathBuf>) -> Result<bool> {
+async fn run(
+    paths: Vec<PathBuf>,
+    out: PathBuf,
+    booking_bin: Option<PathBuf>,
+    target: TargetArgs,
+) -> Result<bool> {
     init_logs();
     let binary = service_binary(booking_bin)?;
     let mut scenarios = Vec::new();
     for p in &paths {
         scenarios.extend(Scenario::load_all(p)?);
     }
-    let opts = RunOptions {
-        out_dir: out.clone(),
-        binary,
-    };
+    if let Some(spec) = target.spec()? {
+        // Every scenario against the deployment; one that needs a stack of
+        // its own (a process or server fault) is refused, not half-run.
+        scenarios = scenarios
+            .iter()
+            .map(|s| s.aimed_at(&spec))
+            .collect::<Result<_>>()?;
+    } else if target.namespace.is_some() && scenarios.iter().all(|s| s.mode != Mode::Target) {
+        anyhow::bail!("--namespace applies to target mode only");
+    }
+    let mut opts = RunOptions::new(out.clone(), binary);
+    opts.namespace = target.namespace.clone();
     let mut runs = Vec::new();
     for scenario in &scenarios {
         let (result, history) = match runner::run(scenario, &opts).await {
             Ok(r) => r,
+            Err(e) if e.downcast_ref::<runner::TargetUnusable>().is_some() => {
+                // Nothing else would mean anything either.
+                return Err(e.context(format!(
+                    "scenario {}: the target cannot be tested",
+                    scenario.name
+                )));
+            }
             Err(e) => {
                 eprintln!("scenario {} could not run: {e:#}", scenario.name);
                 let mut r = runner::ScenarioResult::skipped(scenario, format!("error: {e:#}"));
@@ -324,9 +401,16 @@ async fn run(paths: Vec<PathBuf>, out: PathBuf, booking_bin: Option<PathBuf>) ->
     report::write_html(&runs, &out.join("report.html"))?;
     println!("{}", report::tally(&results));
     println!("report: {}", out.join("report.html").display());
+    let failed =
+        |r: &runner::ScenarioResult| r.validity == Validity::Invalid || !r.errors.is_empty();
+    let undecided =
+        |r: &runner::ScenarioResult| r.skipped.is_some() || r.validity == Validity::Unknown;
+    if target.strict && results.iter().any(undecided) {
+        println!("--strict: an UNKNOWN or SKIPPED scenario fails the run");
+    }
     Ok(results
         .iter()
-        .all(|r| r.validity != Validity::Invalid && r.errors.is_empty()))
+        .all(|r| !(failed(r) || target.strict && undecided(r))))
 }
 
 async fn mutants(
@@ -341,10 +425,7 @@ async fn mutants(
     for p in &paths {
         scenarios.extend(Scenario::load_all(p)?);
     }
-    let opts = RunOptions {
-        out_dir: out.join("runs"),
-        binary: service_binary(booking_bin)?,
-    };
+    let opts = RunOptions::new(out.join("runs"), service_binary(booking_bin)?);
     let options = booking_harness::mutants::MatrixOptions {
         bugs,
         declared_only,

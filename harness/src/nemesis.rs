@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::history::FaultEvent;
+use crate::history::{CommandRun, FaultEvent};
 use crate::scenario::{Fault, FaultKind, Target};
 use crate::stack::Stack;
 
@@ -44,6 +44,22 @@ impl FaultLog {
         }
     }
 
+    fn command(&self, index: usize, run: CommandRun) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = events.get_mut(index) {
+            e.commands.push(run);
+        }
+    }
+
+    /// The fault started but did not do what it says: the run tested less.
+    fn fail(&self, index: usize, why: String, end_ms: f64) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = events.get_mut(index) {
+            e.apply_error = Some(why);
+            e.end_ms = Some(end_ms);
+        }
+    }
+
     pub fn take(&self) -> Vec<FaultEvent> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -72,6 +88,7 @@ pub async fn run_timeline(
                         detail: String::new(),
                         fired: None,
                         apply_error: Some(format!("{e:#}")),
+                        commands: Vec::new(),
                     });
                 }
             })
@@ -97,6 +114,7 @@ async fn apply(stack: &Stack, fault: &Fault, started: Instant, log: &FaultLog) -
             detail,
             fired: None,
             apply_error: None,
+            commands: Vec::new(),
         })
     };
     match &fault.kind {
@@ -315,7 +333,80 @@ async fn apply(stack: &Stack, fault: &Fault, started: Instant, log: &FaultLog) -
             log.end(i, ms(started));
             Ok(())
         }
+        FaultKind::Command { run, heal, timeout } => {
+            let i = begin(String::new(), run.clone());
+            let env = stack.command_env().await;
+            let ran = run_command("run", run, &env, *timeout).await;
+            let failed = ran.failure();
+            log.command(i, ran);
+            if let Some(why) = failed {
+                log.fail(i, why, ms(started));
+                return Ok(());
+            }
+            if let Some(heal) = heal {
+                tokio::time::sleep(fault.lasts.unwrap_or_default()).await;
+                let healed = run_command("heal", heal, &env, *timeout).await;
+                let failed = healed.failure();
+                log.command(i, healed);
+                if let Some(why) = failed {
+                    log.fail(i, why, ms(started));
+                    return Ok(());
+                }
+            }
+            log.end(i, ms(started));
+            Ok(())
+        }
     }
+}
+
+/// Runs an outside command (`sh -c`) in its own process group, killed
+/// after `timeout`; its exit status and the tail of its output are kept.
+async fn run_command(
+    step: &str,
+    command: &str,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> CommandRun {
+    let mut record = CommandRun {
+        step: step.to_owned(),
+        command: command.to_owned(),
+        exit_code: None,
+        timed_out: false,
+        output: String::new(),
+        error: None,
+    };
+    let log = match tempfile::NamedTempFile::new() {
+        Ok(f) => f,
+        Err(e) => {
+            record.error = Some(format!("no temporary file for its output: {e}"));
+            return record;
+        }
+    };
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg(command).envs(env.iter().cloned());
+    let child = crate::infra::ManagedChild::spawn("command", &mut cmd, log.path());
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            record.error = Some(format!("{e:#}"));
+            return record;
+        }
+    };
+    let waited = tokio::task::spawn_blocking(move || {
+        let status = child.wait_for_exit(timeout);
+        child.kill();
+        (status, child.log_tail(40))
+    })
+    .await;
+    match waited {
+        Ok((status, output)) => {
+            record.timed_out = status.is_none();
+            record.exit_code = status.and_then(|s| s.code());
+            record.output = output;
+        }
+        Err(e) => record.error = Some(format!("waiting for it: {e}")),
+    }
+    record
 }
 
 /// How often failpoint `name` has fired on each target replica so far.

@@ -42,6 +42,13 @@ pub fn console(r: &ScenarioResult) -> String {
     for e in &r.errors {
         let _ = writeln!(out, "   ERROR {e}");
     }
+    if let Some(ns) = &r.namespace {
+        let _ = writeln!(
+            out,
+            "   namespace {0}: users and keys {0}-…, dates {1} … {2} (--namespace {0} to run in it again)",
+            ns.name, ns.first_date, ns.last_date
+        );
+    }
     if r.catches.is_empty() {
         let _ = writeln!(out, "   smoke test: catches no seeded bug");
     } else {
@@ -80,6 +87,28 @@ pub fn console(r: &ScenarioResult) -> String {
                 ""
             }
         );
+        for c in &f.commands {
+            let ended = if c.timed_out {
+                "timed out".to_owned()
+            } else if let Some(e) = &c.error {
+                e.clone()
+            } else {
+                c.exit_code
+                    .map_or("killed by a signal".into(), |x| format!("exit {x}"))
+            };
+            let _ = writeln!(out, "      {} `{}`: {ended}", c.step, c.command);
+            for line in c
+                .output
+                .lines()
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                let _ = writeln!(out, "        | {line}");
+            }
+        }
     }
     if let Some(verdict) = &r.verdict {
         for c in &verdict.results {
@@ -93,18 +122,60 @@ pub fn console(r: &ScenarioResult) -> String {
                     .map(|n| format!(" ({n})"))
                     .unwrap_or_default()
             );
-            for v in c.violations.iter().take(5) {
-                let _ = writeln!(out, "           - {} [ops {:?}]", v.message, v.ops);
+            for (message, count, ops) in grouped(&c.violations) {
+                let first: Vec<usize> = ops.iter().take(8).copied().collect();
+                let more = if ops.len() > first.len() { ", …" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "           - {count}× {message} [ops {}{more}]",
+                    first
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
-            if c.violations.len() > 5 {
-                let _ = writeln!(out, "           … {} more", c.violations.len() - 5);
-            }
+        }
+        let unjudged: Vec<&str> = verdict
+            .results
+            .iter()
+            .filter(|c| c.validity == Validity::Unknown)
+            .map(|c| c.checker.as_str())
+            .collect();
+        if !unjudged.is_empty() {
+            let _ = writeln!(
+                out,
+                "   NOT JUDGED: {} (see the notes above{})",
+                unjudged.join(", "),
+                if r.mode == "target" {
+                    "; in target mode, --database-url lets the store checkers decide"
+                } else {
+                    ""
+                }
+            );
         }
     }
     if let Some(h) = &r.history_file {
         let _ = writeln!(out, "   history: {}", h.display());
     }
     out
+}
+
+/// Violations of one checker grouped by message, most frequent first:
+/// every violation is counted, each group lists its operations.
+fn grouped(violations: &[crate::checker::Violation]) -> Vec<(String, usize, Vec<usize>)> {
+    let mut groups: Vec<(String, usize, Vec<usize>)> = Vec::new();
+    for v in violations {
+        match groups.iter_mut().find(|(m, _, _)| *m == v.message) {
+            Some((_, count, ops)) => {
+                *count += 1;
+                ops.extend(&v.ops);
+            }
+            None => groups.push((v.message.clone(), 1, v.ops.clone())),
+        }
+    }
+    groups.sort_by_key(|g| std::cmp::Reverse(g.1));
+    groups
 }
 
 /// The one-line tally of a run.

@@ -16,12 +16,38 @@ use crate::history::{FaultEvent, History, OpKind, RunMeta};
 use crate::nemesis::{run_timeline, FaultLog};
 use crate::scenario::{Mode, Scenario};
 use crate::stack::{ServiceBinary, Stack};
+use crate::target::Namespace;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub out_dir: PathBuf,
     pub binary: ServiceBinary,
+    /// Target mode: the namespace to run in (default: a new one per run).
+    pub namespace: Option<String>,
 }
+
+impl RunOptions {
+    pub fn new(out_dir: PathBuf, binary: ServiceBinary) -> RunOptions {
+        RunOptions {
+            out_dir,
+            binary,
+            namespace: None,
+        }
+    }
+}
+
+/// The target cannot be tested at all (down, refusing the harness, or not
+/// a booking API in the chosen profile): no run would mean anything.
+#[derive(Debug)]
+pub struct TargetUnusable(pub String);
+
+impl std::fmt::Display for TargetUnusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TargetUnusable {}
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Latency {
@@ -73,6 +99,15 @@ pub struct ScenarioResult {
     /// a fault that overlapped no operation tested nothing.
     pub ops_during_faults: Vec<usize>,
     pub history_file: Option<PathBuf>,
+    /// Target mode: the run's namespace and its window of dates.
+    pub namespace: Option<NamespaceInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceInfo {
+    pub name: String,
+    pub first_date: String,
+    pub last_date: String,
 }
 
 impl ScenarioResult {
@@ -95,6 +130,7 @@ impl ScenarioResult {
             faults: Vec::new(),
             ops_during_faults: Vec::new(),
             history_file: None,
+            namespace: None,
         }
     }
 }
@@ -112,10 +148,52 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<(ScenarioResu
     if let Some(why) = cannot_run_here(scenario) {
         return Ok((ScenarioResult::skipped(scenario, why), History::default()));
     }
+    if scenario.mode == Mode::Target {
+        return run_target(scenario, opts).await;
+    }
     let stack = Stack::start(scenario, &opts.binary).await?;
     let result = run_on(&stack, scenario, opts, default_probe_date()).await;
     drop(stack);
     result
+}
+
+/// A run against a deployment the harness did not start: in a namespace of
+/// its own, after a preflight that proves the target is a booking API in
+/// the chosen profile, and cancelling what it booked at the end.
+async fn run_target(scenario: &Scenario, opts: &RunOptions) -> Result<(ScenarioResult, History)> {
+    let namespace = match &opts.namespace {
+        Some(name) => Namespace::pinned(name)?,
+        None => Namespace::fresh(),
+    };
+    let mut s = scenario.clone();
+    s.workload.namespace = namespace.prefix();
+    s.workload.first_date = namespace.first_date.format("%Y-%m-%d").to_string();
+    let probe_first_date = namespace.first_date + chrono::Days::new(s.workload.dates as u64 + 1);
+    anyhow::ensure!(
+        s.workload.dates as u64 + 2 + u64::from(PROBES) <= Namespace::DAYS,
+        "workload.dates must be at most {} in target mode",
+        Namespace::DAYS - 2 - u64::from(PROBES)
+    );
+    let stack = Stack::start(&s, &opts.binary)
+        .await
+        .map_err(|e| anyhow::Error::new(TargetUnusable(format!("{e:#}"))))?;
+    let api = Arc::new(stack.api());
+    let names: Vec<String> = stack
+        .target()
+        .map(|t| t.endpoints.iter().map(|e| e.url.to_string()).collect())
+        .unwrap_or_default();
+    crate::preflight::check(&api, &names, &s, namespace.last_date())
+        .await
+        .map_err(|e| anyhow::Error::new(TargetUnusable(format!("{e:#}"))))?;
+    let run = run_on(&stack, &s, opts, probe_first_date).await;
+    crate::preflight::clean_up(&api, &s).await;
+    let (mut result, history) = run?;
+    result.namespace = Some(NamespaceInfo {
+        name: namespace.name.clone(),
+        first_date: namespace.first_date.format("%Y-%m-%d").to_string(),
+        last_date: namespace.last_date().format("%Y-%m-%d").to_string(),
+    });
+    Ok((result, history))
 }
 
 fn default_probe_date() -> chrono::NaiveDate {
@@ -137,7 +215,7 @@ pub async fn run_on(
 ) -> Result<(ScenarioResult, History)> {
     let w = &scenario.workload;
     let plans = generate(w, scenario.seed)?;
-    let urls = Arc::new(stack.client_urls());
+    let urls = Arc::new(stack.api());
     let recorder = Arc::new(Recorder::default());
     let faults = Arc::new(FaultLog::default());
     let started = Instant::now();
@@ -217,6 +295,8 @@ pub async fn run_on(
                 .unwrap_or_else(|| "reject".into()),
             resources: w.resources.clone(),
             dates: workload_dates,
+            api: urls.profile.clone(),
+            namespace: w.namespace.clone(),
         },
         ops: recorder.take(),
         faults: faults.take(),
@@ -262,6 +342,7 @@ pub async fn run_on(
         faults: history.faults.clone(),
         ops_during_faults: ops_during_faults(&history),
         history_file: Some(history_file),
+        namespace: None,
     };
     Ok((result, history))
 }
@@ -481,7 +562,7 @@ fn availability(date: &str) -> Call {
 /// the settle bound passes. Returns when it began, in ms since the start.
 async fn settle(
     scenario: &Scenario,
-    urls: &Arc<Vec<String>>,
+    urls: &Arc<crate::client::Api>,
     recorder: &Arc<Recorder>,
     started: Instant,
 ) -> Result<f64> {
@@ -541,7 +622,7 @@ async fn settle(
 /// At quiescence: availability of every workload date and every user's list.
 async fn read_at_quiescence(
     scenario: &Scenario,
-    urls: &Arc<Vec<String>>,
+    urls: &Arc<crate::client::Api>,
     recorder: &Arc<Recorder>,
     started: Instant,
     dates: &[String],
@@ -561,7 +642,9 @@ async fn read_at_quiescence(
     }
     for u in 0..scenario.workload.users {
         intent += 1;
-        client.perform(intent, &list(format!("u{u}")), 0).await;
+        client
+            .perform(intent, &list(scenario.workload.user(u)), 0)
+            .await;
     }
     Ok(())
 }
@@ -570,7 +653,7 @@ async fn read_at_quiescence(
 /// or the recovery bound passes (checked by the `recovery` checker).
 async fn probe_recovery(
     scenario: &Scenario,
-    urls: &Arc<Vec<String>>,
+    urls: &Arc<crate::client::Api>,
     recorder: &Arc<Recorder>,
     started: Instant,
     first_date: chrono::NaiveDate,
@@ -597,7 +680,7 @@ async fn probe_recovery(
             .to_string();
         let call = Call {
             kind: OpKind::Create,
-            user: "recovery-probe".into(),
+            user: format!("{}recovery-probe", scenario.workload.namespace),
             resource: Some(resource.clone()),
             date: Some(date),
             key: Some(format!("{}recovery-{attempt}", scenario.workload.namespace)),

@@ -16,7 +16,9 @@ pub enum Mode {
     Local,
     /// One replica on a SQLite file and its in-process coordinator.
     Embedded,
-    /// A running deployment on a loopback address: black-box, API-level checks only.
+    /// A deployment the harness did not start (`[target]`, `--target-url`):
+    /// driven through its API; the store checkers decide only with a
+    /// read-only `database_url`.
     Target,
 }
 
@@ -42,9 +44,12 @@ pub struct Scenario {
     pub replicas: usize,
     #[serde(default)]
     pub seed: u64,
-    /// For `mode = "target"`: the base URL (loopback only).
+    /// For `mode = "target"`: a shorthand for `[target] url`.
     #[serde(default)]
     pub target_url: Option<String>,
+    /// For `mode = "target"`: where the deployment is and how to reach it.
+    #[serde(default)]
+    pub target: crate::target::TargetSpec,
     /// Checkers to apply; empty means all.
     #[serde(default)]
     pub checkers: Vec<String>,
@@ -148,6 +153,13 @@ impl KeyStyle {
             KeyStyle::Unique => "unique",
             KeyStyle::Counter => "counter",
         }
+    }
+}
+
+impl Workload {
+    /// The name of user `n` (in the run's namespace).
+    pub fn user(&self, n: usize) -> String {
+        format!("{}u{n}", self.namespace)
     }
 }
 
@@ -275,6 +287,20 @@ pub enum FaultKind {
         name: String,
         action: String,
     },
+    /// An outside command (`sh -c`), e.g. `kubectl delete pod …` or
+    /// `redis-cli -p 6390 flushall`, run at `at`; `heal` runs after `for`.
+    /// Each is killed after `timeout`; exit status and output are recorded.
+    Command {
+        run: String,
+        #[serde(default)]
+        heal: Option<String>,
+        #[serde(default = "default_command_timeout", deserialize_with = "duration")]
+        timeout: Duration,
+    },
+}
+
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_restart() -> Duration {
@@ -295,6 +321,7 @@ impl FaultKind {
             FaultKind::RestartRedis => "restart_redis",
             FaultKind::RestartDatabase => "restart_database",
             FaultKind::Failpoint { .. } => "failpoint",
+            FaultKind::Command { .. } => "command",
         }
     }
 }
@@ -333,9 +360,35 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 
 impl Scenario {
     pub fn parse(text: &str) -> Result<Scenario> {
-        let scenario: Scenario = toml::from_str(text)?;
+        let mut scenario: Scenario = toml::from_str(text)?;
+        if let Some(url) = scenario.target_url.take() {
+            scenario.target.url.insert(0, url);
+        }
         scenario.validate()?;
         Ok(scenario)
+    }
+
+    /// The scenario pointed at a deployment: mode `target`, with the
+    /// command line's target settings over the file's. Faults that need a
+    /// stack the harness started are refused here.
+    pub fn aimed_at(&self, overrides: &crate::target::TargetSpec) -> Result<Scenario> {
+        let mut s = self.clone();
+        s.mode = Mode::Target;
+        if !overrides.url.is_empty() {
+            s.target.url = overrides.url.clone();
+        }
+        s.target.headers.extend(overrides.headers.clone());
+        s.target.allow_remote |= overrides.allow_remote;
+        if overrides.api_profile.is_some() {
+            s.target.api_profile = overrides.api_profile.clone();
+        }
+        if overrides.database_url.is_some() {
+            s.target.database_url = overrides.database_url.clone();
+        }
+        s.replicas = s.target.url.len().max(1);
+        s.validate()
+            .with_context(|| format!("scenario {} cannot run against a target", s.name))?;
+        Ok(s)
     }
 
     pub fn load(path: &Path) -> Result<Scenario> {
@@ -365,11 +418,11 @@ impl Scenario {
         if self.replicas == 0 {
             bail!("replicas must be at least 1");
         }
-        if self.mode != Mode::Local && self.replicas != 1 {
-            bail!("mode {} runs exactly one replica", self.mode.as_str());
+        if self.mode == Mode::Embedded && self.replicas != 1 {
+            bail!("mode embedded runs exactly one replica");
         }
-        if self.mode == Mode::Target && self.target_url.is_none() {
-            bail!("mode target needs target_url");
+        if self.mode != Mode::Target && (self.target_url.is_some() || !self.target.url.is_empty()) {
+            bail!("a target URL needs mode = \"target\"");
         }
         if w.users == 0 || w.clients == 0 || w.dates == 0 || w.resources.is_empty() {
             bail!("workload needs at least one user, client, date and resource");
@@ -438,9 +491,15 @@ impl Scenario {
                 )
             {
                 bail!(
-                    "fault {} cannot act on a target deployment",
+                    "fault {} acts on a process the harness started; on a target deployment \
+                     use kind = \"command\" (e.g. run = \"kubectl delete pod …\")",
                     fault.kind.name()
                 );
+            }
+            if let FaultKind::Command { run, heal, .. } = &fault.kind {
+                if run.trim().is_empty() || heal.as_ref().is_some_and(|h| h.trim().is_empty()) {
+                    bail!("fault command needs a non-empty run (and heal, if given)");
+                }
             }
         }
         Ok(())
@@ -460,9 +519,6 @@ impl Scenario {
         let _ = writeln!(out, "mode = {}", q(self.mode.as_str()));
         let _ = writeln!(out, "replicas = {}", self.replicas);
         let _ = writeln!(out, "seed = {}", self.seed);
-        if let Some(url) = &self.target_url {
-            let _ = writeln!(out, "target_url = {}", q(url));
-        }
         let checkers: Vec<String> = self.checkers.iter().map(|c| q(c)).collect();
         let _ = writeln!(out, "checkers = [{}]", checkers.join(", "));
         let catches: Vec<String> = self.catches.iter().map(|c| q(c)).collect();
@@ -477,6 +533,16 @@ impl Scenario {
             .map(|(k, v)| format!("{k} = {}", q(v)))
             .collect();
         let _ = writeln!(out, "service_env = {{ {} }}", env.join(", "));
+        if !self.target.url.is_empty() {
+            // Headers are left out: they may hold secrets.
+            let urls: Vec<String> = self.target.url.iter().map(|u| q(u)).collect();
+            let t = &self.target;
+            let _ = writeln!(out, "\n[target]\nurl = [{}]", urls.join(", "));
+            let _ = writeln!(out, "allow_remote = {}", t.allow_remote);
+            if let Some(p) = &t.api_profile {
+                let _ = writeln!(out, "api_profile = {}", q(p));
+            }
+        }
         let w = &self.workload;
         let resources: Vec<String> = w.resources.iter().map(|r| q(r)).collect();
         let _ = writeln!(out, "\n[workload]");
@@ -571,6 +637,13 @@ impl Scenario {
                         .map(|r| format!("replica = {r}\n"))
                         .unwrap_or_default();
                     format!("{replica}name = {}\naction = {}", q(name), q(action))
+                }
+                FaultKind::Command { run, heal, timeout } => {
+                    let heal = heal
+                        .as_ref()
+                        .map(|h| format!("heal = {}\n", q(h)))
+                        .unwrap_or_default();
+                    format!("run = {}\n{heal}timeout = {}", q(run), d(*timeout))
                 }
             };
             if !fields.is_empty() {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use sqlx::Row;
 use tempfile::TempDir;
 use tokio::sync::Mutex;
@@ -35,8 +35,10 @@ pub struct Stack {
     pub replicas: Vec<Arc<Replica>>,
     /// The store, bypassing proxies, for the final state.
     store_url: String,
-    /// For `target` mode: the proxy in front of the deployment.
-    target_proxy: Option<Proxy>,
+    /// For `target` mode: the deployment, and a fault proxy in front of each
+    /// of its endpoints (`replica:N` in fault targets).
+    target: Option<crate::target::TargetConfig>,
+    target_proxies: Vec<Proxy>,
     supervisor: Option<JoinHandle<()>>,
     _dir: TempDir,
 }
@@ -64,15 +66,23 @@ impl Stack {
             db_proxy: None,
             replicas: Vec::new(),
             store_url: String::new(),
-            target_proxy: None,
+            target: None,
+            target_proxies: Vec::new(),
             supervisor: None,
             _dir: dir,
         };
         let (database_url, redis_url) = match scenario.mode {
             Mode::Target => {
-                let url = scenario.target_url.as_deref().context("target_url")?;
-                let upstream = loopback_upstream(url)?;
-                stack.target_proxy = Some(Proxy::start("target", &upstream).await?);
+                let target = crate::target::TargetConfig::from_spec(&scenario.target)?;
+                for (n, endpoint) in target.endpoints.iter().enumerate() {
+                    stack
+                        .target_proxies
+                        .push(Proxy::start(&format!("replica:{n}"), &endpoint.upstream).await?);
+                }
+                if let Some(url) = &target.database_url {
+                    stack.store_url = url.clone();
+                }
+                stack.target = Some(target);
                 return Ok(Arc::new(stack));
             }
             Mode::Embedded => {
@@ -120,15 +130,74 @@ impl Stack {
         Ok(Arc::new(stack))
     }
 
-    /// The URLs clients use: the proxies in front of the replicas.
-    pub fn client_urls(&self) -> Vec<String> {
-        if let Some(p) = &self.target_proxy {
-            return vec![format!("http://127.0.0.1:{}", p.port())];
-        }
-        self.replicas
+    /// How clients reach the service: through the proxies in front of the
+    /// replicas, or of the target's endpoints.
+    pub fn api(&self) -> crate::client::Api {
+        let Some(target) = &self.target else {
+            return crate::client::Api::local(
+                self.replicas
+                    .iter()
+                    .map(|r| format!("http://127.0.0.1:{}", r.proxy.port()))
+                    .collect(),
+            );
+        };
+        let endpoints = target
+            .endpoints
             .iter()
-            .map(|r| format!("http://127.0.0.1:{}", r.proxy.port()))
-            .collect()
+            .zip(&self.target_proxies)
+            .map(|(e, proxy)| {
+                let proxy_addr = std::net::SocketAddr::from(([127, 0, 0, 1], proxy.port()));
+                let authority = match e.url.port() {
+                    Some(port) => format!("{}:{port}", e.host()),
+                    None => e.host().to_owned(),
+                };
+                if e.url.scheme() == "https" {
+                    // The URL keeps the host name (TLS checks it) without
+                    // its port, which would override the resolved proxy's.
+                    crate::client::Endpoint {
+                        base: format!("https://{}{}", e.host(), e.base_path()),
+                        resolve: Some((e.host().to_owned(), proxy_addr)),
+                        host_header: Some(authority),
+                    }
+                } else {
+                    crate::client::Endpoint {
+                        base: format!("http://{proxy_addr}{}", e.base_path()),
+                        resolve: None,
+                        host_header: Some(authority),
+                    }
+                }
+            })
+            .collect();
+        crate::client::Api {
+            endpoints,
+            headers: target.headers.clone(),
+            profile: target.profile.clone(),
+        }
+    }
+
+    /// Environment for `command` faults: where the parts of this stack are.
+    pub async fn command_env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if let Some(t) = &self.target {
+            let urls: Vec<String> = t.endpoints.iter().map(|e| e.url.to_string()).collect();
+            env.push(("BOOKING_TARGET_URLS".into(), urls.join(" ")));
+        }
+        if let Some(port) = self.redis_port().await {
+            env.push(("BOOKING_REDIS_PORT".into(), port.to_string()));
+        }
+        if let Some(port) = self.postgres_port().await {
+            env.push(("BOOKING_DATABASE_PORT".into(), port.to_string()));
+        }
+        if !self.replicas.is_empty() {
+            let urls = self.direct_urls().await;
+            env.push(("BOOKING_REPLICA_URLS".into(), urls.join(" ")));
+        }
+        env
+    }
+
+    /// The target deployment, in target mode.
+    pub fn target(&self) -> Option<&crate::target::TargetConfig> {
+        self.target.as_ref()
     }
 
     pub fn proxies_for(&self, target: &crate::scenario::Target) -> Vec<&Proxy> {
@@ -141,13 +210,13 @@ impl Stack {
                 .get(*n)
                 .map(|r| &r.proxy)
                 .into_iter()
-                .chain(self.target_proxy.iter().filter(|_| *n == 0))
+                .chain(self.target_proxies.get(*n))
                 .collect(),
             Target::Replicas => self
                 .replicas
                 .iter()
                 .map(|r| &r.proxy)
-                .chain(self.target_proxy.iter())
+                .chain(self.target_proxies.iter())
                 .collect(),
         }
     }
@@ -158,7 +227,7 @@ impl Stack {
             .redis_proxy
             .iter()
             .chain(self.db_proxy.iter())
-            .chain(self.target_proxy.iter())
+            .chain(self.target_proxies.iter())
             .chain(self.replicas.iter().map(|r| &r.proxy))
         {
             p.heal();
@@ -327,14 +396,17 @@ impl Stack {
     }
 
     /// Every booking row, read directly from the store.
+    /// In target mode, only with a `database_url`, over a read-only connection.
     pub async fn final_state(&self) -> Result<Option<Vec<BookingRow>>> {
-        if self.mode == Mode::Target {
+        if self.store_url.is_empty() {
             return Ok(None);
         }
         let columns =
             "user_id, resource_id, CAST(date AS TEXT) AS date, status, key_kind, idem_key";
         if self.store_url.starts_with("sqlite:") {
-            let pool = sqlx::SqlitePool::connect(&self.store_url).await?;
+            let options: sqlx::sqlite::SqliteConnectOptions = self.store_url.parse()?;
+            let pool =
+                sqlx::SqlitePool::connect_with(options.read_only(self.target.is_some())).await?;
             let rows = sqlx::query(&format!("SELECT id, {columns} FROM bookings"))
                 .fetch_all(&pool)
                 .await?;
@@ -349,7 +421,14 @@ impl Stack {
             pool.close().await;
             Ok(Some(out))
         } else {
-            let pool = sqlx::PgPool::connect(&self.store_url).await?;
+            let options: sqlx::postgres::PgConnectOptions = self.store_url.parse()?;
+            let options = if self.target.is_some() {
+                // Someone else's database: this session cannot write.
+                options.options([("default_transaction_read_only", "on")])
+            } else {
+                options
+            };
+            let pool = sqlx::PgPool::connect_with(options).await?;
             let rows = sqlx::query(&format!(
                 "SELECT CAST(id AS TEXT) AS id, {columns} FROM bookings"
             ))
@@ -381,27 +460,6 @@ where
     })
 }
 
-/// Traffic only ever goes to this machine.
-fn loopback_upstream(url: &str) -> Result<String> {
-    let rest = url
-        .strip_prefix("http://")
-        .context("target_url must be http:// on a loopback address")?;
-    let host_port = rest.split('/').next().unwrap_or("");
-    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
-    let loopback = host == "localhost"
-        || host == "[::1]"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        bail!("target_url {url} is not a loopback address; the harness only sends traffic to this machine");
-    }
-    if !host_port.contains(':') {
-        return Ok(format!("{host_port}:80"));
-    }
-    Ok(host_port.replace("localhost", "127.0.0.1"))
-}
-
 /// Restarts replicas that died (a crash failpoint, a kill), like a
 /// Kubernetes controller would, unless a scheduled kill holds them down.
 async fn supervise(replicas: Vec<Arc<Replica>>) {
@@ -427,25 +485,5 @@ impl Drop for Stack {
         if let Some(s) = self.supervisor.take() {
             s.abort();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_targets_are_accepted() {
-        assert_eq!(
-            loopback_upstream("http://127.0.0.1:3000").expect("ok"),
-            "127.0.0.1:3000"
-        );
-        assert_eq!(
-            loopback_upstream("http://localhost:8080/").expect("ok"),
-            "127.0.0.1:8080"
-        );
-        assert!(loopback_upstream("http://10.0.0.5:3000").is_err());
-        assert!(loopback_upstream("http://example.com").is_err());
-        assert!(loopback_upstream("https://127.0.0.1").is_err());
     }
 }

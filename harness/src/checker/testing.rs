@@ -58,7 +58,9 @@ impl Builder {
             status: None,
             code: None,
             body: None,
+            canonical: None,
             replayed: false,
+            retry_after: true,
             error: None,
         }
     }

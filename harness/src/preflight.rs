@@ -1,0 +1,260 @@
+//! Before load goes to a target: is it up, is it a booking API, and does it
+//! speak the chosen profile? A dead target or the wrong dialect would turn
+//! a run into hundreds of meaningless findings; the preflight turns them
+//! into one clear error. After the run, the namespace's bookings are
+//! cancelled so the deployment is left as it was found.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::client::{Api, Call, Client, Recorder};
+use crate::history::{OpKind, Operation};
+use crate::scenario::Scenario;
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Health on every endpoint, the catalogue, then one booking in the run's
+/// namespace on `date`: booked, replayed, refused to another user, cancelled.
+pub async fn check(
+    api: &Arc<Api>,
+    names: &[String],
+    s: &Scenario,
+    date: chrono::NaiveDate,
+) -> Result<()> {
+    let profile = &api.profile;
+    for (endpoint, name) in api.endpoints.iter().zip(names) {
+        let http = api.http_client(endpoint)?;
+        let url = format!("{}{}", endpoint.base, profile.health_path);
+        let mut last = String::new();
+        let mut healthy = false;
+        for _ in 0..3 {
+            match http.get(&url).timeout(TIMEOUT).send().await {
+                Ok(r) if r.status().is_success() => {
+                    healthy = true;
+                    break;
+                }
+                Ok(r) => last = format!("answered {}", r.status()),
+                Err(e) => last = describe(&e.without_url()),
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if !healthy {
+            bail!(
+                "target {name} is not reachable: GET {} {last}",
+                profile.health_path
+            );
+        }
+    }
+    let first = names.first().map_or("", String::as_str);
+    let endpoint = api.endpoints.first().context("no endpoint")?;
+    let catalogue = api
+        .http_client(endpoint)?
+        .get(format!("{}{}", endpoint.base, profile.catalogue_path))
+        .timeout(TIMEOUT)
+        .send()
+        .await
+        .with_context(|| format!("GET {} on {first}", profile.catalogue_path))?;
+    let status = catalogue.status();
+    let body = catalogue.text().await.unwrap_or_default();
+    let listed: Option<Value> = serde_json::from_str(&body).ok();
+    let Some(listed) = listed.filter(|_| status.is_success()) else {
+        bail!(
+            "target {first} is not a booking API: GET {} answered {status} {}",
+            profile.catalogue_path,
+            excerpt(&body)
+        );
+    };
+    for resource in &s.workload.resources {
+        if !mentions(&listed, resource) {
+            bail!(
+                "resource {resource:?} is not in the target's catalogue ({}); list the target's \
+                 resources in [workload] resources",
+                excerpt(&body)
+            );
+        }
+    }
+
+    let recorder = Arc::new(Recorder::default());
+    let client = Client::new(
+        "preflight".into(),
+        api.clone(),
+        recorder,
+        Instant::now(),
+        TIMEOUT,
+        1,
+    )?;
+    let ns = &s.workload.namespace;
+    let date = date.format("%Y-%m-%d").to_string();
+    let resource = s.workload.resources.first().context("no resources")?;
+    let booking = Call {
+        kind: OpKind::Create,
+        user: format!("{ns}preflight"),
+        resource: Some(resource.clone()),
+        date: Some(date.clone()),
+        key: Some(format!("{ns}preflight-1")),
+        booking_id: None,
+    };
+    let hint = || {
+        format!(
+            "is it a booking API speaking profile {:?}? (--api-profile, docs/SCENARIOS.md)",
+            profile.name
+        )
+    };
+    let created = client.attempt(1, 1, &booking, 0).await;
+    expect(&created, "a first booking", 201, None, api).with_context(hint)?;
+    let id = created
+        .returned_booking_id()
+        .context("the 201 carries no booking id")
+        .with_context(hint)?;
+    let replayed = client.attempt(1, 2, &booking, 0).await;
+    expect(
+        &replayed,
+        "the same booking sent again with its key",
+        201,
+        None,
+        api,
+    )
+    .with_context(hint)?;
+    if replayed.returned_booking_id().as_deref() != Some(id.as_str()) {
+        bail!(
+            "the same request sent again with its Idempotency-Key made another booking ({}): \
+             the target does not honour idempotency keys",
+            excerpt(replayed.body.as_deref().unwrap_or(""))
+        );
+    }
+    let rival = Call {
+        user: format!("{ns}preflight-rival"),
+        key: Some(format!("{ns}preflight-2")),
+        ..booking.clone()
+    };
+    let refused = client.attempt(2, 1, &rival, 0).await;
+    expect(
+        &refused,
+        "another user booking the same slot",
+        409,
+        Some("ALREADY_BOOKED"),
+        api,
+    )
+    .with_context(hint)?;
+    let cancel = Call {
+        kind: OpKind::Cancel,
+        user: booking.user.clone(),
+        resource: None,
+        date: None,
+        key: None,
+        booking_id: Some(id),
+    };
+    let cancelled = client.attempt(3, 1, &cancel, 0).await;
+    expect(&cancelled, "the owner cancelling it", 200, None, api).with_context(hint)?;
+    Ok(())
+}
+
+/// One preflight answer, as the profile says it must be.
+fn expect(op: &Operation, what: &str, status: u16, code: Option<&str>, api: &Api) -> Result<()> {
+    let Some(got) = op.status else {
+        bail!(
+            "{what}: no answer ({})",
+            op.error.as_deref().unwrap_or("unknown error")
+        );
+    };
+    let body = op.body.as_deref().unwrap_or("");
+    if matches!(got, 401 | 403) {
+        bail!(
+            "{what}: the target refused the harness ({got} {}); pass credentials with \
+             --header 'Authorization: …' or [target] headers",
+            excerpt(body)
+        );
+    }
+    let ok_status = got == status || (status == 201 && got == 200 && op.kind == OpKind::Create);
+    if !ok_status || op.code.as_deref() != code {
+        bail!(
+            "{what}: expected {status}{} but got {got} {}",
+            code.map(|c| format!(" {c}")).unwrap_or_default(),
+            excerpt(body)
+        );
+    }
+    let retry_after = op.retry_after || op.replayed;
+    if let Some(problem) = api.profile.shape_problem(op.kind, got, body, retry_after) {
+        bail!("{what}: {problem}: {}", excerpt(body));
+    }
+    Ok(())
+}
+
+/// Cancels every confirmed booking of the namespace's users, so a later
+/// run whose window overlaps finds its slots free. Not recorded: the
+/// history ends with the run.
+pub async fn clean_up(api: &Arc<Api>, s: &Scenario) {
+    let recorder = Arc::new(Recorder::default());
+    let Ok(client) = Client::new(
+        "cleanup".into(),
+        api.clone(),
+        recorder,
+        Instant::now(),
+        TIMEOUT,
+        3,
+    ) else {
+        return;
+    };
+    let w = &s.workload;
+    let users = (0..w.users)
+        .map(|u| w.user(u))
+        .chain([format!("{}recovery-probe", w.namespace)]);
+    for user in users {
+        let list = Call {
+            kind: OpKind::List,
+            user: user.clone(),
+            resource: None,
+            date: None,
+            key: None,
+            booking_id: None,
+        };
+        let listed = client.perform(0, &list, 0).await;
+        for b in listed
+            .listed_bookings()
+            .into_iter()
+            .filter(|b| b.status == "confirmed")
+            .take(10_000)
+        {
+            let cancel = Call {
+                kind: OpKind::Cancel,
+                booking_id: Some(b.id),
+                ..list.clone()
+            };
+            client.perform(0, &cancel, 0).await;
+        }
+    }
+}
+
+fn mentions(v: &Value, needle: &str) -> bool {
+    match v {
+        Value::String(s) => s == needle,
+        Value::Array(a) => a.iter().any(|x| mentions(x, needle)),
+        Value::Object(o) => o.values().any(|x| mentions(x, needle)),
+        _ => false,
+    }
+}
+
+fn excerpt(body: &str) -> String {
+    let mut s: String = body.chars().take(300).collect();
+    if s.len() < body.len() {
+        s.push('…');
+    }
+    if s.is_empty() {
+        "(empty body)".into()
+    } else {
+        s
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        format!("could not connect ({e})")
+    } else {
+        format!("failed ({e})")
+    }
+}

@@ -1,0 +1,459 @@
+//! Target mode as QA uses it: a deployment the harness did not start,
+//! reached by URL. Here the deployments are started by the tests on
+//! loopback ports: a replica of this service (on SQLite, or with a private
+//! Redis), a dead port, and a small test double that speaks the original
+//! Node service's dialect.
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use booking_harness::checker::Validity;
+use booking_harness::infra::{BookingProcess, BookingProcessConfig, RedisServer};
+use booking_harness::runner::{self, RunOptions, ScenarioResult, TargetUnusable};
+use booking_harness::scenario::Scenario;
+use booking_harness::stack::ServiceBinary;
+
+const HARNESS: &str = env!("CARGO_BIN_EXE_booking-harness");
+
+fn options(out: &tempfile::TempDir) -> RunOptions {
+    RunOptions::new(out.path().to_owned(), ServiceBinary(HARNESS.into()))
+}
+
+fn explain(r: &ScenarioResult) -> String {
+    booking_harness::report::console(r)
+}
+
+fn by_name(r: &ScenarioResult, checker: &str) -> Option<Validity> {
+    r.verdict
+        .as_ref()?
+        .results
+        .iter()
+        .find(|c| c.checker == checker)
+        .map(|c| c.validity)
+}
+
+/// A replica of this service, as a deployment on a loopback port.
+async fn deployment(
+    dir: &tempfile::TempDir,
+    redis_url: Option<String>,
+) -> (BookingProcess, String) {
+    let db = format!("sqlite://{}", dir.path().join("b.db").display());
+    let process = BookingProcess::start(BookingProcessConfig {
+        binary: HARNESS.into(),
+        database_url: db.clone(),
+        redis_url,
+        env: Vec::new(),
+    })
+    .await
+    .expect("deployment starts");
+    (process, db)
+}
+
+fn scenario(url: &str, extra: &str) -> Scenario {
+    Scenario::parse(&format!(
+        r#"
+        name = "staging"
+        mode = "target"
+        seed = 4
+        [target]
+        url = "{url}"
+        {extra}
+        [workload]
+        clients = 3
+        operations = 30
+        double_submit_ratio = 0.3
+        replay_ratio = 0.2
+        "#
+    ))
+    .expect("scenario parses")
+}
+
+/// With a read-only view of its store, a target run decides every
+/// invariant; without one it says which it could not judge. Each run gets
+/// a namespace of its own, so two runs share no user, key or date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_run_decides_every_invariant_with_its_store_and_runs_never_collide() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (target, db) = deployment(&dir, None).await;
+    let out = tempfile::tempdir().expect("dir");
+    let mut s = scenario(&target.url(), &format!("database_url = \"{db}\""));
+    s.faults = Scenario::parse(
+        r#"
+        name = "f"
+        [[faults]]
+        at = "100ms"
+        for = "500ms"
+        kind = "drop_responses"
+        target = "replica:0"
+        "#,
+    )
+    .expect("faults")
+    .faults;
+    let (first, h1) = runner::run(&s, &options(&out)).await.expect("runs");
+    assert_eq!(first.validity, Validity::Valid, "\n{}", explain(&first));
+    assert_eq!(by_name(&first, "no_lost_ack"), Some(Validity::Valid));
+    assert!(h1.ops.iter().any(|o| o.is_created()));
+
+    s.target.database_url = None;
+    let (second, h2) = runner::run(&s, &options(&out)).await.expect("runs");
+    assert_eq!(second.validity, Validity::Unknown, "\n{}", explain(&second));
+    assert_eq!(by_name(&second, "no_lost_ack"), Some(Validity::Unknown));
+    assert_eq!(by_name(&second, "contract"), Some(Validity::Valid));
+    assert!(explain(&second).contains("NOT JUDGED: no_double_booking"));
+
+    let (ns1, ns2) = (
+        first.namespace.as_ref().expect("namespace"),
+        second.namespace.as_ref().expect("namespace"),
+    );
+    assert_ne!(ns1.name, ns2.name, "a new namespace per run");
+    let keys = |h: &booking_harness::history::History| -> BTreeSet<String> {
+        h.ops.iter().filter_map(|o| o.key.clone()).collect()
+    };
+    let users = |h: &booking_harness::history::History| -> BTreeSet<String> {
+        // Availability reads name no user.
+        h.ops
+            .iter()
+            .filter(|o| !o.user.is_empty())
+            .map(|o| o.user.clone())
+            .collect()
+    };
+    let dates = |h: &booking_harness::history::History| -> BTreeSet<String> {
+        h.ops.iter().filter_map(|o| o.date.clone()).collect()
+    };
+    assert!(
+        keys(&h1).is_disjoint(&keys(&h2)),
+        "a re-run replays no old key"
+    );
+    assert!(users(&h1).is_disjoint(&users(&h2)));
+    assert!(dates(&h1).is_disjoint(&dates(&h2)));
+    assert!(
+        users(&h1)
+            .iter()
+            .all(|u| u.starts_with(&format!("{}-", ns1.name))),
+        "every user, recovery probes included, lives in the namespace"
+    );
+    // A pinned namespace is the same window again.
+    let mut pinned = options(&out);
+    pinned.namespace = Some(ns2.name.clone());
+    let (third, h3) = runner::run(&s, &pinned).await.expect("runs");
+    assert_eq!(
+        third.namespace.as_ref().map(|n| &n.first_date),
+        Some(&ns2.first_date)
+    );
+    assert!(!dates(&h3).is_disjoint(&dates(&h2)));
+    // Every run cancelled what it booked: the slots are free again.
+    let http = reqwest::Client::new();
+    for h in [&h1, &h2, &h3] {
+        for user in users(h) {
+            let listed: serde_json::Value = http
+                .get(format!("{}/api/bookings/{user}", target.url()))
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            let confirmed = listed["bookings"].as_array().map_or(0, |b| {
+                b.iter().filter(|b| b["status"] == "confirmed").count()
+            });
+            assert_eq!(confirmed, 0, "{user} still holds bookings: {listed}");
+        }
+    }
+}
+
+/// A dead target is one clear error and exit 2, in seconds, not a run of
+/// unanswered requests that half the checkers call a pass.
+#[test]
+fn a_dead_target_exits_2_fast() {
+    let port = booking_harness::infra::free_port().expect("port");
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("s.toml");
+    std::fs::write(&file, "name = \"x\"\nmode = \"target\"\n").expect("write");
+    let began = Instant::now();
+    let output = Command::new(HARNESS)
+        .args(["run", file.to_str().expect("utf-8"), "--out"])
+        .arg(dir.path().join("out"))
+        .args(["--target-url", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not reachable"), "{stderr}");
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        began.elapsed()
+    );
+
+    // Remote hosts need an explicit --allow-remote.
+    let output = Command::new(HARNESS)
+        .args(["run", file.to_str().expect("utf-8")])
+        .args(["--target-url", "http://192.0.2.10:3000"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--allow-remote"), "{stderr}");
+}
+
+/// An outside command as a fault: it flushes the deployment's Redis in the
+/// middle of the load; its exit status and output are in the history, and a
+/// command that fails makes the run an error, not a pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_fault_flushes_a_private_redis_mid_run() {
+    if !booking_harness::infra::local_servers_available() {
+        panic!("redis-server is not installed (bash .ci/run installs it)");
+    }
+    let redis = RedisServer::start().await.expect("redis");
+    let dir = tempfile::tempdir().expect("dir");
+    let (target, db) = deployment(&dir, Some(redis.url())).await;
+    let mut conn = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    let _: () = redis::cmd("SET")
+        .arg("sentinel")
+        .arg("1")
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    let mut s = scenario(&target.url(), &format!("database_url = \"{db}\""));
+    s.faults = Scenario::parse(&format!(
+        r#"
+        name = "f"
+        [[faults]]
+        at = "300ms"
+        kind = "command"
+        run = "redis-cli -p {} flushall && echo flushed"
+        "#,
+        redis.port()
+    ))
+    .expect("faults")
+    .faults;
+    let out = tempfile::tempdir().expect("dir");
+    let (result, history) = runner::run(&s, &options(&out)).await.expect("runs");
+    assert_eq!(result.validity, Validity::Valid, "\n{}", explain(&result));
+    assert!(result.errors.is_empty(), "\n{}", explain(&result));
+    let fault = &history.faults[0];
+    assert_eq!(fault.kind, "command");
+    assert_eq!(fault.commands[0].exit_code, Some(0), "{fault:?}");
+    assert!(fault.commands[0].output.contains("flushed"), "{fault:?}");
+    let sentinel: Option<String> = redis::cmd("GET")
+        .arg("sentinel")
+        .query_async(&mut conn)
+        .await
+        .expect("get");
+    assert_eq!(
+        sentinel, None,
+        "the command ran against the deployment's Redis"
+    );
+
+    s.faults = Scenario::parse(
+        "name = \"f\"\n[[faults]]\nat = \"100ms\"\nkind = \"command\"\nrun = \"echo nope; exit 3\"\n",
+    )
+    .expect("faults")
+    .faults;
+    let (failed, _) = runner::run(&s, &options(&out)).await.expect("runs");
+    assert!(
+        failed.errors.iter().any(|e| e.contains("exited with 3")),
+        "{:?}",
+        failed.errors
+    );
+}
+
+/// Another booking API, in another dialect: with its profile the harness
+/// judges what it does; with the wrong profile the preflight says so once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_with_another_dialect_is_judged_by_its_profile() {
+    let url = node_double().await;
+    let out = tempfile::tempdir().expect("dir");
+    let s = scenario(&url, "api_profile = \"node\"");
+    let (result, history) = runner::run(&s, &options(&out)).await.expect("runs");
+    assert_eq!(
+        by_name(&result, "contract"),
+        Some(Validity::Valid),
+        "\n{}",
+        explain(&result)
+    );
+    assert_ne!(result.validity, Validity::Invalid, "\n{}", explain(&result));
+    assert!(history.ops.iter().any(|o| o.is_created()));
+    assert!(
+        history
+            .ops
+            .iter()
+            .any(|o| o.has_code("ALREADY_BOOKED") && o.canonical.is_some()),
+        "refusals were read through the profile"
+    );
+
+    let wrong = scenario(&url, "");
+    let e = runner::run(&wrong, &options(&out))
+        .await
+        .expect_err("the booking profile does not fit");
+    assert!(e.downcast_ref::<TargetUnusable>().is_some(), "{e:#}");
+    let message = format!("{e:#}");
+    assert!(message.contains("profile \"booking\""), "{message}");
+}
+
+/// A test double of the original Node service's API: `{success, error,
+/// code}` errors without a status field or `Retry-After`, no replay header,
+/// and the cancelled booking under `_id`. In memory, one lock.
+async fn node_double() -> String {
+    use axum::extract::{Path, Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, patch, post};
+    use axum::Json;
+    use serde_json::{json, Value};
+
+    #[derive(Default)]
+    struct Db {
+        bookings: Vec<Value>,
+        /// (user, key) → (payload, status, body)
+        keys: HashMap<(String, String), (Value, u16, Value)>,
+    }
+    type Shared = Arc<Mutex<Db>>;
+    let rooms = ["room_A", "room_B", "room_C", "room_D"];
+
+    fn error(status: u16, code: &str) -> (StatusCode, Json<Value>) {
+        (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Json(json!({"success": false, "error": code.to_lowercase(), "code": code})),
+        )
+    }
+
+    async fn create(
+        State(db): State<Shared>,
+        headers: HeaderMap,
+        Json(body): Json<Value>,
+    ) -> (StatusCode, Json<Value>) {
+        let (Some(user), Some(resource), Some(date)) = (
+            body["userId"].as_str(),
+            body["resourceId"].as_str(),
+            body["date"].as_str(),
+        ) else {
+            return error(400, "VALIDATION_ERROR");
+        };
+        if !["room_A", "room_B", "room_C", "room_D"].contains(&resource) {
+            return error(404, "UNKNOWN_RESOURCE");
+        }
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|k| k.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("derived:{resource}:{date}"));
+        let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((payload, status, stored)) = db.keys.get(&(user.to_owned(), key.clone())) {
+            if *payload != body {
+                return error(422, "IDEMPOTENCY_KEY_REUSED");
+            }
+            return (
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
+                Json(stored.clone()),
+            );
+        }
+        let taken = db.bookings.iter().any(|b| {
+            b["resourceId"] == resource && b["date"] == date && b["status"] == "confirmed"
+        });
+        let (status, answer) = if taken {
+            let (s, Json(v)) = error(409, "ALREADY_BOOKED");
+            (s.as_u16(), v)
+        } else {
+            let booking = json!({
+                "id": uuid::Uuid::new_v4().to_string(),
+                "userId": user, "resourceId": resource, "date": date, "status": "confirmed",
+            });
+            db.bookings.push(booking.clone());
+            (201, json!({"success": true, "booking": booking}))
+        };
+        db.keys.insert(
+            (user.to_owned(), key),
+            (body.clone(), status, answer.clone()),
+        );
+        (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            Json(answer),
+        )
+    }
+
+    async fn cancel(
+        State(db): State<Shared>,
+        Path(id): Path<String>,
+        Json(body): Json<Value>,
+    ) -> (StatusCode, Json<Value>) {
+        let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(b) = db
+            .bookings
+            .iter_mut()
+            .find(|b| b["id"] == id.as_str() && b["userId"] == body["userId"])
+        else {
+            return error(404, "NOT_FOUND");
+        };
+        b["status"] = "cancelled".into();
+        let mut shown = b.clone();
+        if let Some(obj) = shown.as_object_mut() {
+            obj.remove("id");
+            obj.insert("_id".into(), id.into());
+        }
+        (
+            StatusCode::OK,
+            Json(json!({"success": true, "booking": shown})),
+        )
+    }
+
+    async fn list(State(db): State<Shared>, Path(user): Path<String>) -> Json<Value> {
+        let db = db.lock().unwrap_or_else(|p| p.into_inner());
+        let mine: Vec<Value> = db
+            .bookings
+            .iter()
+            .filter(|b| b["userId"] == user.as_str())
+            .cloned()
+            .collect();
+        Json(json!({"success": true, "bookings": mine}))
+    }
+
+    async fn available(
+        State(db): State<Shared>,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> Json<Value> {
+        let db = db.lock().unwrap_or_else(|p| p.into_inner());
+        let date = q.get("date").cloned().unwrap_or_default();
+        let free: Vec<&str> = ["room_A", "room_B", "room_C", "room_D"]
+            .into_iter()
+            .filter(|r| {
+                !db.bookings.iter().any(|b| {
+                    b["resourceId"] == *r
+                        && b["date"] == date.as_str()
+                        && b["status"] == "confirmed"
+                })
+            })
+            .collect();
+        Json(json!({"success": true, "date": date, "availableResources": free}))
+    }
+
+    let app = axum::Router::new()
+        .route(
+            "/api/health",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .route(
+            "/api/resources",
+            get(move || async move {
+                Json(json!({"success": true, "resources": rooms.map(|id| json!({"id": id}))}))
+            }),
+        )
+        .route("/api/resources/available", get(available))
+        .route("/api/bookings", post(create))
+        .route("/api/bookings/{user}", get(list))
+        .route("/api/bookings/{id}/cancel", patch(cancel))
+        .with_state(Shared::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
