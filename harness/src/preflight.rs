@@ -250,11 +250,23 @@ fn excerpt(body: &str) -> String {
 }
 
 fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
+    // The innermost causes say what went wrong (refused, TLS, DNS).
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let what = if e.is_timeout() {
+        "timed out"
     } else if e.is_connect() {
-        format!("could not connect ({e})")
+        "could not connect"
     } else {
-        format!("failed ({e})")
+        "failed"
+    };
+    if causes.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {}", causes.join(": "))
     }
 }

@@ -83,7 +83,8 @@ impl Endpoint {
         }
         let trimmed = url.path().trim_end_matches('/').to_owned();
         url.set_path(&trimmed);
-        let upstream = if host == "localhost" {
+        // RFC 6761: `localhost` and `*.localhost` are this machine.
+        let upstream = if host == "localhost" || host.ends_with(".localhost") {
             format!("127.0.0.1:{port}")
         } else if host.contains(':') {
             format!("[{host}]:{port}")
