@@ -91,8 +91,13 @@ async fn a_target_run_decides_every_invariant_with_its_store_and_runs_never_coll
     )
     .expect("faults")
     .faults;
+    // Two URLs (as two replicas or load balancers would be); clients use both.
+    s.target.url.push(target.url());
+    s.replicas = 2;
     let (first, h1) = runner::run(&s, &options(&out)).await.expect("runs");
     assert_eq!(first.validity, Validity::Valid, "\n{}", explain(&first));
+    let used: BTreeSet<_> = h1.ops.iter().filter_map(|o| o.replica).collect();
+    assert_eq!(used, BTreeSet::from([0, 1]));
     assert_eq!(by_name(&first, "no_lost_ack"), Some(Validity::Valid));
     assert!(h1.ops.iter().any(|o| o.is_created()));
 
@@ -264,13 +269,16 @@ async fn a_command_fault_flushes_a_private_redis_mid_run() {
     );
 }
 
-/// Another booking API, in another dialect: with its profile the harness
-/// judges what it does; with the wrong profile the preflight says so once.
+/// Another booking API, in another dialect and behind a token: with its
+/// profile and the header the harness judges what it does; with the wrong
+/// profile, or without the token, the preflight says so once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_with_another_dialect_is_judged_by_its_profile() {
     let url = node_double().await;
     let out = tempfile::tempdir().expect("dir");
-    let s = scenario(&url, "api_profile = \"node\"");
+    std::env::set_var("NODE_DOUBLE_TOKEN", "t0ken");
+    let auth = "headers = { Authorization = \"Bearer ${NODE_DOUBLE_TOKEN}\" }";
+    let s = scenario(&url, &format!("api_profile = \"node\"\n{auth}"));
     let (result, history) = runner::run(&s, &options(&out)).await.expect("runs");
     assert_eq!(
         by_name(&result, "contract"),
@@ -288,13 +296,20 @@ async fn a_target_with_another_dialect_is_judged_by_its_profile() {
         "refusals were read through the profile"
     );
 
-    let wrong = scenario(&url, "");
+    let wrong = scenario(&url, auth);
     let e = runner::run(&wrong, &options(&out))
         .await
         .expect_err("the booking profile does not fit");
     assert!(e.downcast_ref::<TargetUnusable>().is_some(), "{e:#}");
     let message = format!("{e:#}");
     assert!(message.contains("profile \"booking\""), "{message}");
+
+    let anonymous = scenario(&url, "api_profile = \"node\"");
+    let e = runner::run(&anonymous, &options(&out))
+        .await
+        .expect_err("the token is missing");
+    assert!(e.downcast_ref::<TargetUnusable>().is_some(), "{e:#}");
+    assert!(format!("{e:#}").contains("--header"), "{e:#}");
 }
 
 /// A test double of the original Node service's API: `{success, error,
@@ -328,6 +343,9 @@ async fn node_double() -> String {
         headers: HeaderMap,
         Json(body): Json<Value>,
     ) -> (StatusCode, Json<Value>) {
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer t0ken") {
+            return error(401, "UNAUTHORIZED");
+        }
         let (Some(user), Some(resource), Some(date)) = (
             body["userId"].as_str(),
             body["resourceId"].as_str(),
