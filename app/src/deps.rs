@@ -60,6 +60,9 @@ pub trait Classify {
     fn is_unavailable(&self) -> bool;
 }
 
+/// The least time start-up work gets before the process gives up.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Deadline and metrics for one dependency.
 #[derive(Clone)]
 pub struct Guard {
@@ -74,6 +77,18 @@ impl Guard {
             dependency,
             timeout,
             metrics,
+        }
+    }
+
+    /// The same dependency with the deadline of start-up work (connecting,
+    /// migrating): a request's deadline is tuned for the hot path, but a
+    /// process that starts after a crash may have to wait for SQLite's WAL
+    /// recovery or a database that is still coming up, and a replica that
+    /// gives up after half a second never starts on a busy machine.
+    pub fn for_startup(&self) -> Guard {
+        Guard {
+            timeout: self.timeout.max(STARTUP_TIMEOUT),
+            ..self.clone()
         }
     }
 

@@ -363,23 +363,26 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub async fn connect(url: &str, guard: Guard) -> Result<Self, DependencyError> {
-        let pool = guard
+        // Requests are cut at the guard's deadline; the pool's own acquire
+        // timeout only bounds start-up.
+        let startup = guard.for_startup();
+        let pool = startup
             .run(
                 "connect",
                 PgPoolOptions::new()
                     .max_connections(POOL_SIZE)
-                    .acquire_timeout(guard.timeout)
+                    .acquire_timeout(startup.timeout)
                     .connect(url),
             )
             .await?;
-        guard
+        startup
             .run(
                 "migrate",
                 sqlx::migrate!("./migrations/postgres").run(&pool),
             )
             .await?;
         if seeded_bug!(NoUniqueIndex) {
-            guard
+            startup
                 .run("migrate", sqlx::query(DROP_SLOT_INDEX).execute(&pool))
                 .await?;
         }
@@ -405,20 +408,21 @@ impl SqliteStore {
             // A booking acknowledged with 201 must survive a crash of the process or the machine.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
-        let pool = guard
+        let startup = guard.for_startup();
+        let pool = startup
             .run(
                 "connect",
                 SqlitePoolOptions::new()
                     .max_connections(4)
-                    .acquire_timeout(guard.timeout)
+                    .acquire_timeout(startup.timeout)
                     .connect_with(options),
             )
             .await?;
-        guard
+        startup
             .run("migrate", sqlx::migrate!("./migrations/sqlite").run(&pool))
             .await?;
         if seeded_bug!(NoUniqueIndex) {
-            guard
+            startup
                 .run("migrate", sqlx::query(DROP_SLOT_INDEX).execute(&pool))
                 .await?;
         }
