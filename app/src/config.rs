@@ -91,6 +91,8 @@ pub struct Settings {
     pub failpoints: Option<String>,
     /// A built front end (`frontend/dist`) to serve at `/`.
     pub static_dir: Option<std::path::PathBuf>,
+    /// Who may act for which user (see `auth.rs`).
+    pub auth: crate::auth::AuthSettings,
 }
 
 impl Default for Settings {
@@ -107,9 +109,16 @@ impl Default for Settings {
             body_limit: 16 * 1024,
             failpoints: None,
             static_dir: None,
+            auth: crate::auth::AuthSettings {
+                leeway: Duration::from_secs(DEFAULT_JWT_LEEWAY_SECS),
+                ..Default::default()
+            },
         }
     }
 }
+
+/// Accepted clock skew on token expiry.
+pub const DEFAULT_JWT_LEEWAY_SECS: u64 = 30;
 
 impl Settings {
     /// Checks the relations between settings that keep the protocol safe and live.
@@ -133,6 +142,7 @@ impl Settings {
         if self.resources.is_empty() {
             return Err("the resource catalogue is empty".into());
         }
+        self.auth.validate()?;
         if let Some(dir) = &self.static_dir {
             if !dir.join("index.html").is_file() {
                 return Err(format!(
@@ -198,6 +208,30 @@ pub struct ServeArgs {
     /// Serve the built web front end from this folder at / (e.g. frontend/dist).
     #[arg(long, env = "STATIC_DIR")]
     pub static_dir: Option<std::path::PathBuf>,
+    /// Who may act for which user: none (the body's userId is trusted: demos
+    /// only), dev (tokens minted by the service for demo users) or jwt
+    /// (tokens from an identity provider). See docs/SECURITY.md.
+    #[arg(long, env = "AUTH_MODE", value_enum, default_value = "none")]
+    pub auth: crate::auth::AuthMode,
+    /// dev: the HMAC secret shared by every replica (at least 32 characters;
+    /// default: random per process, so one replica only).
+    #[arg(long, env = "AUTH_DEV_SECRET", hide_env_values = true)]
+    pub auth_dev_secret: Option<String>,
+    /// jwt: the identity provider's JWKS URL.
+    #[arg(long, env = "JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// jwt: a PEM public key (RSA or EC) instead of a JWKS URL.
+    #[arg(long, env = "JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
+    /// jwt: the required issuer (`iss`).
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// jwt: the required audience (`aud`).
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Accepted clock skew in seconds on `exp` and `nbf`.
+    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = DEFAULT_JWT_LEEWAY_SECS)]
+    pub jwt_leeway_secs: u64,
 }
 
 impl ServeArgs {
@@ -219,6 +253,15 @@ impl ServeArgs {
             body_limit: self.body_limit,
             failpoints: self.failpoints.filter(|f| !f.trim().is_empty()),
             static_dir: self.static_dir,
+            auth: crate::auth::AuthSettings {
+                mode: self.auth,
+                dev_secret: self.auth_dev_secret.filter(|s| !s.is_empty()),
+                jwks_url: self.jwt_jwks_url.filter(|s| !s.is_empty()),
+                public_key_pem: self.jwt_public_key,
+                issuer: self.jwt_issuer.filter(|s| !s.is_empty()),
+                audience: self.jwt_audience.filter(|s| !s.is_empty()),
+                leeway: Duration::from_secs(self.jwt_leeway_secs),
+            },
         };
         settings.validate()?;
         Ok(settings)

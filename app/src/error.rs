@@ -29,10 +29,12 @@ pub enum ErrorCode {
     PayloadTooLarge,
     DependencyUnavailable,
     Internal,
+    Unauthenticated,
+    Forbidden,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 13] = [
         Self::ValidationFailed,
         Self::IdempotencyKeyInvalid,
         Self::IdempotencyInProgress,
@@ -44,6 +46,8 @@ impl ErrorCode {
         Self::PayloadTooLarge,
         Self::DependencyUnavailable,
         Self::Internal,
+        Self::Unauthenticated,
+        Self::Forbidden,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,8 @@ impl ErrorCode {
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::DependencyUnavailable => "DEPENDENCY_UNAVAILABLE",
             Self::Internal => "INTERNAL",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
         }
     }
 
@@ -73,6 +79,8 @@ impl ErrorCode {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::DependencyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -89,6 +97,8 @@ impl ErrorCode {
             Self::PayloadTooLarge => "Payload too large",
             Self::DependencyUnavailable => "Dependency unavailable",
             Self::Internal => "Internal error",
+            Self::Unauthenticated => "Authentication required",
+            Self::Forbidden => "Forbidden",
         }
     }
 
@@ -143,6 +153,16 @@ pub enum ApiError {
     Timeout,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    Unauthenticated(#[from] crate::auth::AuthError),
+    #[error("the request names a user other than the authenticated one")]
+    Forbidden,
+}
+
+impl From<crate::auth::Forbidden> for ApiError {
+    fn from(_: crate::auth::Forbidden) -> Self {
+        Self::Forbidden
+    }
 }
 
 fn describe_fields(errors: &[FieldError]) -> String {
@@ -183,6 +203,8 @@ impl ApiError {
             Self::Dependency(e) if e.is_transient() => ErrorCode::DependencyUnavailable,
             Self::Timeout => ErrorCode::DependencyUnavailable,
             Self::Dependency(_) | Self::Internal(_) => ErrorCode::Internal,
+            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::Forbidden => ErrorCode::Forbidden,
         }
     }
 
@@ -250,6 +272,12 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if code == ErrorCode::Unauthenticated {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"booking\""),
+            );
+        }
         response.extensions_mut().insert(code);
         response
     }
@@ -273,6 +301,8 @@ mod tests {
             ("PAYLOAD_TOO_LARGE", 413),
             ("DEPENDENCY_UNAVAILABLE", 503),
             ("INTERNAL", 500),
+            ("UNAUTHENTICATED", 401),
+            ("FORBIDDEN", 403),
         ];
         for (code, (name, status)) in ErrorCode::ALL.iter().zip(expected) {
             assert_eq!(code.as_str(), name);

@@ -60,3 +60,19 @@ where
             })
     }
 }
+
+/// The authenticated caller: `None` under `--auth none` (the request says
+/// who it is), else the verified subject of its bearer token. A missing or
+/// bad token is `401 UNAUTHENTICATED`, before the body is read.
+pub struct Principal(pub Option<crate::domain::UserId>);
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(state.auth.principal(&parts.headers).await?))
+    }
+}

@@ -30,6 +30,7 @@ macro_rules! seeded_bug {
     }};
 }
 
+pub mod auth;
 pub mod booking;
 pub mod cli;
 pub mod config;

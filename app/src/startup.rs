@@ -27,6 +27,7 @@ pub struct AppState {
     pub coordinator: Arc<dyn Coordinator>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 impl AppState {
@@ -68,11 +69,26 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         None => Arc::new(MemoryCoordinator::new()),
     };
     let store = store::connect(&settings.database_url, guard).await?;
+    let auth = crate::auth::Authenticator::from_settings(&settings.auth)
+        .await
+        .map_err(StartupError::Config)?;
+    match settings.auth.mode {
+        crate::auth::AuthMode::None => tracing::warn!(
+            "AUTHENTICATION IS OFF (--auth none): any client may act as any userId; \
+             for demos only, see docs/SECURITY.md"
+        ),
+        crate::auth::AuthMode::Dev => tracing::warn!(
+            "--auth dev: anyone can mint a token for any user at POST /api/auth/dev-token; \
+             for demos and tests only"
+        ),
+        crate::auth::AuthMode::Jwt => {}
+    }
     Ok(AppState {
         settings: Arc::new(settings),
         coordinator,
         store,
         metrics,
+        auth,
     })
 }
 
@@ -113,8 +129,13 @@ impl Application {
             Some(dir) => format!(", web front end from {}", dir.display()),
             None => String::new(),
         };
+        let auth = match self.state.auth.mode() {
+            crate::auth::AuthMode::None => "none: ANY CLIENT MAY ACT AS ANY USER",
+            crate::auth::AuthMode::Dev => "dev tokens: demos only",
+            crate::auth::AuthMode::Jwt => "jwt",
+        };
         format!(
-            "booking listening on http://{} (store: {}, coordinator: {}{ui})",
+            "booking listening on http://{} (store: {}, coordinator: {}, auth: {auth}{ui})",
             self.local_addr(),
             self.state.store.backend(),
             self.state.coordinator.backend()

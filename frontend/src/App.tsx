@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import { BookingApi, IntentTracker, describeProblem, newIdempotencyKey, type ApiResult, type Booking, type Resource } from './api';
+import { BookingApi, IntentTracker, ServerCredentials, describeProblem, newIdempotencyKey, tokenSubject, type ApiResult, type AuthMode, type Booking, type Resource } from './api';
 
 export const DEMO_USERS = ['user_alice', 'user_bob', 'user_charlie', 'user_diana'];
 
@@ -27,8 +27,18 @@ function useToasts() {
 }
 
 export function App() {
-  const api = useMemo(() => new BookingApi(), []);
+  const { api, credentials } = useMemo(() => {
+    const api = new BookingApi();
+    const credentials = new ServerCredentials(api);
+    api.useCredentials((userId) => credentials.headers(userId));
+    return { api, credentials };
+  }, []);
   const tracker = useMemo(() => new IntentTracker(api), [api]);
+  const [authMode, setAuthMode] = useState<AuthMode>('none');
+  const [token, setToken] = useState('');
+  useEffect(() => {
+    credentials.authMode().then(setAuthMode);
+  }, [credentials]);
   const { toasts, push } = useToasts();
 
   const [user, setUser] = useState(DEMO_USERS[0]);
@@ -117,16 +127,33 @@ export function App() {
     <div className="app">
       <header>
         <h1>Room booking</h1>
-        <label className="user">
-          Signed in as
-          <select value={user} onChange={(e) => setUser(e.target.value)} aria-label="User">
-            {DEMO_USERS.map((u) => (
-              <option key={u} value={u}>
-                {u}
-              </option>
-            ))}
-          </select>
-        </label>
+        {authMode === 'jwt' ? (
+          <label className="user">
+            Bearer token{user ? ` (signed in as ${user})` : ''}
+            <input
+              type="password"
+              value={token}
+              autoComplete="off"
+              placeholder="paste an access token"
+              onChange={(e) => {
+                setToken(e.target.value);
+                credentials.bearer = e.target.value.trim();
+                setUser(tokenSubject(e.target.value.trim()) ?? '');
+              }}
+            />
+          </label>
+        ) : (
+          <label className="user">
+            Signed in as{authMode === 'dev' ? ' (demo token)' : ''}
+            <select value={user} onChange={(e) => setUser(e.target.value)} aria-label="User">
+              {DEMO_USERS.map((u) => (
+                <option key={u} value={u}>
+                  {u}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
       </header>
 
       <main>
@@ -250,9 +277,11 @@ function RacePanel({ api, resources, onDone }: { api: BookingApi; resources: Res
       user: mode === 'same-key' ? 'user_alice' : `racer_${i + 1}`,
       key: mode === 'same-key' ? sharedKey : newIdempotencyKey(),
     }));
-    // One attempt each, all at once: the raw answers are the point.
+    // Credentials first (a token per racer under --auth dev), then one
+    // attempt each, all at once: the raw answers are the point.
+    const auths = await Promise.all(racers.map((r) => api.authHeaders(r.user)));
     const results = await Promise.all(
-      racers.map((r) => api.once<{ booking: Booking }>('POST', '/api/bookings', { userId: r.user, resourceId: resource, date }, { 'Idempotency-Key': r.key })),
+      racers.map((r, i) => api.once<{ booking: Booking }>('POST', '/api/bookings', { userId: r.user, resourceId: resource, date }, { 'Idempotency-Key': r.key, ...auths[i] })),
     );
     setRows(racers.map((r, i) => ({ ...r, result: results[i] })));
     const users = [...new Set(racers.map((r) => r.user))];

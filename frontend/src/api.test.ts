@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BookingApi, IntentTracker, describeProblem, isRetryable, type ApiResult, type BookingPayload } from './api';
+import { BookingApi, IntentTracker, ServerCredentials, describeProblem, isRetryable, tokenSubject, type ApiResult, type BookingPayload } from './api';
 
 type Reply = { status: number; body?: unknown; headers?: Record<string, string> } | 'network' | 'timeout';
 
@@ -125,5 +125,47 @@ describe('messages', () => {
   it('classifies answers', () => {
     const ok: ApiResult<unknown> = { ok: true, status: 201, data: {}, replayed: false, attempts: 1 };
     expect(isRetryable(ok)).toBe(false);
+  });
+});
+
+describe('credentials', () => {
+  const farFuture = Math.floor(Date.now() / 1000) + 3600;
+
+  it('under --auth dev mints one token per user, caches it and sends it', async () => {
+    const { fetchFn, calls } = scripted([
+      { status: 200, body: { mode: 'dev', devTokens: true } },
+      { status: 200, body: { success: true, token: 'tok-alice', tokenType: 'Bearer', expiresAt: farFuture } },
+      created,
+      { status: 200, body: { success: true, bookings: [] } },
+    ]);
+    const api = new BookingApi({ baseUrl: 'http://api', fetch: fetchFn, sleep: async () => {} });
+    const credentials = new ServerCredentials(api);
+    api.useCredentials((u) => credentials.headers(u));
+    await api.createBooking(payload, 'k');
+    await api.listBookings('user_alice');
+    expect(calls.map((c) => c.url)).toEqual([
+      'http://api/api/auth/config',
+      'http://api/api/auth/dev-token',
+      'http://api/api/bookings',
+      'http://api/api/bookings/user_alice',
+    ]);
+    const auth = (i: number) => new Headers(calls[i].init.headers).get('Authorization');
+    expect(auth(2)).toBe('Bearer tok-alice');
+    expect(auth(3)).toBe('Bearer tok-alice');
+  });
+
+  it('under --auth none sends no Authorization header', async () => {
+    const { fetchFn, calls } = scripted([{ status: 200, body: { mode: 'none', devTokens: false } }, created]);
+    const api = new BookingApi({ baseUrl: 'http://api', fetch: fetchFn, sleep: async () => {} });
+    const credentials = new ServerCredentials(api);
+    api.useCredentials((u) => credentials.headers(u));
+    await api.createBooking(payload, 'k');
+    expect(new Headers(calls[1].init.headers).get('Authorization')).toBeNull();
+  });
+
+  it('reads the subject of a pasted token for display', () => {
+    const part = (o: object) => btoa(JSON.stringify(o)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
+    expect(tokenSubject(`${part({ alg: 'RS256' })}.${part({ sub: 'carol' })}.sig`)).toBe('carol');
+    expect(tokenSubject('garbage')).toBeUndefined();
   });
 });

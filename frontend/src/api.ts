@@ -58,6 +58,56 @@ export interface ClientOptions {
   maxBackoffMs?: number;
   /** Called before each retry (for progress messages). */
   onRetry?: (attempt: number, reason: string) => void;
+  /** Headers that authenticate a request made for `userId` (none by default). */
+  credentials?: (userId: string) => Promise<Record<string, string>>;
+}
+
+export type AuthMode = 'none' | 'dev' | 'jwt';
+
+/**
+ * Authenticates as the server asks (`GET /api/auth/config`): nothing under
+ * `--auth none`, a token minted per demo user under `--auth dev`, and under
+ * `--auth jwt` the bearer token the user pasted (from their identity provider).
+ */
+export class ServerCredentials {
+  private mode?: Promise<AuthMode>;
+  private readonly tokens = new Map<string, { token: string; expiresAt: number }>();
+  /** `jwt` mode: the user's own token. */
+  bearer = '';
+
+  constructor(private readonly api: BookingApi) {}
+
+  authMode(): Promise<AuthMode> {
+    this.mode ??= this.api
+      .once<{ mode: AuthMode }>('GET', '/api/auth/config')
+      .then((r) => (r.ok ? r.data.mode : 'none'))
+      .catch(() => 'none' as AuthMode);
+    return this.mode;
+  }
+
+  async headers(userId: string): Promise<Record<string, string>> {
+    const mode = await this.authMode();
+    if (mode === 'jwt') return this.bearer ? { Authorization: `Bearer ${this.bearer}` } : {};
+    if (mode !== 'dev') return {};
+    const cached = this.tokens.get(userId);
+    if (cached && cached.expiresAt * 1000 > Date.now() + 60_000) return { Authorization: `Bearer ${cached.token}` };
+    const r = await this.api.once<{ token: string; expiresAt: number }>('POST', '/api/auth/dev-token', { userId });
+    if (!r.ok) return {};
+    this.tokens.set(userId, r.data);
+    return { Authorization: `Bearer ${r.data.token}` };
+  }
+}
+
+/** The subject of a JWT (not verified: the server does that), for display. */
+export function tokenSubject(token: string): string | undefined {
+  try {
+    const payload = token.split('.')[1] ?? '';
+    const json = atob(payload.replace(/-/g, '+').replace(/_/g, '/'));
+    const sub = (JSON.parse(json) as { sub?: unknown }).sub;
+    return typeof sub === 'string' ? sub : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Codes that mean "try again with the same key". */
@@ -90,6 +140,7 @@ export class BookingApi {
   private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly onRetry?: (attempt: number, reason: string) => void;
+  private credentials?: (userId: string) => Promise<Record<string, string>>;
 
   constructor(options: ClientOptions = {}) {
     this.base = options.baseUrl ?? defaultBase();
@@ -100,6 +151,17 @@ export class BookingApi {
     this.backoffMs = options.backoffMs ?? 250;
     this.maxBackoffMs = options.maxBackoffMs ?? 4000;
     this.onRetry = options.onRetry;
+    this.credentials = options.credentials;
+  }
+
+  /** Authenticates every later request with `credentials`. */
+  useCredentials(credentials: (userId: string) => Promise<Record<string, string>>): void {
+    this.credentials = credentials;
+  }
+
+  /** The headers that authenticate a request made for `userId`. */
+  authHeaders(userId: string): Promise<Record<string, string>> {
+    return this.credentials?.(userId) ?? Promise.resolve({});
   }
 
   /** One HTTP attempt; network errors and timeouts become status 0. */
@@ -154,18 +216,21 @@ export class BookingApi {
     }
   }
 
-  createBooking(payload: BookingPayload, key: string): Promise<ApiResult<{ booking: Booking; message: string }>> {
-    return this.withRetries('POST', '/api/bookings', payload, { 'Idempotency-Key': key });
+  async createBooking(payload: BookingPayload, key: string): Promise<ApiResult<{ booking: Booking; message: string }>> {
+    const auth = await this.authHeaders(payload.userId);
+    return this.withRetries('POST', '/api/bookings', payload, { 'Idempotency-Key': key, ...auth });
   }
 
-  listBookings(userId: string, filters: { resourceId?: string; date?: string; status?: string } = {}): Promise<ApiResult<{ bookings: Booking[] }>> {
+  async listBookings(userId: string, filters: { resourceId?: string; date?: string; status?: string } = {}): Promise<ApiResult<{ bookings: Booking[] }>> {
     const query = new URLSearchParams(Object.entries(filters).filter(([, v]) => v) as [string, string][]);
     const suffix = query.toString() ? `?${query}` : '';
-    return this.withRetries('GET', `/api/bookings/${encodeURIComponent(userId)}${suffix}`);
+    const auth = await this.authHeaders(userId);
+    return this.withRetries('GET', `/api/bookings/${encodeURIComponent(userId)}${suffix}`, undefined, auth);
   }
 
-  cancelBooking(bookingId: string, userId: string): Promise<ApiResult<{ booking: Booking; message: string }>> {
-    return this.withRetries('PATCH', `/api/bookings/${encodeURIComponent(bookingId)}/cancel`, { userId });
+  async cancelBooking(bookingId: string, userId: string): Promise<ApiResult<{ booking: Booking; message: string }>> {
+    const auth = await this.authHeaders(userId);
+    return this.withRetries('PATCH', `/api/bookings/${encodeURIComponent(bookingId)}/cancel`, { userId }, auth);
   }
 
   resources(): Promise<ApiResult<Resource[]>> {
@@ -253,6 +318,10 @@ export function describeProblem(problem: Problem): string {
       return 'This room does not exist.';
     case 'NOT_FOUND':
       return 'That booking was not found.';
+    case 'UNAUTHENTICATED':
+      return 'Please sign in: the service did not accept your credentials.';
+    case 'FORBIDDEN':
+      return 'You may act only for the user you are signed in as.';
     case 'PAYLOAD_TOO_LARGE':
       return 'The request was too large.';
     case 'NETWORK_ERROR':

@@ -33,6 +33,15 @@ pub struct Api {
     /// Sent with every request (e.g. `Authorization`).
     pub headers: Vec<(String, String)>,
     pub profile: ApiProfile,
+    /// Bearer tokens per user, for a target under `--auth dev` (the
+    /// preflight mints them before any fault, so requests never wait on it).
+    pub user_tokens: Arc<Mutex<std::collections::HashMap<String, String>>>,
+}
+
+impl Api {
+    fn token_for(&self, user: &str) -> Option<String> {
+        self.user_tokens.lock().ok()?.get(user).cloned()
+    }
 }
 
 impl Api {
@@ -68,6 +77,11 @@ impl Api {
         let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .pool_max_idle_per_host(4);
+        if !endpoint.base.starts_with("https:") {
+            // Loading the system's root certificates takes milliseconds per
+            // client: enough to stagger clients that must start together.
+            builder = builder.tls_built_in_root_certs(false);
+        }
         if let Some((host, addr)) = &endpoint.resolve {
             builder = builder.resolve(host, *addr);
         }
@@ -206,6 +220,10 @@ impl Client {
             )),
         }
         .timeout(self.timeout);
+        let request = match self.api.token_for(&call.user) {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let invoke_ms = self.now_ms();
         let mut op = Operation {
             index: 0,

@@ -77,6 +77,7 @@ pub async fn check(
         }
     }
 
+    mint_dev_tokens(api, &http_first(api)?, s).await?;
     let recorder = Arc::new(Recorder::default());
     let client = Client::new(
         "preflight".into(),
@@ -152,6 +153,61 @@ pub async fn check(
     Ok(())
 }
 
+fn http_first(api: &Api) -> Result<(reqwest::Client, String)> {
+    let endpoint = api.endpoints.first().context("no endpoint")?;
+    Ok((api.http_client(endpoint)?, endpoint.base.clone()))
+}
+
+/// A deployment of this service under `--auth dev` mints a token per user;
+/// the harness gets one for every user the run may act as, before any
+/// fault. Under `--auth jwt` only the `--header` token is sent.
+async fn mint_dev_tokens(
+    api: &Api,
+    (http, base): &(reqwest::Client, String),
+    s: &Scenario,
+) -> Result<()> {
+    let config = http
+        .get(format!("{base}/api/auth/config"))
+        .timeout(TIMEOUT)
+        .send()
+        .await;
+    let mode = match config {
+        Ok(r) if r.status().is_success() => r
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|v| v["mode"].as_str().map(str::to_owned)),
+        _ => None,
+    };
+    if mode.as_deref() != Some("dev") {
+        return Ok(());
+    }
+    let w = &s.workload;
+    let ns = &w.namespace;
+    let mut users: Vec<String> = (0..w.users).map(|u| w.user(u)).collect();
+    users.extend(users.clone().into_iter().map(|u| format!("{u}-intruder")));
+    users.extend(["recovery-probe", "preflight", "preflight-rival"].map(|u| format!("{ns}{u}")));
+    for user in users {
+        let answer: Value = http
+            .post(format!("{base}/api/auth/dev-token"))
+            .json(&serde_json::json!({ "userId": user }))
+            .timeout(TIMEOUT)
+            .send()
+            .await
+            .with_context(|| format!("minting a dev token for {user}"))?
+            .json()
+            .await
+            .with_context(|| format!("the dev token for {user}"))?;
+        let token = answer["token"]
+            .as_str()
+            .with_context(|| format!("no dev token for {user}: {answer}"))?;
+        if let Ok(mut tokens) = api.user_tokens.lock() {
+            tokens.insert(user, token.to_owned());
+        }
+    }
+    Ok(())
+}
+
 /// One preflight answer, as the profile says it must be.
 fn expect(op: &Operation, what: &str, status: u16, code: Option<&str>, api: &Api) -> Result<()> {
     let Some(got) = op.status else {
@@ -161,10 +217,18 @@ fn expect(op: &Operation, what: &str, status: u16, code: Option<&str>, api: &Api
         );
     };
     let body = op.body.as_deref().unwrap_or("");
-    if matches!(got, 401 | 403) {
+    if got == 401 {
         bail!(
             "{what}: the target refused the harness ({got} {}); pass credentials with \
              --header 'Authorization: …' or [target] headers",
+            excerpt(body)
+        );
+    }
+    if got == 403 {
+        bail!(
+            "{what}: the target refused to let the harness act as its own users ({got} {}); \
+             a deployment that authenticates users needs a token per user: target mode \
+             mints them under --auth dev, but a single --header token acts as one user only",
             excerpt(body)
         );
     }

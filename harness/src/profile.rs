@@ -81,6 +81,8 @@ impl ApiProfile {
             codes: BTreeMap::new(),
             answers: [
                 "* 400 VALIDATION_FAILED",
+                "* 401 UNAUTHENTICATED",
+                "* 403 FORBIDDEN",
                 "* 413 PAYLOAD_TOO_LARGE",
                 "* 500 INTERNAL",
                 "* 503 DEPENDENCY_UNAVAILABLE",

@@ -39,6 +39,8 @@ pub struct Stack {
     /// of its endpoints (`replica:N` in fault targets).
     target: Option<crate::target::TargetConfig>,
     target_proxies: Vec<Proxy>,
+    /// Tokens per user (target under `--auth dev`), shared by every `api()`.
+    user_tokens: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
     supervisor: Option<JoinHandle<()>>,
     _dir: TempDir,
 }
@@ -68,6 +70,7 @@ impl Stack {
             store_url: String::new(),
             target: None,
             target_proxies: Vec::new(),
+            user_tokens: Arc::default(),
             supervisor: None,
             _dir: dir,
         };
@@ -172,6 +175,7 @@ impl Stack {
             endpoints,
             headers: target.headers.clone(),
             profile: target.profile.clone(),
+            user_tokens: self.user_tokens.clone(),
         }
     }
 

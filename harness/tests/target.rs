@@ -168,6 +168,44 @@ async fn a_target_run_decides_every_invariant_with_its_store_and_runs_never_coll
     }
 }
 
+/// A deployment that authenticates users (`--auth dev`): the preflight
+/// mints a token per user and the whole run acts as its own users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_with_dev_tokens_is_driven_as_its_users() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("b.db").display());
+    let target = BookingProcess::start(BookingProcessConfig {
+        binary: HARNESS.into(),
+        database_url: db.clone(),
+        redis_url: None,
+        env: vec![
+            ("AUTH_MODE".into(), "dev".into()),
+            (
+                "AUTH_DEV_SECRET".into(),
+                "a-dev-secret-of-at-least-32-characters".into(),
+            ),
+        ],
+    })
+    .await
+    .expect("deployment starts");
+    let anonymous = reqwest::Client::new()
+        .post(format!("{}/api/bookings", target.url()))
+        .json(&serde_json::json!({"userId": "u0", "resourceId": "room_A", "date": "2027-01-04"}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(anonymous.status(), 401, "the deployment does authenticate");
+    let out = tempfile::tempdir().expect("dir");
+    let s = scenario(&target.url(), &format!("database_url = \"{db}\""));
+    let (result, history) = runner::run(&s, &options(&out)).await.expect("runs");
+    assert_eq!(result.validity, Validity::Valid, "\n{}", explain(&result));
+    assert!(history.ops.iter().any(|o| o.is_created()));
+    assert!(history
+        .ops
+        .iter()
+        .all(|o| o.status != Some(401) && o.status != Some(403)));
+}
+
 /// A dead target is one clear error and exit 2, in seconds, not a run of
 /// unanswered requests that half the checkers call a pass.
 #[test]

@@ -1,5 +1,6 @@
 //! HTTP routes: one file per route, a thin layer over [`crate::booking`].
 
+pub mod auth;
 pub mod bookings;
 pub mod health;
 pub mod metrics;
@@ -33,6 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/health/ready", get(health::ready))
         .route("/metrics", get(metrics::render))
         .route("/api/openapi.json", get(openapi::document))
+        .route("/api/auth/config", get(auth::config))
+        .route("/api/auth/dev-token", post(auth::dev_token))
         .route("/api/bookings", post(bookings::create::create))
         .route("/api/bookings/{user_id}", get(bookings::list::list))
         .route(

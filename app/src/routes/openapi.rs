@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{bookings, health, metrics, resources};
+use super::{auth, bookings, health, metrics, resources};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,11 +17,36 @@ use super::{bookings, health, metrics, resources};
         health::live,
         health::ready,
         metrics::render,
+        auth::config,
+        auth::dev_token,
     ),
     components(schemas(crate::error::Problem, crate::error::ErrorCode, crate::domain::FieldError)),
-    tags((name = "bookings"), (name = "resources"), (name = "health"))
+    modifiers(&BearerAuth),
+    tags((name = "bookings"), (name = "resources"), (name = "health"), (name = "auth"))
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer scheme (`--auth dev` or `jwt`; `none` ignores it).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "Required under --auth dev and --auth jwt; the token's subject is the user",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The OpenAPI 3 document of this API.
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {

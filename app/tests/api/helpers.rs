@@ -57,7 +57,7 @@ impl Reply {
         self.json["booking"]["id"].as_str().unwrap_or("").to_owned()
     }
 
-    async fn read(response: reqwest::Response) -> Reply {
+    pub async fn read(response: reqwest::Response) -> Reply {
         let status = response.status().as_u16();
         let header = |name: &str| {
             response

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod auth;
 mod booking_rules;
 mod dependencies;
 mod idempotency;

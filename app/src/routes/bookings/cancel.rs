@@ -6,11 +6,10 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{string_field, BookingEnvelope};
+use super::{acting_user, BookingEnvelope};
 use crate::booking::cancel::cancel_booking;
-use crate::domain::UserId;
 use crate::error::{ApiError, Problem};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, Principal};
 use crate::startup::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -31,18 +30,20 @@ pub struct CancelBody {
     responses(
         (status = 200, description = "Cancelled (or already cancelled)", body = BookingEnvelope),
         (status = 400, description = "VALIDATION_FAILED", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN: userId is not the authenticated user", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "NOT_FOUND: no such booking for this user", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "DEPENDENCY_UNAVAILABLE", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn cancel(
     State(state): State<AppState>,
+    principal: Principal,
     Path(booking_id): Path<String>,
     ApiJson(body): ApiJson<CancelBody>,
 ) -> Result<Json<BookingEnvelope>, ApiError> {
     let mut errors = Vec::new();
-    let user = string_field(&body.user_id, "userId", &mut errors)
-        .and_then(|s| UserId::parse(s).map_err(|e| errors.push(e)).ok());
+    let user = acting_user(&body.user_id, &principal, &mut errors)?;
     let Some(user) = user.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };

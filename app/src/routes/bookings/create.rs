@@ -6,11 +6,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::string_field;
+use super::{acting_user, string_field};
 use crate::booking::create::create_booking;
-use crate::domain::{BookingDate, IdempotencyKey, NewBooking, ResourceId, UserId};
+use crate::domain::{BookingDate, IdempotencyKey, NewBooking, ResourceId};
 use crate::error::{ApiError, Problem};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, Principal};
 use crate::startup::AppState;
 
 /// The request body. Fields are read loosely so that every problem with
@@ -27,10 +27,11 @@ pub struct CreateBookingBody {
 }
 
 impl CreateBookingBody {
-    pub fn validate(&self) -> Result<NewBooking, ApiError> {
+    /// The booking asked for, by `principal` (`userId` may be left out when
+    /// there is one, and must be the principal's when given).
+    pub fn validate(&self, principal: &Principal) -> Result<NewBooking, ApiError> {
         let mut errors = Vec::new();
-        let user = string_field(&self.user_id, "userId", &mut errors)
-            .and_then(|s| UserId::parse(s).map_err(|e| errors.push(e)).ok());
+        let user = acting_user(&self.user_id, principal, &mut errors)?;
         let resource = string_field(&self.resource_id, "resourceId", &mut errors)
             .and_then(|s| ResourceId::parse(s).map_err(|e| errors.push(e)).ok());
         let date = string_field(&self.date, "date", &mut errors)
@@ -69,6 +70,8 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Ap
     responses(
         (status = 201, description = "Booking created (or replayed, with Idempotent-Replayed: true)", body = super::BookingEnvelope),
         (status = 400, description = "VALIDATION_FAILED or IDEMPOTENCY_KEY_INVALID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED (with --auth dev or jwt: no valid bearer token)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN: userId is not the authenticated user", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "UNKNOWN_RESOURCE", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "ALREADY_BOOKED, RESOURCE_LOCKED or IDEMPOTENCY_IN_PROGRESS (the last two with Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = Problem, content_type = "application/problem+json"),
@@ -78,11 +81,12 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Ap
 )]
 pub async fn create(
     State(state): State<AppState>,
+    principal: Principal,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateBookingBody>,
 ) -> Result<Response, ApiError> {
     let client_key = idempotency_key(&headers)?;
-    let request = body.validate()?;
+    let request = body.validate(&principal)?;
     // The protocol runs in its own task: a client that hangs up, or a request
     // timeout, must not cut it between its steps.
     let task_state = state.clone();
@@ -115,7 +119,7 @@ mod tests {
         let b = body(
             json!({"userId":"user_alice","resourceId":"room_A","date":"2026-12-01","extra":1}),
         );
-        let r = b.validate().expect("valid");
+        let r = b.validate(&Principal(None)).expect("valid");
         assert_eq!(r.user.as_str(), "user_alice");
         assert_eq!(r.slot(), "room_A:2026-12-01");
     }
@@ -123,13 +127,27 @@ mod tests {
     #[test]
     fn every_bad_field_is_reported() {
         let b = body(json!({"userId": 7, "date": "2026-02-30"}));
-        let Err(ApiError::Validation(errors)) = b.validate() else {
+        let Err(ApiError::Validation(errors)) = b.validate(&Principal(None)) else {
             panic!("must fail validation");
         };
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["userId", "resourceId", "date"]);
         assert_eq!(errors[0].message, "must be a string");
         assert_eq!(errors[1].message, "is required");
+    }
+
+    #[test]
+    fn with_a_principal_user_id_may_be_left_out_and_must_not_be_someone_else() {
+        let alice = Principal(Some(crate::domain::UserId::parse("alice").expect("id")));
+        let b = body(json!({"resourceId":"room_A","date":"2026-12-01"}));
+        assert_eq!(b.validate(&alice).expect("valid").user.as_str(), "alice");
+        let b = body(json!({"userId":"bob","resourceId":"room_A","date":"2026-12-01"}));
+        assert!(matches!(b.validate(&alice), Err(ApiError::Forbidden)));
+        let b = body(json!({"resourceId":"room_A","date":"2026-12-01"}));
+        assert!(matches!(
+            b.validate(&Principal(None)),
+            Err(ApiError::Validation(_))
+        ));
     }
 
     #[test]

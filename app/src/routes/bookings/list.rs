@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{Booking, BookingDate, BookingStatus, FieldError, ResourceId, UserId};
 use crate::error::{ApiError, Problem};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiQuery, Principal};
 use crate::startup::AppState;
 use crate::store::ListFilter;
 
@@ -70,15 +70,19 @@ pub struct BookingList {
     responses(
         (status = 200, body = BookingList),
         (status = 400, description = "VALIDATION_FAILED", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN: another user's list", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "DEPENDENCY_UNAVAILABLE", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     Path(user_id): Path<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<BookingList>, ApiError> {
     let user = UserId::parse(&user_id).map_err(|e| ApiError::Validation(vec![e]))?;
+    crate::auth::acting_user(&principal.0, Some(user.clone()))?;
     let filter = query.filter()?;
     let bookings = state.store.list(&user, &filter).await?;
     Ok(Json(BookingList {

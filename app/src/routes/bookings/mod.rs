@@ -33,3 +33,27 @@ pub(crate) fn string_field<'a>(
         }
     }
 }
+
+/// The user a request acts for, from an optional `userId` field and the
+/// principal: the field may be left out when there is a principal, and must
+/// be the principal's when given (else `403 FORBIDDEN`).
+pub(crate) fn acting_user(
+    value: &Option<serde_json::Value>,
+    principal: &crate::extract::Principal,
+    errors: &mut Vec<crate::domain::FieldError>,
+) -> Result<Option<crate::domain::UserId>, crate::error::ApiError> {
+    let absent = matches!(value, None | Some(serde_json::Value::Null));
+    let claimed = if absent && principal.0.is_some() {
+        None
+    } else {
+        match string_field(value, "userId", errors).map(|s| {
+            crate::domain::UserId::parse(s)
+                .map_err(|e| errors.push(e))
+                .ok()
+        }) {
+            Some(Some(user)) => Some(user),
+            _ => return Ok(None),
+        }
+    };
+    Ok(crate::auth::acting_user(&principal.0, claimed)?)
+}
