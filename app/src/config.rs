@@ -93,6 +93,8 @@ pub struct Settings {
     pub static_dir: Option<std::path::PathBuf>,
     /// Who may act for which user (see `auth.rs`).
     pub auth: crate::auth::AuthSettings,
+    /// Open connections and the header-read deadline (see `serve.rs`).
+    pub connections: crate::serve::ConnectionLimits,
 }
 
 impl Default for Settings {
@@ -113,9 +115,19 @@ impl Default for Settings {
                 leeway: Duration::from_secs(DEFAULT_JWT_LEEWAY_SECS),
                 ..Default::default()
             },
+            connections: crate::serve::ConnectionLimits {
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                header_read_timeout: Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS),
+            },
         }
     }
 }
+
+/// Open connections at most: well under a default file-descriptor limit of
+/// 1024, which the store's and Redis's connections share.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Time a client has to send its request headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 
 /// Accepted clock skew on token expiry.
 pub const DEFAULT_JWT_LEEWAY_SECS: u64 = 30;
@@ -143,6 +155,12 @@ impl Settings {
             return Err("the resource catalogue is empty".into());
         }
         self.auth.validate()?;
+        if self.connections.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if self.connections.header_read_timeout.is_zero() {
+            return Err("--header-read-timeout-ms must be positive".into());
+        }
         if let Some(dir) = &self.static_dir {
             if !dir.join("index.html").is_file() {
                 return Err(format!(
@@ -232,6 +250,13 @@ pub struct ServeArgs {
     /// Accepted clock skew in seconds on `exp` and `nbf`.
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = DEFAULT_JWT_LEEWAY_SECS)]
     pub jwt_leeway_secs: u64,
+    /// Open connections at most; more wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Milliseconds a client has to send its request headers (also how long
+    /// an idle keep-alive connection stays open).
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_MS)]
+    pub header_read_timeout_ms: u64,
 }
 
 impl ServeArgs {
@@ -261,6 +286,10 @@ impl ServeArgs {
                 issuer: self.jwt_issuer.filter(|s| !s.is_empty()),
                 audience: self.jwt_audience.filter(|s| !s.is_empty()),
                 leeway: Duration::from_secs(self.jwt_leeway_secs),
+            },
+            connections: crate::serve::ConnectionLimits {
+                max_connections: self.max_connections,
+                header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             },
         };
         settings.validate()?;

@@ -31,10 +31,11 @@ pub enum ErrorCode {
     Internal,
     Unauthenticated,
     Forbidden,
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         Self::ValidationFailed,
         Self::IdempotencyKeyInvalid,
         Self::IdempotencyInProgress,
@@ -48,6 +49,7 @@ impl ErrorCode {
         Self::Internal,
         Self::Unauthenticated,
         Self::Forbidden,
+        Self::MethodNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +67,7 @@ impl ErrorCode {
             Self::Internal => "INTERNAL",
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::Forbidden => "FORBIDDEN",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
         }
     }
 
@@ -81,6 +84,7 @@ impl ErrorCode {
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -99,6 +103,7 @@ impl ErrorCode {
             Self::Internal => "Internal error",
             Self::Unauthenticated => "Authentication required",
             Self::Forbidden => "Forbidden",
+            Self::MethodNotAllowed => "Method not allowed",
         }
     }
 
@@ -157,6 +162,8 @@ pub enum ApiError {
     Unauthenticated(#[from] crate::auth::AuthError),
     #[error("the request names a user other than the authenticated one")]
     Forbidden,
+    #[error("this path does not accept this method (see Allow)")]
+    MethodNotAllowed,
 }
 
 impl From<crate::auth::Forbidden> for ApiError {
@@ -205,6 +212,7 @@ impl ApiError {
             Self::Dependency(_) | Self::Internal(_) => ErrorCode::Internal,
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Self::Forbidden => ErrorCode::Forbidden,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
         }
     }
 
@@ -303,6 +311,7 @@ mod tests {
             ("INTERNAL", 500),
             ("UNAUTHENTICATED", 401),
             ("FORBIDDEN", 403),
+            ("METHOD_NOT_ALLOWED", 405),
         ];
         for (code, (name, status)) in ErrorCode::ALL.iter().zip(expected) {
             assert_eq!(code.as_str(), name);

@@ -21,10 +21,24 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection, state.settings.body_limit)),
+        // Parsed as a JSON value first: serde would read an array
+        // positionally into the struct, and its messages name Rust types.
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection, state.settings.body_limit)),
+        };
+        if !value.is_object() {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "body",
+                "must be a JSON object",
+            )]));
         }
+        serde_json::from_value(value).map(Self).map_err(|_| {
+            ApiError::Validation(vec![FieldError::new(
+                "body",
+                "does not have the documented fields",
+            )])
+        })
     }
 }
 
@@ -33,11 +47,11 @@ fn json_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
         return ApiError::PayloadTooLarge(limit);
     }
     let message = match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            "Content-Type must be application/json".to_owned()
-        }
-        other => other.body_text(),
-    };
+        JsonRejection::MissingJsonContentType(_) => "Content-Type must be application/json",
+        JsonRejection::JsonSyntaxError(_) => "is not valid JSON",
+        _ => "could not be read as JSON",
+    }
+    .to_owned();
     ApiError::Validation(vec![FieldError::new("body", message)])
 }
 

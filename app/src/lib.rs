@@ -45,6 +45,7 @@ pub mod response;
 pub mod routes;
 #[cfg(feature = "failpoints")]
 pub mod seeded;
+pub mod serve;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -33,6 +33,7 @@ pub enum Bug {
     ListIgnoresUser,
     DerivedKeyWithoutUser,
     AlreadyBookedNotRemembered,
+    DerivedReplayUnverified,
 }
 
 /// Where a bug comes from.
@@ -195,6 +196,14 @@ pub const CATALOGUE: &[Entry] = &[
         origin: Origin::ThisProtocol,
         breaks: "only 201 outcomes are remembered: a key answered ALREADY_BOOKED books the slot on a later retry once it is free",
         caught_by: &["replay_consistency"],
+        needs: &[],
+    },
+    Entry {
+        bug: Bug::DerivedReplayUnverified,
+        name: "derived-replay-unverified",
+        origin: Origin::ThisProtocol,
+        breaks: "a derived key's Redis record is replayed without asking the store: after a cancel whose Redis clean-up failed (a Redis stall), the owner's rebook without a key replays the cancelled booking as 201 confirmed",
+        caught_by: &["no_stale_replay"],
         needs: &[],
     },
 ];

@@ -148,9 +148,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let purger = tokio::spawn(purge_expired_outcomes(self.state.store.clone()));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let limits = self.state.settings.connections;
+        let served = crate::serve::serve(self.listener, self.router, limits, shutdown).await;
         purger.abort();
         served
     }

@@ -83,6 +83,7 @@ impl ApiProfile {
                 "* 400 VALIDATION_FAILED",
                 "* 401 UNAUTHENTICATED",
                 "* 403 FORBIDDEN",
+                "* 405 METHOD_NOT_ALLOWED",
                 "* 413 PAYLOAD_TOO_LARGE",
                 "* 500 INTERNAL",
                 "* 503 DEPENDENCY_UNAVAILABLE",

@@ -135,6 +135,7 @@ scenario_tests!(
     users_apart, users_apart_catches_its_bugs => "15-users-apart.toml",
     failures_around_the_commit, failures_around_the_commit_catches_its_bugs => "16-failures-around-the-commit.toml",
     refusals_are_remembered, refusals_are_remembered_catches_its_bugs => "17-refusals-are-remembered.toml",
+    cancel_during_a_redis_stall, cancel_during_a_redis_stall_catches_its_bugs => "18-cancel-during-a-redis-stall.toml",
 );
 
 #[test]

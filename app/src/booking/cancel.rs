@@ -24,11 +24,19 @@ pub async fn cancel_booking(
         .cancel(id, user, now)
         .await?
         .ok_or(ApiError::NotFound)?;
-    for key in &cancellation.forgotten {
-        if let Err(e) = state.coordinator.forget(&key.record_name()).await {
-            // The record expires with the derived-key retention (2 minutes by default).
-            warn!(error = %e, "could not forget a derived idempotency record");
+    // The cancel is committed: answer now. Forgetting the Redis copies of
+    // the derived records it invalidated is clean-up, not part of the
+    // answer; a stalled Redis must not turn a done cancel into a 503. A copy
+    // left behind is harmless: derived replays are checked against the
+    // store (`create::verify_derived_record`).
+    let coordinator = state.coordinator.clone();
+    let forgotten = cancellation.forgotten;
+    tokio::spawn(async move {
+        for key in &forgotten {
+            if let Err(e) = coordinator.forget(&key.record_name()).await {
+                warn!(error = %e, "could not forget a derived idempotency record");
+            }
         }
-    }
+    });
     Ok(cancellation.booking)
 }

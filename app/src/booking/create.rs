@@ -18,7 +18,7 @@ use chrono::{TimeDelta, Utc};
 use tracing::{instrument, warn};
 use uuid::Uuid;
 
-use super::key::{resolve_key, ResolvedKey};
+use super::key::{resolve_key, KeyKind, ResolvedKey};
 use crate::config::ReusePolicy;
 use crate::coordinator::{Claim, CompletedRecord, Token};
 use crate::domain::{truncate_to_millis, Booking, BookingStatus, IdempotencyKey, NewBooking};
@@ -139,9 +139,40 @@ async fn claim(state: &AppState, key: &ResolvedKey) -> Result<Claimed, ApiError>
     match claim {
         Claim::Acquired(token) => Ok(Claimed::Owner(token)),
         Claim::InProgress => Err(ApiError::IdempotencyInProgress),
+        Claim::Completed(_)
+            if key.scope.kind == KeyKind::Derived && !seeded_bug!(DerivedReplayUnverified) =>
+        {
+            verify_derived_record(state, key).await
+        }
         Claim::Completed(record) => {
             decide(state, key, record, true, "coordinator").map(Claimed::Replay)
         }
+    }
+}
+
+/// A derived key's record in Redis may be stale: a cancel deletes the
+/// derived outcomes its freed slot invalidates from the store, in its
+/// transaction, but their Redis copies only afterwards and best effort (a
+/// Redis stall leaves them for the derived retention). The store decides:
+/// its outcome is replayed; without one, the Redis copy is dropped and the
+/// request runs as new.
+async fn verify_derived_record(state: &AppState, key: &ResolvedKey) -> Result<Claimed, ApiError> {
+    if let Some(stored) = state.store.find_outcome(&key.scope, Utc::now()).await? {
+        return decide(state, key, stored, true, "store").map(Claimed::Replay);
+    }
+    state.coordinator.forget(&key.scope.record_name()).await?;
+    match state
+        .coordinator
+        .claim(
+            &key.scope.record_name(),
+            &key.fingerprint,
+            state.settings.idempotency.lease,
+        )
+        .await?
+    {
+        Claim::Acquired(token) => Ok(Claimed::Owner(token)),
+        // Another request for the key got there first: it decides.
+        Claim::InProgress | Claim::Completed(_) => Err(ApiError::IdempotencyInProgress),
     }
 }
 

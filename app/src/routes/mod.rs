@@ -13,7 +13,7 @@ pub mod admin;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::HeaderName;
+use axum::http::{HeaderName, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -50,18 +50,22 @@ pub fn router(state: AppState) -> Router {
     // With a built front end, unknown paths serve it (index.html for client
     // routes); unknown API paths stay JSON 404s.
     let api = match &state.settings.static_dir {
-        Some(dir) => {
-            api.route("/api/{*rest}", axum::routing::any(not_found))
-                .fallback_service(tower_http::services::ServeDir::new(dir).not_found_service(
-                    tower_http::services::ServeFile::new(dir.join("index.html")),
-                ))
-        }
+        Some(dir) => api
+            .route("/api", axum::routing::any(not_found))
+            .route("/api/", axum::routing::any(not_found))
+            .route("/api/{*rest}", axum::routing::any(not_found))
+            // Client-side routes get the app itself, with 200.
+            .fallback_service(
+                tower_http::services::ServeDir::new(dir)
+                    .fallback(tower_http::services::ServeFile::new(dir.join("index.html"))),
+            ),
         None => api.fallback(not_found),
     };
     api.layer(middleware::from_fn_with_state(
         state.clone(),
         request_timeout,
     ))
+    .layer(middleware::from_fn(problem_for_bare_errors))
     .layer(middleware::from_fn_with_state(
         state.clone(),
         count_requests,
@@ -80,11 +84,67 @@ pub fn router(state: AppState) -> Router {
         tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id)
     }))
     .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+    .layer(middleware::from_fn(bound_request_id))
+    .layer(middleware::from_fn(no_sniff))
     .with_state(state)
 }
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+/// Errors the router produces itself (a method a route does not have) carry
+/// no body; they get a problem document like every other error, and a 405
+/// keeps its `Allow` header.
+async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_problem = response
+        .extensions()
+        .get::<crate::error::ErrorCode>()
+        .is_some();
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let bare = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::NOT_FOUND => ApiError::NotFound,
+        _ => return response,
+    };
+    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
+    let mut problem = bare.into_response();
+    if let Some(allow) = allow {
+        problem
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow);
+    }
+    problem
+}
+
+/// A client's `X-Request-Id` is echoed and logged: one longer than 128
+/// visible characters is replaced by a fresh id, not repeated.
+async fn bound_request_id(mut req: Request, next: Next) -> Response {
+    let acceptable = |v: &axum::http::HeaderValue| {
+        v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    };
+    if req
+        .headers()
+        .get(&REQUEST_ID)
+        .is_some_and(|v| !acceptable(v))
+    {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    next.run(req).await
+}
+
+/// Browsers must not guess a content type other than the one sent.
+async fn no_sniff(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// Answers `503` when a request outlives the request timeout. A booking in
@@ -102,7 +162,17 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().to_string();
+    // A made-up method must not become a new label value each time.
+    let method = match *req.method() {
+        Method::GET
+        | Method::POST
+        | Method::PATCH
+        | Method::PUT
+        | Method::DELETE
+        | Method::HEAD
+        | Method::OPTIONS => req.method().as_str().to_owned(),
+        _ => "OTHER".to_owned(),
+    };
     let response = next.run(req).await;
     state
         .metrics

@@ -131,3 +131,54 @@ async fn postgres_down_gives_503_and_the_claim_is_released_for_the_retry() {
     );
     assert_eq!(app.count_rows().await, 1);
 }
+
+/// A cancel while Redis is frozen: it commits in the database and answers
+/// at once (clearing Redis is clean-up, not part of the answer); once Redis
+/// is back, neither the owner's rebook nor another user's request for the
+/// freed slot is answered from Redis's stale records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_during_a_redis_stall_answers_at_once_and_leaves_no_stale_answer() {
+    // A Redis call gives up after 3 s: a cancel that waited on Redis would
+    // take that long; one that does not is far quicker, even on a busy machine.
+    let mut app = spawn_app_with(Backend::Real, |s| {
+        s.dependency_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let mine = app.book("user_alice", "room_C", DATE, None).await;
+    assert_eq!(mine.status, 201);
+    let other = app.book("user_alice", "room_D", DATE, None).await;
+    assert_eq!(other.status, 201);
+    let refused = app.book("user_bob", "room_D", DATE, None).await;
+    assert_eq!(refused.code(), "ALREADY_BOOKED");
+
+    app.redis.as_mut().expect("redis").pause().expect("SIGSTOP");
+    let started = Instant::now();
+    let cancelled = app.cancel(&mine.booking_id(), "user_alice").await;
+    let also = app.cancel(&other.booking_id(), "user_alice").await;
+    let took = started.elapsed();
+    app.redis
+        .as_mut()
+        .expect("redis")
+        .resume()
+        .expect("SIGCONT");
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(also.status, 200, "{}", also.body);
+    assert!(
+        took < Duration::from_secs(2),
+        "the cancels waited on Redis: {took:?}"
+    );
+
+    let rebook = app.book("user_alice", "room_C", DATE, None).await;
+    assert_eq!(rebook.status, 201, "{}", rebook.body);
+    assert!(
+        !rebook.replayed,
+        "a new booking, not the cancelled one replayed"
+    );
+    assert_ne!(rebook.booking_id(), mine.booking_id());
+    // Bob's remembered refusal did not outlive the cancel: the slot is his.
+    let bob = app.book("user_bob", "room_D", DATE, None).await;
+    assert_eq!(bob.status, 201, "{}", bob.body);
+    assert_eq!(bob.json["booking"]["userId"], "user_bob");
+    assert_eq!(app.confirmed("room_C", DATE).await, 1);
+    assert_eq!(app.confirmed("room_D", DATE).await, 1);
+}

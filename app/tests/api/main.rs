@@ -6,8 +6,10 @@ mod helpers;
 
 mod auth;
 mod booking_rules;
+mod contract;
 mod dependencies;
 mod idempotency;
+mod limits;
 mod store;
 mod validation;
 

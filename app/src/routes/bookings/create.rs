@@ -49,6 +49,12 @@ impl CreateBookingBody {
 
 /// Reads the optional `Idempotency-Key` header.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    if headers.get_all("idempotency-key").iter().nth(1).is_some() {
+        // Which one would count? Neither: proxies may merge or reorder them.
+        return Err(ApiError::IdempotencyKeyInvalid(
+            "send exactly one Idempotency-Key header".into(),
+        ));
+    }
     match headers.get("idempotency-key") {
         None => Ok(None),
         Some(value) => IdempotencyKey::parse(value.as_bytes())
