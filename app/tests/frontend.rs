@@ -64,47 +64,58 @@ async fn the_front_end_books_cancels_and_races_in_a_real_browser() {
         let out = npm(&["run", "build"]);
         assert!(out.status.success(), "the front end does not build");
     }
-    let dir = tempfile::tempdir().expect("dir");
-    let server = BookingProcess::start(BookingProcessConfig {
-        binary: env!("CARGO_BIN_EXE_booking").into(),
-        database_url: format!("sqlite://{}", dir.path().join("booking.db").display()),
-        redis_url: None,
-        env: vec![(
-            "STATIC_DIR".into(),
-            frontend().join("dist").display().to_string(),
-        )],
-    })
-    .await
-    .expect("booking serve with the front end");
+    // Once as the embedded default (no authentication), once under
+    // `--auth dev`, where the app signs in with a token per demo user.
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots");
-    let out = tokio::task::spawn_blocking({
-        let (url, shots, chromium) = (server.url(), shots.clone(), chromium.clone());
-        move || {
-            run(Command::new("node")
-                .arg("e2e/run.mjs")
-                .current_dir(frontend())
-                .env("BASE_URL", url)
-                .env("SCREENSHOT_DIR", shots)
-                .env("CHROMIUM", chromium))
+    for auth in ["none", "dev"] {
+        let dir = tempfile::tempdir().expect("dir");
+        let server = BookingProcess::start(BookingProcessConfig {
+            binary: env!("CARGO_BIN_EXE_booking").into(),
+            database_url: format!("sqlite://{}", dir.path().join("booking.db").display()),
+            redis_url: None,
+            env: vec![
+                (
+                    "STATIC_DIR".into(),
+                    frontend().join("dist").display().to_string(),
+                ),
+                ("AUTH_MODE".into(), auth.into()),
+            ],
+        })
+        .await
+        .expect("booking serve with the front end");
+        let out = tokio::task::spawn_blocking({
+            let (url, shots, chromium) = (server.url(), shots.join(auth), chromium.clone());
+            move || {
+                run(Command::new("node")
+                    .arg("e2e/run.mjs")
+                    .current_dir(frontend())
+                    .env("BASE_URL", url)
+                    .env("SCREENSHOT_DIR", shots)
+                    .env("CHROMIUM", chromium))
+            }
+        })
+        .await
+        .expect("e2e task");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "end-to-end tests (auth {auth}) failed:\n{text}\n--- server log ---\n{}",
+            server.log()
+        );
+        assert!(text.contains(" passed, 0 failed"), "{text}");
+        assert!(text.contains(&format!("# auth mode: {auth}")), "{text}");
+        for shot in [
+            "01-booked.png",
+            "02-cancelled.png",
+            "03-race.png",
+            "04-phone.png",
+            "05-already-booked.png",
+        ] {
+            assert!(
+                shots.join(auth).join(shot).is_file(),
+                "screenshot {shot} was saved"
+            );
         }
-    })
-    .await
-    .expect("e2e task");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "end-to-end tests failed:\n{text}\n--- server log ---\n{}",
-        server.log()
-    );
-    assert!(text.contains(" passed, 0 failed"), "{text}");
-    for shot in [
-        "01-booked.png",
-        "02-cancelled.png",
-        "03-race.png",
-        "04-phone.png",
-        "05-already-booked.png",
-    ] {
-        assert!(shots.join(shot).is_file(), "screenshot {shot} was saved");
     }
     println!("screenshots: {}", shots.display());
 }

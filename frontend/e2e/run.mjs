@@ -33,8 +33,20 @@ async function step(name, fn) {
   }
 }
 
+// Under `--auth dev` the test reads Alice's bookings with her own token.
+const authMode = (await (await fetch(`${base}/api/auth/config`)).json()).mode;
+console.log(`# auth mode: ${authMode}`);
+async function authAs(userId) {
+  if (authMode !== 'dev') return {};
+  const minted = await fetch(`${base}/api/auth/dev-token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ userId }),
+  });
+  return { Authorization: `Bearer ${(await minted.json()).token}` };
+}
 async function api(path) {
-  const r = await fetch(`${base}${path}`);
+  const r = await fetch(`${base}${path}`, { headers: await authAs('user_alice') });
   return r.json();
 }
 
@@ -49,6 +61,13 @@ async function chooseDate(value) {
 try {
   await page.goto(base);
   await page.getByRole('heading', { name: 'Room booking' }).waitFor();
+
+  if (authMode === 'dev') {
+    await step('the service refuses requests without a token', async () => {
+      const r = await fetch(`${base}/api/bookings/user_alice`);
+      assert.equal(r.status, 401);
+    });
+  }
 
   await step('book a room', async () => {
     await chooseDate(date);
@@ -122,7 +141,7 @@ try {
     await chooseDate('2030-09-01');
     await page.getByRole('radio', { name: 'Conference Room B' }).check();
     // Someone else takes the slot after the form showed it free.
-    const r = await fetch(`${base}/api/bookings`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ userId: 'user_diana', resourceId: 'room_B', date: '2030-09-01' }) });
+    const r = await fetch(`${base}/api/bookings`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...(await authAs('user_diana')) }, body: JSON.stringify({ userId: 'user_diana', resourceId: 'room_B', date: '2030-09-01' }) });
     assert.equal(r.status, 201);
     await page.getByRole('button', { name: 'Book', exact: true }).click();
     await page.getByRole('alert').filter({ hasText: 'Someone already booked this room for that date.' }).waitFor();
