@@ -32,10 +32,11 @@ pub enum ErrorCode {
     Unauthenticated,
     Forbidden,
     MethodNotAllowed,
+    RequestTimeout,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         Self::ValidationFailed,
         Self::IdempotencyKeyInvalid,
         Self::IdempotencyInProgress,
@@ -50,6 +51,7 @@ impl ErrorCode {
         Self::Unauthenticated,
         Self::Forbidden,
         Self::MethodNotAllowed,
+        Self::RequestTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +70,7 @@ impl ErrorCode {
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::Forbidden => "FORBIDDEN",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
         }
     }
 
@@ -85,6 +88,7 @@ impl ErrorCode {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -104,6 +108,7 @@ impl ErrorCode {
             Self::Unauthenticated => "Authentication required",
             Self::Forbidden => "Forbidden",
             Self::MethodNotAllowed => "Method not allowed",
+            Self::RequestTimeout => "Request body too slow",
         }
     }
 
@@ -164,6 +169,8 @@ pub enum ApiError {
     Forbidden,
     #[error("this path does not accept this method (see Allow)")]
     MethodNotAllowed,
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTooSlow(std::time::Duration),
 }
 
 impl From<crate::auth::Forbidden> for ApiError {
@@ -213,6 +220,7 @@ impl ApiError {
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Self::Forbidden => ErrorCode::Forbidden,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::BodyTooSlow(_) => ErrorCode::RequestTimeout,
         }
     }
 
@@ -312,6 +320,7 @@ mod tests {
             ("UNAUTHENTICATED", 401),
             ("FORBIDDEN", 403),
             ("METHOD_NOT_ALLOWED", 405),
+            ("REQUEST_TIMEOUT", 408),
         ];
         for (code, (name, status)) in ErrorCode::ALL.iter().zip(expected) {
             assert_eq!(code.as_str(), name);

@@ -23,9 +23,18 @@ where
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         // Parsed as a JSON value first: serde would read an array
         // positionally into the struct, and its messages name Rust types.
-        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
-            Ok(axum::Json(value)) => value,
-            Err(rejection) => return Err(json_rejection(rejection, state.settings.body_limit)),
+        // A body trickling in byte by byte gets as long as headers do:
+        // `408`, not a request timeout that looks like a dependency failure.
+        let deadline = state
+            .settings
+            .connections
+            .header_read_timeout
+            .min(state.settings.request_timeout / 2);
+        let read = axum::Json::<serde_json::Value>::from_request(req, state);
+        let value = match tokio::time::timeout(deadline, read).await {
+            Err(_) => return Err(ApiError::BodyTooSlow(deadline)),
+            Ok(Ok(axum::Json(value))) => value,
+            Ok(Err(rejection)) => return Err(json_rejection(rejection, state.settings.body_limit)),
         };
         if !value.is_object() {
             return Err(ApiError::Validation(vec![FieldError::new(

@@ -84,6 +84,7 @@ impl ApiProfile {
                 "* 401 UNAUTHENTICATED",
                 "* 403 FORBIDDEN",
                 "* 405 METHOD_NOT_ALLOWED",
+                "* 408 REQUEST_TIMEOUT",
                 "* 413 PAYLOAD_TOO_LARGE",
                 "* 500 INTERNAL",
                 "* 503 DEPENDENCY_UNAVAILABLE",

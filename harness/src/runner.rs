@@ -237,13 +237,11 @@ pub async fn run_on(
             w.max_attempts,
         )?;
         let deadline = started + w.duration;
-        clients.push(tokio::spawn(run_client(
-            client,
-            n,
-            plan,
-            deadline,
-            w.think_time,
-        )));
+        let (delay, think) = (w.start_delay, w.think_time);
+        clients.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            run_client(client, n, plan, deadline, think).await
+        }));
     }
     for c in clients {
         let _ = c.await;

@@ -137,6 +137,10 @@ pub struct Workload {
     pub replay_ratio: f64,
     /// Reads of `/api/resources/available` among the intents.
     pub availability_ratio: f64,
+    /// Clients wait this long before their first intent, so that faults
+    /// scheduled at `0ms` (a failpoint on every replica) are in place first.
+    #[serde(deserialize_with = "duration")]
+    pub start_delay: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -189,6 +193,7 @@ impl Default for Workload {
             rebook_ratio: 0.0,
             replay_ratio: 0.0,
             availability_ratio: 0.0,
+            start_delay: Duration::ZERO,
         }
     }
 }
@@ -580,6 +585,9 @@ impl Scenario {
         );
         if !w.namespace.is_empty() {
             let _ = writeln!(out, "namespace = {}", q(&w.namespace));
+        }
+        if !w.start_delay.is_zero() {
+            let _ = writeln!(out, "start_delay = {}", d(w.start_delay));
         }
         let _ = writeln!(
             out,

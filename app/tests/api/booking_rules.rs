@@ -268,7 +268,7 @@ async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
         assert!(doc.json["paths"][path].is_object(), "openapi lacks {path}");
     }
     let codes = doc.json["components"]["schemas"]["ErrorCode"]["enum"].clone();
-    assert!(codes.as_array().is_some_and(|c| c.len() == 14), "{codes}");
+    assert!(codes.as_array().is_some_and(|c| c.len() == 15), "{codes}");
 }
 
 async fn expired_idempotency_outcomes_are_purged_and_bookings_stay(backend: Backend) {

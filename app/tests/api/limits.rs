@@ -125,3 +125,28 @@ async fn made_up_methods_do_not_grow_the_metrics() {
         metrics.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_in_gets_408_and_writes_nothing() {
+    let app = app_with(512, Duration::from_millis(800)).await;
+    let mut s = TcpStream::connect(addr(&app)).await.expect("connect");
+    let body = r#"{"userId":"u1","resourceId":"room_A","date":"2027-02-01"}"#;
+    s.write_all(
+        format!(
+            "POST /api/bookings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer))
+        .await
+        .expect("answered before the request timeout")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("REQUEST_TIMEOUT"), "{text}");
+    assert_eq!(app.count_rows().await, 0);
+}
