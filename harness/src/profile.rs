@@ -121,23 +121,17 @@ impl ApiProfile {
             codes: [("VALIDATION_ERROR", "VALIDATION_FAILED")]
                 .map(|(a, b)| (a.to_owned(), b.to_owned()))
                 .into(),
-            answers: [
-                "* 400 VALIDATION_FAILED",
-                "* 500 INTERNAL",
-                "* 503 DEPENDENCY_UNAVAILABLE",
-                "create 201",
-                "create 404 UNKNOWN_RESOURCE",
-                "create 409 IDEMPOTENCY_IN_PROGRESS",
-                "create 409 RESOURCE_LOCKED",
-                "create 409 ALREADY_BOOKED",
-                "create 422 IDEMPOTENCY_KEY_REUSED",
-                "cancel 200",
-                "cancel 404 NOT_FOUND",
-                "list 200",
-                "availability 200",
-            ]
-            .map(String::from)
-            .to_vec(),
+            // This service's answers, less those the original never gave
+            // (it had no authentication, body limit, key validation or 405/408).
+            answers: ApiProfile::booking()
+                .answers
+                .into_iter()
+                .filter(|a| {
+                    !["401", "403", "405", "408", "413", "IDEMPOTENCY_KEY_INVALID"]
+                        .iter()
+                        .any(|x| a.contains(x))
+                })
+                .collect(),
             ..ApiProfile::booking()
         }
     }
