@@ -215,7 +215,7 @@ pub async fn run_on(
 ) -> Result<(ScenarioResult, History)> {
     let w = &scenario.workload;
     let plans = generate(w, scenario.seed)?;
-    let urls = Arc::new(stack.api());
+    let api = Arc::new(stack.api());
     let recorder = Arc::new(Recorder::default());
     let faults = Arc::new(FaultLog::default());
     let started = Instant::now();
@@ -230,7 +230,7 @@ pub async fn run_on(
     for (n, plan) in plans.into_iter().enumerate() {
         let client = Client::new(
             format!("c{n}"),
-            urls.clone(),
+            api.clone(),
             recorder.clone(),
             started,
             w.request_timeout,
@@ -252,10 +252,10 @@ pub async fn run_on(
         tracing::warn!("the fault timeline did not finish in time");
     }
     stack.heal_all().await;
-    let settled_from_ms = settle(scenario, &urls, &recorder, started).await?;
-    probe_recovery(scenario, &urls, &recorder, started, probe_first_date).await?;
+    let settled_from_ms = settle(scenario, &api, &recorder, started).await?;
+    probe_recovery(scenario, &api, &recorder, started, probe_first_date).await?;
     let workload_dates = crate::generator::workload_dates(w)?;
-    read_at_quiescence(scenario, &urls, &recorder, started, &workload_dates).await?;
+    read_at_quiescence(scenario, &api, &recorder, started, &workload_dates).await?;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     let mut dates: std::collections::BTreeSet<String> = (0..u64::from(PROBES))
@@ -293,7 +293,7 @@ pub async fn run_on(
                 .unwrap_or_else(|| "reject".into()),
             resources: w.resources.clone(),
             dates: workload_dates,
-            api: urls.profile.clone(),
+            api: api.profile.clone(),
             namespace: w.namespace.clone(),
         },
         ops: recorder.take(),
@@ -560,7 +560,7 @@ fn availability(date: &str) -> Call {
 /// the settle bound passes. Returns when it began, in ms since the start.
 async fn settle(
     scenario: &Scenario,
-    urls: &Arc<crate::client::Api>,
+    api: &Arc<crate::client::Api>,
     recorder: &Arc<Recorder>,
     started: Instant,
 ) -> Result<f64> {
@@ -592,7 +592,7 @@ async fn settle(
         };
         let client = Client::new(
             process,
-            urls.clone(),
+            api.clone(),
             recorder.clone(),
             started,
             scenario.workload.request_timeout,
@@ -620,14 +620,14 @@ async fn settle(
 /// At quiescence: availability of every workload date and every user's list.
 async fn read_at_quiescence(
     scenario: &Scenario,
-    urls: &Arc<crate::client::Api>,
+    api: &Arc<crate::client::Api>,
     recorder: &Arc<Recorder>,
     started: Instant,
     dates: &[String],
 ) -> Result<()> {
     let client = Client::new(
         crate::checker::QUIESCENCE_PROCESS.into(),
-        urls.clone(),
+        api.clone(),
         recorder.clone(),
         started,
         Duration::from_secs(5),
@@ -651,14 +651,14 @@ async fn read_at_quiescence(
 /// or the recovery bound passes (checked by the `recovery` checker).
 async fn probe_recovery(
     scenario: &Scenario,
-    urls: &Arc<crate::client::Api>,
+    api: &Arc<crate::client::Api>,
     recorder: &Arc<Recorder>,
     started: Instant,
     first_date: chrono::NaiveDate,
 ) -> Result<()> {
     let client = Client::new(
         crate::checker::RECOVERY_PROCESS.into(),
-        urls.clone(),
+        api.clone(),
         recorder.clone(),
         started,
         Duration::from_secs(2),
