@@ -22,6 +22,12 @@ pub struct IdempotencySettings {
     pub client_key_ttl: Duration,
     /// Retention of outcomes for server-derived keys.
     pub derived_key_ttl: Duration,
+    /// Retention of a refusal (`409 ALREADY_BOOKED`) for a client key: a
+    /// refusal costs a user nothing to repeat, so it leaves the user's
+    /// key quota sooner than a booking does.
+    pub refusal_ttl: Duration,
+    /// Live keys (outcomes still kept) one user may hold; `0`: no quota.
+    pub key_quota: u32,
     /// Lifetime of an in-progress claim. Longer than the request timeout,
     /// far shorter than the retention, so a crashed request frees its key soon.
     pub lease: Duration,
@@ -33,10 +39,22 @@ impl Default for IdempotencySettings {
             reuse_policy: ReusePolicy::Reject,
             client_key_ttl: Duration::from_secs(24 * 3600),
             derived_key_ttl: Duration::from_secs(120),
+            refusal_ttl: Duration::from_secs(DEFAULT_REFUSAL_TTL_SECS),
+            key_quota: DEFAULT_KEY_QUOTA,
             lease: Duration::from_secs(30),
         }
     }
 }
+
+/// Seconds a refusal is kept for a client key.
+pub const DEFAULT_REFUSAL_TTL_SECS: u64 = 3600;
+/// Live idempotency keys per user: far more than a person books in a day,
+/// few enough that one client cannot grow the store without bound.
+pub const DEFAULT_KEY_QUOTA: u32 = 1000;
+/// Sustained requests per second per client, and the burst a quiet client
+/// may send at once (the front end's race panel sends up to 50).
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 50;
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 100;
 
 /// One entry of the resource catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +113,8 @@ pub struct Settings {
     pub auth: crate::auth::AuthSettings,
     /// Open connections and the header-read deadline (see `serve.rs`).
     pub connections: crate::serve::ConnectionLimits,
+    /// Requests per client (see `limits.rs`).
+    pub rate_limit: crate::limits::RateLimit,
 }
 
 impl Default for Settings {
@@ -119,6 +139,10 @@ impl Default for Settings {
                 max_connections: DEFAULT_MAX_CONNECTIONS,
                 header_read_timeout: Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS),
             },
+            rate_limit: crate::limits::RateLimit {
+                per_second: DEFAULT_RATE_LIMIT_PER_SECOND,
+                burst: DEFAULT_RATE_LIMIT_BURST,
+            },
         }
     }
 }
@@ -142,7 +166,7 @@ impl Settings {
                 i.lease, self.request_timeout
             ));
         }
-        if i.lease >= i.client_key_ttl || i.lease >= i.derived_key_ttl {
+        if i.lease >= i.client_key_ttl || i.lease >= i.derived_key_ttl || i.lease >= i.refusal_ttl {
             return Err(format!(
                 "the idempotency lease ({:?}) must be shorter than the key retentions",
                 i.lease
@@ -155,6 +179,7 @@ impl Settings {
             return Err("the resource catalogue is empty".into());
         }
         self.auth.validate()?;
+        self.rate_limit.validate()?;
         if self.connections.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
         }
@@ -202,6 +227,12 @@ pub struct ServeArgs {
     /// Seconds an outcome for a server-derived key (no Idempotency-Key) is kept.
     #[arg(long, env = "DERIVED_KEY_TTL_SECS", default_value_t = 120)]
     pub derived_key_ttl_secs: u64,
+    /// Seconds a refusal (409 ALREADY_BOOKED) for a client key is kept.
+    #[arg(long, env = "IDEMPOTENCY_REFUSAL_TTL_SECS", default_value_t = DEFAULT_REFUSAL_TTL_SECS)]
+    pub refusal_ttl_secs: u64,
+    /// Live idempotency keys one user may hold (429 QUOTA_EXCEEDED beyond); 0: no quota.
+    #[arg(long, env = "IDEMPOTENCY_KEY_QUOTA", default_value_t = DEFAULT_KEY_QUOTA)]
+    pub key_quota: u32,
     /// Milliseconds an in-progress claim lasts (must exceed the request timeout).
     #[arg(long, env = "IDEMPOTENCY_LEASE_MS", default_value_t = 30_000)]
     pub lease_ms: u64,
@@ -257,6 +288,13 @@ pub struct ServeArgs {
     /// an idle keep-alive connection stays open).
     #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_MS)]
     pub header_read_timeout_ms: u64,
+    /// Sustained API requests per second per client (the token's user, else
+    /// the peer address); 429 RATE_LIMITED beyond. 0: no limit.
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = DEFAULT_RATE_LIMIT_PER_SECOND)]
+    pub rate_limit: u32,
+    /// Requests a quiet client may send at once.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = DEFAULT_RATE_LIMIT_BURST)]
+    pub rate_limit_burst: u32,
 }
 
 impl ServeArgs {
@@ -270,6 +308,8 @@ impl ServeArgs {
                 reuse_policy: self.reuse_policy,
                 client_key_ttl: Duration::from_secs(self.key_ttl_secs),
                 derived_key_ttl: Duration::from_secs(self.derived_key_ttl_secs),
+                refusal_ttl: Duration::from_secs(self.refusal_ttl_secs),
+                key_quota: self.key_quota,
                 lease: Duration::from_millis(self.lease_ms),
             },
             lock_ttl: Duration::from_millis(self.lock_ttl_ms),
@@ -290,6 +330,10 @@ impl ServeArgs {
             connections: crate::serve::ConnectionLimits {
                 max_connections: self.max_connections,
                 header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            },
+            rate_limit: crate::limits::RateLimit {
+                per_second: self.rate_limit,
+                burst: self.rate_limit_burst,
             },
         };
         settings.validate()?;

@@ -33,10 +33,14 @@ pub enum ErrorCode {
     Forbidden,
     MethodNotAllowed,
     RequestTimeout,
+    RateLimited,
+    QuotaExceeded,
+    UriTooLong,
+    HeadersTooLarge,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::ValidationFailed,
         Self::IdempotencyKeyInvalid,
         Self::IdempotencyInProgress,
@@ -52,6 +56,10 @@ impl ErrorCode {
         Self::Forbidden,
         Self::MethodNotAllowed,
         Self::RequestTimeout,
+        Self::RateLimited,
+        Self::QuotaExceeded,
+        Self::UriTooLong,
+        Self::HeadersTooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +79,10 @@ impl ErrorCode {
             Self::Forbidden => "FORBIDDEN",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::RequestTimeout => "REQUEST_TIMEOUT",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::QuotaExceeded => "QUOTA_EXCEEDED",
+            Self::UriTooLong => "URI_TOO_LONG",
+            Self::HeadersTooLarge => "HEADERS_TOO_LARGE",
         }
     }
 
@@ -89,6 +101,9 @@ impl ErrorCode {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited | Self::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -109,13 +124,19 @@ impl ErrorCode {
             Self::Forbidden => "Forbidden",
             Self::MethodNotAllowed => "Method not allowed",
             Self::RequestTimeout => "Request body too slow",
+            Self::RateLimited => "Too many requests",
+            Self::QuotaExceeded => "Too many live idempotency keys",
+            Self::UriTooLong => "URI too long",
+            Self::HeadersTooLarge => "Request headers too large",
         }
     }
 
-    /// Seconds a client should wait before retrying, for retryable codes.
-    pub fn retry_after(self) -> Option<u32> {
+    /// Seconds a client should wait before retrying, for retryable codes
+    /// (the 429s send their own wait, at least this).
+    pub fn retry_after(self) -> Option<u64> {
         match self {
             Self::IdempotencyInProgress | Self::ResourceLocked => Some(1),
+            Self::RateLimited | Self::QuotaExceeded => Some(1),
             Self::DependencyUnavailable => Some(2),
             _ => None,
         }
@@ -171,6 +192,28 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request body did not arrive within {0:?}")]
     BodyTooSlow(std::time::Duration),
+    #[error("too many requests from this client; retry after {} s", whole_seconds(*.0))]
+    RateLimited(std::time::Duration),
+    #[error(
+        "this user holds {quota} live idempotency keys, the most allowed; \
+         the oldest expires in {} s",
+        whole_seconds(*.retry_after)
+    )]
+    QuotaExceeded {
+        quota: u32,
+        retry_after: std::time::Duration,
+    },
+    #[error("the request target is longer than {0} bytes")]
+    UriTooLong(usize),
+    #[error("the request has more than {count} headers or more than {bytes} bytes of them")]
+    HeadersTooLarge { count: usize, bytes: usize },
+}
+
+/// A wait as the whole seconds of `Retry-After`, rounded up, at least 1.
+fn whole_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1)
 }
 
 impl From<crate::auth::Forbidden> for ApiError {
@@ -221,6 +264,21 @@ impl ApiError {
             Self::Forbidden => ErrorCode::Forbidden,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::BodyTooSlow(_) => ErrorCode::RequestTimeout,
+            Self::RateLimited(_) => ErrorCode::RateLimited,
+            Self::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            Self::UriTooLong(_) => ErrorCode::UriTooLong,
+            Self::HeadersTooLarge { .. } => ErrorCode::HeadersTooLarge,
+        }
+    }
+
+    /// Seconds for `Retry-After`: the error's own wait, else its code's.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(wait)
+            | Self::QuotaExceeded {
+                retry_after: wait, ..
+            } => Some(whole_seconds(*wait)),
+            _ => self.code().retry_after(),
         }
     }
 
@@ -279,8 +337,9 @@ impl IntoResponse for ApiError {
         if code.status().is_server_error() {
             tracing::error!(error = %self, code = code.as_str(), "request failed");
         }
+        let retry_after = self.retry_after();
         let mut response = self.to_stored().into_http(false);
-        if let Some(seconds) = code.retry_after() {
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -321,6 +380,10 @@ mod tests {
             ("FORBIDDEN", 403),
             ("METHOD_NOT_ALLOWED", 405),
             ("REQUEST_TIMEOUT", 408),
+            ("RATE_LIMITED", 429),
+            ("QUOTA_EXCEEDED", 429),
+            ("URI_TOO_LONG", 414),
+            ("HEADERS_TOO_LARGE", 431),
         ];
         for (code, (name, status)) in ErrorCode::ALL.iter().zip(expected) {
             assert_eq!(code.as_str(), name);
@@ -342,9 +405,25 @@ mod tests {
             [
                 "IDEMPOTENCY_IN_PROGRESS",
                 "RESOURCE_LOCKED",
-                "DEPENDENCY_UNAVAILABLE"
+                "DEPENDENCY_UNAVAILABLE",
+                "RATE_LIMITED",
+                "QUOTA_EXCEEDED"
             ]
         );
+    }
+
+    #[test]
+    fn a_429_waits_its_own_time_in_whole_seconds() {
+        let wait = std::time::Duration::from_millis(2_100);
+        assert_eq!(ApiError::RateLimited(wait).retry_after(), Some(3));
+        let quota = ApiError::QuotaExceeded {
+            quota: 5,
+            retry_after: std::time::Duration::from_millis(10),
+        };
+        assert_eq!(quota.retry_after(), Some(1));
+        let response = ApiError::RateLimited(wait).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
     }
 
     #[test]

@@ -87,6 +87,7 @@ where
 /// The authenticated caller: `None` under `--auth none` (the request says
 /// who it is), else the verified subject of its bearer token. A missing or
 /// bad token is `401 UNAUTHENTICATED`, before the body is read.
+#[derive(Debug, Clone)]
 pub struct Principal(pub Option<crate::domain::UserId>);
 
 impl FromRequestParts<AppState> for Principal {
@@ -96,6 +97,10 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // The rate limiter has verified the token already.
+        if let Some(known) = parts.extensions.get::<Principal>() {
+            return Ok(known.clone());
+        }
         Ok(Self(state.auth.principal(&parts.headers).await?))
     }
 }

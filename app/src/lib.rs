@@ -40,6 +40,7 @@ pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod failpoints;
+pub mod limits;
 pub mod metrics;
 pub mod response;
 pub mod routes;

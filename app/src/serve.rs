@@ -32,6 +32,11 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
 }
 
+/// The most a request head may take in hyper's read buffer (per connection).
+pub const HYPER_MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The most headers hyper parses.
+pub const HYPER_MAX_HEADERS: usize = 200;
+
 /// How long a graceful stop waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(30);
 
@@ -48,6 +53,10 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // Above the router's own limits (`routes::bound_request_head`), which
+        // answer with problem documents; beyond these hyper answers a bare 431.
+        .max_buf_size(HYPER_MAX_HEAD_BYTES)
+        .max_headers(HYPER_MAX_HEADERS)
         .keep_alive(true);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -58,7 +67,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -72,7 +81,16 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // The peer address, for the rate limit of unauthenticated clients.
+        let service = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        let service = TowerToHyperService::new(service);
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -28,6 +28,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub auth: Arc<crate::auth::Authenticator>,
+    pub rate_limiter: Arc<crate::limits::ClientRateLimiter>,
 }
 
 impl AppState {
@@ -83,7 +84,9 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         ),
         crate::auth::AuthMode::Jwt => {}
     }
+    let rate_limiter = Arc::new(crate::limits::ClientRateLimiter::new(settings.rate_limit));
     Ok(AppState {
+        rate_limiter,
         settings: Arc::new(settings),
         coordinator,
         store,
@@ -148,9 +151,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let purger = tokio::spawn(purge_expired_outcomes(self.state.store.clone()));
+        let forgetter = tokio::spawn(forget_quiet_clients(self.state.rate_limiter.clone()));
         let limits = self.state.settings.connections;
         let served = crate::serve::serve(self.listener, self.router, limits, shutdown).await;
         purger.abort();
+        forgetter.abort();
         served
     }
 }
@@ -170,6 +175,16 @@ async fn purge_expired_outcomes(store: Arc<dyn Store>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not purge expired idempotency outcomes"),
         }
+    }
+}
+
+/// Keeps the rate limiter's table to the clients seen recently.
+async fn forget_quiet_clients(limiter: Arc<crate::limits::ClientRateLimiter>) {
+    let mut every = tokio::time::interval(crate::limits::FORGET_QUIET_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        limiter.forget_quiet_clients();
     }
 }
 

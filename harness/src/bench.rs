@@ -218,7 +218,12 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     let scenario = Scenario {
         mode: Mode::Local,
         replicas: max_replicas,
-        service_env: [("BOOKING_RESOURCES".to_owned(), catalogue())].into(),
+        // A load worker books as one user far past a person's key quota.
+        service_env: [
+            ("BOOKING_RESOURCES".to_owned(), catalogue()),
+            ("IDEMPOTENCY_KEY_QUOTA".to_owned(), "0".to_owned()),
+        ]
+        .into(),
         ..Scenario::parse("name = \"bench\"")?
     };
     let stack = Stack::start(&scenario, &config.binary).await?;

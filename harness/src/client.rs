@@ -175,9 +175,7 @@ impl Client {
         loop {
             let replica = (first_replica + attempt as usize - 1) % self.http.len();
             let op = self.attempt(intent, attempt, call, replica).await;
-            let retry = op.outcome == Outcome::Info
-                || op.has_code("IDEMPOTENCY_IN_PROGRESS")
-                || op.has_code("RESOURCE_LOCKED");
+            let retry = op.outcome == Outcome::Info || op.says_try_again();
             if !retry || attempt >= self.max_attempts {
                 return op;
             }

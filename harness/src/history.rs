@@ -181,17 +181,19 @@ impl Operation {
         )
     }
 
-    /// An answer that ends the intent: a 2xx, or a 4xx other than the two
-    /// "try again" conflicts. Timeouts, 5xx, `IDEMPOTENCY_IN_PROGRESS` and
-    /// `RESOURCE_LOCKED` leave the intent undecided.
+    /// An answer that ends the intent: a 2xx, or a 4xx other than a
+    /// [`TRY_AGAIN`] code. Timeouts, 5xx and those leave the intent undecided.
     pub fn is_definitive(&self) -> bool {
         match self.status {
             Some(200..=299) => true,
-            Some(400..=499) => {
-                !(self.has_code("IDEMPOTENCY_IN_PROGRESS") || self.has_code("RESOURCE_LOCKED"))
-            }
+            Some(400..=499) => !self.says_try_again(),
             _ => false,
         }
+    }
+
+    /// A 4xx that asks the client to send the same request again later.
+    pub fn says_try_again(&self) -> bool {
+        self.code.as_deref().is_some_and(|c| TRY_AGAIN.contains(&c))
     }
 
     /// A create answered `201`.
@@ -203,6 +205,15 @@ impl Operation {
         self.code.as_deref() == Some(code)
     }
 }
+
+/// Client errors that decide nothing: the same request may succeed later
+/// (a key or slot busy, a rate or key quota exceeded). Nothing was written.
+pub const TRY_AGAIN: [&str; 4] = [
+    "IDEMPOTENCY_IN_PROGRESS",
+    "RESOURCE_LOCKED",
+    "RATE_LIMITED",
+    "QUOTA_EXCEEDED",
+];
 
 /// A booking as an answer presents it.
 #[derive(Debug, Clone, PartialEq, Eq)]

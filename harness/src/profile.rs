@@ -86,6 +86,9 @@ impl ApiProfile {
                 "* 405 METHOD_NOT_ALLOWED",
                 "* 408 REQUEST_TIMEOUT",
                 "* 413 PAYLOAD_TOO_LARGE",
+                "* 414 URI_TOO_LONG",
+                "* 429 RATE_LIMITED",
+                "* 431 HEADERS_TOO_LARGE",
                 "* 500 INTERNAL",
                 "* 503 DEPENDENCY_UNAVAILABLE",
                 "create 201",
@@ -95,6 +98,7 @@ impl ApiProfile {
                 "create 409 RESOURCE_LOCKED",
                 "create 409 ALREADY_BOOKED",
                 "create 422 IDEMPOTENCY_KEY_REUSED",
+                "create 429 QUOTA_EXCEEDED",
                 "cancel 200",
                 "cancel 404 NOT_FOUND",
                 "list 200",
@@ -122,14 +126,24 @@ impl ApiProfile {
                 .map(|(a, b)| (a.to_owned(), b.to_owned()))
                 .into(),
             // This service's answers, less those the original never gave
-            // (it had no authentication, body limit, key validation or 405/408).
+            // (it had no authentication, limits, key validation or 405/408).
             answers: ApiProfile::booking()
                 .answers
                 .into_iter()
                 .filter(|a| {
-                    !["401", "403", "405", "408", "413", "IDEMPOTENCY_KEY_INVALID"]
-                        .iter()
-                        .any(|x| a.contains(x))
+                    ![
+                        "401",
+                        "403",
+                        "405",
+                        "408",
+                        "413",
+                        "414",
+                        "429",
+                        "431",
+                        "IDEMPOTENCY_KEY_INVALID",
+                    ]
+                    .iter()
+                    .any(|x| a.contains(x))
                 })
                 .collect(),
             ..ApiProfile::booking()
@@ -255,10 +269,8 @@ impl ApiProfile {
                 self.error_message
             ));
         }
-        let try_again = matches!(
-            code.as_str(),
-            "IDEMPOTENCY_IN_PROGRESS" | "RESOURCE_LOCKED" | "DEPENDENCY_UNAVAILABLE"
-        );
+        let try_again =
+            code == "DEPENDENCY_UNAVAILABLE" || crate::history::TRY_AGAIN.contains(&code.as_str());
         if self.retry_after && try_again && !retry_after {
             return Some(format!("{code} without Retry-After"));
         }

@@ -4,6 +4,7 @@
 //! 1 validate            (the handler: domain types + catalogue)
 //! 2 resolve_key         key scoped to the user, payload fingerprint
 //! 3 claim               Redis: replay | in progress | this request owns the key
+//!   within_quota        DB: a key new to the store must fit the user's quota
 //! 4 lock                Redis: one request per slot (contention only)
 //! 5 book_in_transaction DB: earlier outcome | ALREADY_BOOKED | insert, + outcome
 //! 6 finalize, unlock    Redis: record completed (if still ours), lock released
@@ -75,6 +76,7 @@ async fn run_claimed(
     request: &NewBooking,
 ) -> Result<Reply, ApiError> {
     failpoints::hit(Step::AfterClaim).await?;
+    within_quota(state, key).await?;
     let lock = match lock(state, key, request).await? {
         Slot::Held(token) => token,
         Slot::Decided(record) => {
@@ -176,6 +178,29 @@ async fn verify_derived_record(state: &AppState, key: &ResolvedKey) -> Result<Cl
     }
 }
 
+/// After step 3: a key the store does not know yet must fit the user's
+/// quota of live keys (`429 QUOTA_EXCEEDED`, nothing written, the claim
+/// released by step 7). A key the store knows always gets its answer, so
+/// losing Redis never turns a replay into a refusal. Concurrent new keys
+/// are counted once they commit: a user can pass the quota by the number
+/// of requests in flight, no more.
+async fn within_quota(state: &AppState, key: &ResolvedKey) -> Result<(), ApiError> {
+    let quota = state.settings.idempotency.key_quota;
+    if quota == 0 {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let live = state.store.live_keys(&key.scope, now, quota).await?;
+    if live.includes_key || live.count < u64::from(quota) {
+        return Ok(());
+    }
+    let retry_after = live
+        .next_expiry
+        .and_then(|at| (at - now).to_std().ok())
+        .unwrap_or(state.settings.idempotency.lease);
+    Err(ApiError::QuotaExceeded { quota, retry_after })
+}
+
 enum Slot {
     Held(Token),
     /// The slot was busy but this key already has an outcome in the store.
@@ -223,6 +248,7 @@ struct Prepared {
     created: StoredResponse,
     already_booked: StoredResponse,
     expires_at: chrono::DateTime<Utc>,
+    refusal_expires_at: chrono::DateTime<Utc>,
 }
 
 fn prepare_booking(key: &ResolvedKey, request: &NewBooking) -> Result<Prepared, ApiError> {
@@ -242,14 +268,18 @@ fn prepare_booking(key: &ResolvedKey, request: &NewBooking) -> Result<Prepared, 
         date: request.date,
     }
     .to_stored();
-    let retention = if seeded_bug!(RedisOnlyMemory) {
-        // Seeded bug: the outcome the database keeps is dead on arrival.
-        TimeDelta::zero()
-    } else {
-        TimeDelta::from_std(key.retention).unwrap_or(TimeDelta::MAX)
+    let expiry = |retention: std::time::Duration| {
+        let retention = if seeded_bug!(RedisOnlyMemory) {
+            // Seeded bug: the outcome the database keeps is dead on arrival.
+            TimeDelta::zero()
+        } else {
+            TimeDelta::from_std(retention).unwrap_or(TimeDelta::MAX)
+        };
+        now.checked_add_signed(retention).unwrap_or(now)
     };
     Ok(Prepared {
-        expires_at: now.checked_add_signed(retention).unwrap_or(now),
+        expires_at: expiry(key.retention),
+        refusal_expires_at: expiry(key.refusal_retention),
         booking,
         created,
         already_booked,
@@ -268,6 +298,7 @@ async fn book_in_transaction(
         key: &key.scope,
         fingerprint: &key.fingerprint,
         expires_at: prepared.expires_at,
+        refusal_expires_at: prepared.refusal_expires_at,
         booking: &prepared.booking,
         created: &prepared.created,
         already_booked: &prepared.already_booked,
@@ -304,9 +335,14 @@ fn render_created(booking: &Booking) -> Result<StoredResponse, ApiError> {
 /// answers the next retry.
 async fn finalize(state: &AppState, key: &ResolvedKey, token: &Token, record: &CompletedRecord) {
     let name = key.scope.record_name();
+    let retention = if record.response.status == 201 {
+        key.retention
+    } else {
+        key.refusal_retention
+    };
     match state
         .coordinator
-        .complete(&name, token, record, key.retention)
+        .complete(&name, token, record, retention)
         .await
     {
         Ok(true) => {}

@@ -47,8 +47,10 @@ impl KeyScope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedKey {
     pub scope: KeyScope,
-    /// How long the outcome answers retries.
+    /// How long a booking's outcome answers retries.
     pub retention: Duration,
+    /// How long a refusal's outcome does (never longer than `retention`).
+    pub refusal_retention: Duration,
     /// Identifies the payload, to tell a retry from a reuse of the key.
     pub fingerprint: String,
 }
@@ -89,6 +91,7 @@ pub fn resolve_key(
     ResolvedKey {
         scope: KeyScope { user_id, kind, key },
         retention,
+        refusal_retention: retention.min(settings.refusal_ttl),
         fingerprint,
     }
 }

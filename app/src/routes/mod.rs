@@ -23,18 +23,22 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
+use crate::extract::Principal;
 use crate::startup::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    // Probes, metrics and documents are never rate limited: a throttled
+    // client must not make its replica look dead to the orchestrator.
+    let open = Router::new()
         .route("/health", get(health::live))
         .route("/api/health", get(health::live))
         .route("/api/health/ready", get(health::ready))
         .route("/metrics", get(metrics::render))
         .route("/api/openapi.json", get(openapi::document))
-        .route("/api/auth/config", get(auth::config))
+        .route("/api/auth/config", get(auth::config));
+    let limited = Router::new()
         .route("/api/auth/dev-token", post(auth::dev_token))
         .route("/api/bookings", post(bookings::create::create))
         .route("/api/bookings/{user_id}", get(bookings::list::list))
@@ -43,7 +47,9 @@ pub fn router(state: AppState) -> Router {
             patch(bookings::cancel::cancel),
         )
         .route("/api/resources", get(resources::catalogue))
-        .route("/api/resources/available", get(resources::available));
+        .route("/api/resources/available", get(resources::available))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_rate));
+    let api = open.merge(limited);
     #[cfg(feature = "failpoints")]
     let api = api.merge(admin::router());
     let body_limit = state.settings.body_limit;
@@ -85,6 +91,7 @@ pub fn router(state: AppState) -> Router {
     }))
     .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
     .layer(middleware::from_fn(bound_request_id))
+    .layer(middleware::from_fn(bound_request_head))
     .layer(middleware::from_fn(no_sniff))
     .with_state(state)
 }
@@ -121,6 +128,35 @@ async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
     problem
 }
 
+/// The longest request target accepted (`414 URI_TOO_LONG`).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most headers, and header bytes, accepted (`431 HEADERS_TOO_LARGE`).
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Oversized request heads get problem documents like any other error.
+/// hyper reads heads up to a larger bound (`serve.rs`) and would answer
+/// those past it with an empty 431 of its own.
+async fn bound_request_head(req: Request, next: Next) -> Response {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        return ApiError::UriTooLong(MAX_URI_BYTES).into_response();
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge {
+            count: MAX_HEADERS,
+            bytes: MAX_HEADER_BYTES,
+        }
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// A client's `X-Request-Id` is echoed and logged: one longer than 128
 /// visible characters is replaced by a fresh id, not repeated.
 async fn bound_request_id(mut req: Request, next: Next) -> Response {
@@ -145,6 +181,29 @@ async fn no_sniff(req: Request, next: Next) -> Response {
         axum::http::HeaderValue::from_static("nosniff"),
     );
     response
+}
+
+/// `429 RATE_LIMITED` for a client over its rate (see `limits.rs`). The
+/// token is verified here once; the handler's [`Principal`] reuses it. A
+/// request with a bad token counts against its address and gets its `401`
+/// from the handler.
+async fn limit_rate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    let principal: Option<crate::domain::UserId> =
+        state.auth.principal(req.headers()).await.unwrap_or_default();
+    let client = crate::limits::Client::of(principal.as_ref(), peer);
+    if let Err(wait) = state.rate_limiter.check(&client) {
+        return ApiError::RateLimited(wait).into_response();
+    }
+    if state.auth.mode() != crate::auth::AuthMode::None {
+        if let Some(user) = principal {
+            req.extensions_mut().insert(Principal(Some(user)));
+        }
+    }
+    next.run(req).await
 }
 
 /// Answers `503` when a request outlives the request timeout. A booking in

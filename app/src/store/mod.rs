@@ -26,8 +26,10 @@ use crate::response::StoredResponse;
 pub struct BookCommand<'a> {
     pub key: &'a KeyScope,
     pub fingerprint: &'a str,
-    /// When the outcome stops answering retries (the key's retention).
+    /// When a booking's outcome stops answering retries (the key's retention).
     pub expires_at: DateTime<Utc>,
+    /// When a refusal's outcome does (kept for a shorter time).
+    pub refusal_expires_at: DateTime<Utc>,
     /// The booking to insert if the slot is free.
     pub booking: &'a Booking,
     /// The `201` response for `booking`.
@@ -63,6 +65,18 @@ pub struct Cancellation {
     pub forgotten: Vec<KeyScope>,
 }
 
+/// A user's live idempotency keys, for the key quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveKeys {
+    /// Keys whose outcome is still kept, counted up to the limit asked for.
+    pub count: u64,
+    /// The asked-about key is one of them.
+    pub includes_key: bool,
+    /// When the first of them expires; only known when `count` reached the
+    /// limit and the key is new.
+    pub next_expiry: Option<DateTime<Utc>>,
+}
+
 /// The most bookings one list call returns (newest first).
 pub const LIST_LIMIT: i64 = 1000;
 
@@ -82,6 +96,14 @@ pub trait Store: Send + Sync + 'static {
         key: &KeyScope,
         now: DateTime<Utc>,
     ) -> Result<Option<CompletedRecord>, DependencyError>;
+
+    /// The live keys of `key`'s user, counted up to `limit` (read-only).
+    async fn live_keys(
+        &self,
+        key: &KeyScope,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<LiveKeys, DependencyError>;
 
     async fn list(
         &self,

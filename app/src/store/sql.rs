@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{BookCommand, BookOutcome, Cancellation, ListFilter, Store, LIST_LIMIT};
+use super::{BookCommand, BookOutcome, Cancellation, ListFilter, LiveKeys, Store, LIST_LIMIT};
 use crate::booking::key::{KeyKind, KeyScope};
 use crate::coordinator::CompletedRecord;
 use crate::deps::{Classify, DependencyError, Guard};
@@ -78,8 +78,20 @@ const INSERT_BOOKING: &str = "INSERT INTO bookings \
      ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING";
 
 const RECORD_OUTCOME: &str = "UPDATE idempotency_records \
-     SET status_code = $4, response_body = $5, booking_id = $6 \
+     SET status_code = $4, response_body = $5, booking_id = $6, expires_at = $7 \
      WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
+
+/// Counts at most `$5` rows of one index range (the primary key starts with
+/// `user_id`), so the cost stays bounded by the quota, and looks the key up.
+const LIVE_KEYS: &str = "SELECT \
+     (SELECT COUNT(*) FROM (SELECT 1 AS one FROM idempotency_records \
+        WHERE user_id = $1 AND expires_at > $4 LIMIT $5) AS recent) AS live, \
+     (SELECT COUNT(*) FROM idempotency_records \
+        WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $4) AS this_key";
+
+/// When the user's first live key expires (only asked when over the quota).
+const NEXT_KEY_EXPIRY: &str = "SELECT MIN(expires_at) AS next_expiry FROM idempotency_records \
+     WHERE user_id = $1 AND expires_at > $2";
 
 const BOOKING_COLUMNS: &str = "id, user_id, resource_id, date, status, created_at, cancelled_at";
 
@@ -239,6 +251,47 @@ macro_rules! sql_store {
                 decode()
                     .map(Some)
                     .map_err(|e| self.guard.corrupt("find_outcome", e.to_string()))
+            }
+
+            async fn live_keys(
+                &self,
+                key: &KeyScope,
+                now: DateTime<Utc>,
+                limit: u32,
+            ) -> Result<LiveKeys, DependencyError> {
+                let (live, this_key): (i64, i64) = self
+                    .guard
+                    .run(
+                        "live_keys",
+                        sqlx::query_as(LIVE_KEYS)
+                            .bind(&key.user_id)
+                            .bind(key.kind.as_str())
+                            .bind(&key.key)
+                            .bind(now)
+                            .bind(i64::from(limit))
+                            .fetch_one(&self.pool),
+                    )
+                    .await?;
+                let count = u64::try_from(live).unwrap_or(0);
+                let includes_key = this_key > 0;
+                let next_expiry = if count >= u64::from(limit) && !includes_key {
+                    self.guard
+                        .run(
+                            "live_keys",
+                            sqlx::query_scalar(NEXT_KEY_EXPIRY)
+                                .bind(&key.user_id)
+                                .bind(now)
+                                .fetch_one(&self.pool),
+                        )
+                        .await?
+                } else {
+                    None
+                };
+                Ok(LiveKeys {
+                    count,
+                    includes_key,
+                    next_expiry,
+                })
             }
 
             async fn list(
@@ -501,10 +554,16 @@ impl SqliteStore {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                let (outcome, response, booking_id) = if inserted == 1 {
-                    (BookOutcome::Created, cmd.created, Some(booking.id))
+                let (outcome, response, booking_id, expires_at) = if inserted == 1 {
+                    (
+                        BookOutcome::Created,
+                        cmd.created,
+                        Some(booking.id),
+                        cmd.expires_at,
+                    )
                 } else {
-                    (BookOutcome::AlreadyBooked, cmd.already_booked, None)
+                    let refused = (cmd.already_booked, cmd.refusal_expires_at);
+                    (BookOutcome::AlreadyBooked, refused.0, None, refused.1)
                 };
                 sqlx::query(RECORD_OUTCOME)
                     .bind(&key.user_id)
@@ -513,6 +572,7 @@ impl SqliteStore {
                     .bind(i32::from(response.status))
                     .bind(&response.body)
                     .bind(booking_id)
+                    .bind(expires_at)
                     .execute(&mut *tx)
                     .await?;
                 commit_step5(tx, &outcome).await?;
@@ -543,7 +603,8 @@ const PG_BOOK: &str = "WITH live AS (\
     INSERT INTO idempotency_records AS r \
         (user_id, key_kind, idem_key, fingerprint, resource_id, date, created_at, expires_at, \
          status_code, response_body, booking_id) \
-    SELECT $1, $2, $3, $4, $5, $6, $7, $10, \
+    SELECT $1, $2, $3, $4, $5, $6, $7, \
+        CASE WHEN EXISTS (SELECT 1 FROM booked) THEN $10 ELSE $15 END, \
         CASE WHEN EXISTS (SELECT 1 FROM booked) THEN $11 ELSE $13 END, \
         CASE WHEN EXISTS (SELECT 1 FROM booked) THEN $12 ELSE $14 END, \
         (SELECT id FROM booked) \
@@ -605,6 +666,7 @@ impl PostgresStore {
                     .bind(&cmd.created.body)
                     .bind(i32::from(cmd.already_booked.status))
                     .bind(&cmd.already_booked.body)
+                    .bind(cmd.refusal_expires_at)
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some(row) = row else {

@@ -103,3 +103,58 @@ async fn with_a_front_end_client_routes_get_the_app_and_api_paths_stay_json() {
         assert_eq!(r.content_type, "application/problem+json", "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_heads_are_problem_documents_and_write_nothing() {
+    let app = spawn_app(Backend::Embedded).await;
+    let long_path = format!("/api/bookings/{}", "u".repeat(9 * 1024));
+    let r = app.get(&long_path).await;
+    assert_eq!((r.status, r.code()), (414, "URI_TOO_LONG"), "{}", r.body);
+    assert_eq!(r.content_type, "application/problem+json");
+
+    let mut many = app
+        .client
+        .post(app.url("/api/bookings"))
+        .header("Idempotency-Key", "head-1")
+        .json(&crate::helpers::booking_body("u1", "room_A", "2027-06-01"));
+    for n in 0..120 {
+        many = many.header(format!("x-extra-{n}"), "1");
+    }
+    let r = Reply::read(many.send().await.expect("answer")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (431, "HEADERS_TOO_LARGE"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.content_type, "application/problem+json");
+
+    let big = app
+        .client
+        .post(app.url("/api/bookings"))
+        .header("Idempotency-Key", "head-2")
+        .header("x-big", "b".repeat(20 * 1024))
+        .json(&crate::helpers::booking_body("u1", "room_A", "2027-06-01"))
+        .send()
+        .await
+        .expect("answer");
+    let r = Reply::read(big).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (431, "HEADERS_TOO_LARGE"),
+        "{}",
+        r.body
+    );
+    assert_eq!(app.count_rows().await, 0, "nothing was booked");
+    // Past hyper's own bound (64 KiB) the answer is still a 431, bare.
+    let huge = app
+        .client
+        .get(app.url("/api/health"))
+        .header("x-huge", "h".repeat(70 * 1024))
+        .send()
+        .await;
+    if let Ok(huge) = huge {
+        assert_eq!(huge.status().as_u16(), 431);
+    }
+    assert_eq!(app.get("/api/health").await.status, 200);
+}

@@ -90,6 +90,8 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
+        // Every test client shares 127.0.0.1; limits.rs tests turn it on.
+        rate_limit: booking::limits::RateLimit::OFF,
         ..Settings::default()
     };
     let (redis, postgres) = match backend {

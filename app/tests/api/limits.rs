@@ -150,3 +150,96 @@ async fn a_body_that_trickles_in_gets_408_and_writes_nothing() {
     assert!(text.contains("REQUEST_TIMEOUT"), "{text}");
     assert_eq!(app.count_rows().await, 0);
 }
+
+/// Bookings and reads as one client, until the rate limit answers.
+async fn rate_limited_app(auth_dev: bool) -> TestApp {
+    spawn_app_with(Backend::Embedded, |s| {
+        s.rate_limit = booking::limits::RateLimit {
+            per_second: 1,
+            burst: 3,
+        };
+        if auth_dev {
+            s.auth = booking::auth::AuthSettings {
+                mode: booking::auth::AuthMode::Dev,
+                dev_secret: Some("a-dev-secret-that-is-long-enough-for-hs256".into()),
+                ..s.auth.clone()
+            };
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_gets_429_and_probes_are_never_throttled() {
+    let app = rate_limited_app(false).await;
+    for day in 1..=3 {
+        let r = app
+            .book(
+                "u1",
+                "room_A",
+                &format!("2027-05-0{day}"),
+                Some(&format!("r{day}")),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    // Under --auth none the address is the client, whatever userId says.
+    let limited = app.book("u2", "room_B", "2027-05-04", Some("r4")).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert_eq!(limited.code(), "RATE_LIMITED");
+    assert_eq!(limited.content_type, "application/problem+json");
+    assert_eq!(limited.retry_after.as_deref(), Some("1"));
+    assert_eq!(
+        app.count_rows().await,
+        3,
+        "a limited request writes nothing"
+    );
+    for _ in 0..10 {
+        assert_eq!(app.get("/api/health").await.status, 200);
+        assert_eq!(app.get("/api/health/ready").await.status, 200);
+    }
+    // The bucket refills at the sustained rate.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let later = app.book("u2", "room_B", "2027-05-04", Some("r4")).await;
+    assert_eq!(later.status, 201, "{}", later.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tokens_each_user_has_a_rate_of_their_own() {
+    let app = rate_limited_app(true).await;
+    let mint = |user: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .post(app.url("/api/auth/dev-token"))
+                .json(&serde_json::json!({ "userId": user }))
+                .send()
+                .await
+                .expect("mint");
+            assert_eq!(r.status(), 200);
+            let v: serde_json::Value = r.json().await.expect("json");
+            v["token"].as_str().expect("token").to_owned()
+        }
+    };
+    let (alice, bob) = (mint("alice").await, mint("bob").await);
+    let list = |user: &'static str, token: String| {
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url(&format!("/api/bookings/{user}")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("list")
+                .status()
+                .as_u16()
+        }
+    };
+    let mut alice_statuses = Vec::new();
+    for _ in 0..4 {
+        alice_statuses.push(list("alice", alice.clone()).await);
+    }
+    assert_eq!(alice_statuses, [200, 200, 200, 429]);
+    assert_eq!(list("bob", bob).await, 200, "bob is not alice");
+}

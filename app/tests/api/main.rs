@@ -10,6 +10,7 @@ mod contract;
 mod dependencies;
 mod idempotency;
 mod limits;
+mod quota;
 mod store;
 mod validation;
 

@@ -49,6 +49,10 @@ impl BookingProcess {
             .env("DATABASE_URL", &self.config.database_url)
             .env_remove("REDIS_URL")
             .env_remove("FAILPOINTS")
+            // Every virtual client of a run shares 127.0.0.1: one address's
+            // rate limit would throttle the whole workload. A scenario's
+            // service env can set one.
+            .env("RATE_LIMIT_PER_SECOND", "0")
             .env(
                 "RUST_LOG",
                 std::env::var("BOOKING_LOG").unwrap_or_else(|_| "info".into()),
