@@ -26,7 +26,11 @@ impl FieldError {
     }
 }
 
-const MAX_ID_LEN: usize = 64;
+pub const MAX_ID_LEN: usize = 64;
+/// [`parse_identifier`]'s rule as a regular expression (for the OpenAPI document).
+pub const IDENTIFIER_PATTERN: &str = "^[A-Za-z0-9_.:@-]{1,64}$";
+/// The shape [`BookingDate::parse`] accepts before it checks the calendar.
+pub const DATE_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
 
 /// Identifiers (`userId`, `resourceId`) are 1..=64 characters of
 /// `[A-Za-z0-9_.:@-]`: enough for the demo users and room ids, and safe to
@@ -135,6 +139,8 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub const MAX_LEN: usize = 255;
+    /// [`Self::parse`]'s rule as a regular expression.
+    pub const PATTERN: &'static str = "^[!-~]{1,255}$";
 
     pub fn parse(raw: &[u8]) -> Result<Self, String> {
         if raw.is_empty() || raw.len() > Self::MAX_LEN {

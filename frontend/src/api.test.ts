@@ -116,7 +116,7 @@ describe('intents and keys', () => {
 
 describe('messages', () => {
   it('has a human message for every error code of the API', () => {
-    const codes = ['VALIDATION_FAILED', 'IDEMPOTENCY_KEY_INVALID', 'IDEMPOTENCY_IN_PROGRESS', 'RESOURCE_LOCKED', 'ALREADY_BOOKED', 'IDEMPOTENCY_KEY_REUSED', 'UNKNOWN_RESOURCE', 'NOT_FOUND', 'PAYLOAD_TOO_LARGE', 'DEPENDENCY_UNAVAILABLE', 'INTERNAL'];
+    const codes = ['VALIDATION_FAILED', 'IDEMPOTENCY_KEY_INVALID', 'IDEMPOTENCY_IN_PROGRESS', 'RESOURCE_LOCKED', 'ALREADY_BOOKED', 'IDEMPOTENCY_KEY_REUSED', 'UNKNOWN_RESOURCE', 'NOT_FOUND', 'PAYLOAD_TOO_LARGE', 'DEPENDENCY_UNAVAILABLE', 'INTERNAL', 'UNAUTHENTICATED', 'FORBIDDEN', 'RATE_LIMITED', 'QUOTA_EXCEEDED', 'REQUEST_TIMEOUT'];
     const messages = codes.map((code) => describeProblem({ code, status: 400, type: '', title: '', detail: '', success: false, error: '' }));
     expect(new Set(messages).size).toBe(codes.length);
     for (const m of messages) expect(m.length).toBeGreaterThan(10);
@@ -125,6 +125,13 @@ describe('messages', () => {
   it('classifies answers', () => {
     const ok: ApiResult<unknown> = { ok: true, status: 201, data: {}, replayed: false, attempts: 1 };
     expect(isRetryable(ok)).toBe(false);
+    const problem = (code: string, status: number): ApiResult<unknown> => ({
+      ok: false, status, attempts: 1, replayed: false,
+      problem: { code, status, type: '', title: '', detail: '', success: false, error: '' },
+    });
+    // A rate limit passes; a key quota lasts until the user's oldest key expires.
+    expect(isRetryable(problem('RATE_LIMITED', 429))).toBe(true);
+    expect(isRetryable(problem('QUOTA_EXCEEDED', 429))).toBe(false);
   });
 });
 

@@ -111,7 +111,7 @@ export function tokenSubject(token: string): string | undefined {
 }
 
 /** Codes that mean "try again with the same key". */
-export const RETRYABLE_CODES = new Set(['IDEMPOTENCY_IN_PROGRESS', 'RESOURCE_LOCKED', 'DEPENDENCY_UNAVAILABLE', 'INTERNAL']);
+export const RETRYABLE_CODES = new Set(['IDEMPOTENCY_IN_PROGRESS', 'RESOURCE_LOCKED', 'DEPENDENCY_UNAVAILABLE', 'INTERNAL', 'RATE_LIMITED', 'REQUEST_TIMEOUT']);
 
 const NETWORK_PROBLEM = (detail: string): Problem => ({
   type: '/problems/network',
@@ -324,6 +324,12 @@ export function describeProblem(problem: Problem): string {
       return 'You may act only for the user you are signed in as.';
     case 'PAYLOAD_TOO_LARGE':
       return 'The request was too large.';
+    case 'RATE_LIMITED':
+      return 'Too many requests from this browser. Please wait a moment and try again.';
+    case 'QUOTA_EXCEEDED':
+      return 'You have made too many booking requests today. Please try again later.';
+    case 'REQUEST_TIMEOUT':
+      return 'The request took too long to send. Please try again.';
     case 'NETWORK_ERROR':
       return `Network problem: ${problem.detail}.`;
     default:

@@ -192,8 +192,11 @@ async fn limit_rate(State(state): State<AppState>, mut req: Request, next: Next)
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip());
-    let principal: Option<crate::domain::UserId> =
-        state.auth.principal(req.headers()).await.unwrap_or_default();
+    let principal: Option<crate::domain::UserId> = state
+        .auth
+        .principal(req.headers())
+        .await
+        .unwrap_or_default();
     let client = crate::limits::Client::of(principal.as_ref(), peer);
     if let Err(wait) = state.rate_limiter.check(&client) {
         return ApiError::RateLimited(wait).into_response();

@@ -268,7 +268,39 @@ async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
         assert!(doc.json["paths"][path].is_object(), "openapi lacks {path}");
     }
     let codes = doc.json["components"]["schemas"]["ErrorCode"]["enum"].clone();
-    assert!(codes.as_array().is_some_and(|c| c.len() == 15), "{codes}");
+    let listed: Vec<&str> = codes
+        .as_array()
+        .map(|c| c.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let all: Vec<&str> = booking::error::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    assert_eq!(listed, all, "the document lists every error code");
+    // Constraints the service enforces are stated, from the same constants.
+    let body = &doc.json["components"]["schemas"]["CreateBookingBody"];
+    assert_eq!(
+        body["properties"]["userId"]["pattern"],
+        booking::domain::IDENTIFIER_PATTERN
+    );
+    assert_eq!(
+        body["properties"]["resourceId"]["enum"],
+        serde_json::json!(["room_A", "room_B", "room_C", "room_D"])
+    );
+    assert_eq!(
+        body["required"],
+        serde_json::json!(["userId", "resourceId", "date"])
+    );
+    let create = &doc.json["paths"]["/api/bookings"]["post"]["responses"];
+    for status in [
+        "201", "400", "404", "408", "409", "413", "414", "422", "429", "431", "500", "503",
+    ] {
+        assert!(
+            create[status].is_object(),
+            "POST /api/bookings lacks {status}"
+        );
+    }
+    assert!(create["429"]["headers"]["Retry-After"].is_object());
 }
 
 async fn expired_idempotency_outcomes_are_purged_and_bookings_stay(backend: Backend) {

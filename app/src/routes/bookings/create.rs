@@ -82,6 +82,7 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Ap
         (status = 409, description = "ALREADY_BOOKED, RESOURCE_LOCKED or IDEMPOTENCY_IN_PROGRESS (the last two with Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "IDEMPOTENCY_KEY_REUSED", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED or QUOTA_EXCEEDED (with Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "DEPENDENCY_UNAVAILABLE (with Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
