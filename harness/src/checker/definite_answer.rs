@@ -110,6 +110,20 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_limit_or_a_key_quota_decides_nothing() {
+        for code in ["RATE_LIMITED", "QUOTA_EXCEEDED"] {
+            let mut b = Builder::new();
+            settled(&mut b);
+            b.failed("alice", "room_A", Some("k"), 429, code);
+            assert_eq!(
+                DefiniteAnswer.check(&b.history).validity,
+                Validity::Invalid,
+                "{code} left the intent undecided"
+            );
+        }
+    }
+
+    #[test]
     fn retries_that_end_on_a_definitive_answer_are_valid() {
         let mut b = Builder::new();
         settled(&mut b);
