@@ -1,4 +1,5 @@
 //! `booking serve`: parse flags, start the service, stop on SIGINT/SIGTERM.
+//! `booking probe`: the container health check.
 
 use std::process::ExitCode;
 
@@ -7,6 +8,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Command::Serve(args) = Cli::parse().command;
-    booking::cli::serve(args).await
+    match Cli::parse().command {
+        Command::Serve(args) => booking::cli::serve(args).await,
+        Command::Probe { url } => booking::cli::probe(&url).await,
+    }
 }

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod bench;
+pub mod chaos_mesh;
 pub mod checker;
 pub mod client;
 pub mod explore;

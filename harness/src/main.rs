@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use booking_harness::checker::Validity;
 use booking_harness::explore::{explore, ExploreConfig};
 use booking_harness::report;
@@ -135,9 +135,41 @@ enum Command {
         #[arg(long = "checker")]
         checkers: Vec<String>,
     },
+    /// Write a scenario for another fault engine (see docs/DEPLOY.md).
+    Export {
+        #[command(subcommand)]
+        format: ExportFormat,
+    },
     /// Serve the booking API (the same code as `booking serve`, with failpoints).
     #[command(hide = true)]
     Serve(booking::config::ServeArgs),
+}
+
+#[derive(Subcommand)]
+enum ExportFormat {
+    /// Chaos Mesh resources (a Workflow of the faults) and a Kubernetes Job
+    /// that runs the workload in target mode against the cluster's Service.
+    ChaosMesh {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Write workflow.yaml, job.yaml and README.md here (default: print
+        /// every document to stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The namespace of the deployment (k8s/overlays use `booking`).
+        #[arg(long, default_value = "booking")]
+        namespace: String,
+        /// The image with booking-harness (the project's image).
+        #[arg(long, default_value = "booking:latest")]
+        image: String,
+        /// The service as the Job reaches it (default: the Service `booking` in the namespace).
+        #[arg(long)]
+        service_url: Option<String>,
+        /// SECRET/KEY holding a read-only DATABASE_URL for the store
+        /// checkers, or `none`.
+        #[arg(long, default_value = "booking-secrets/DATABASE_URL")]
+        database_secret: String,
+    },
 }
 
 /// Pointing scenarios at a deployment the harness did not start.
@@ -167,11 +199,16 @@ struct TargetArgs {
     /// Fail (exit 1) when a scenario is UNKNOWN or SKIPPED, not only when it fails.
     #[arg(long)]
     strict: bool,
+    /// The scenario's faults are injected by something else (Chaos Mesh,
+    /// an operator): run its workload and checkers, inject none.
+    #[arg(long)]
+    faults_outside: bool,
 }
 
 impl TargetArgs {
     fn spec(&self) -> Result<Option<booking_harness::target::TargetSpec>> {
         let given = !self.target_urls.is_empty()
+            || self.faults_outside
             || !self.headers.is_empty()
             || self.allow_remote
             || self.api_profile.is_some()
@@ -225,6 +262,7 @@ fn main() -> ExitCode {
             target,
         } => exit(rt.block_on(run(paths, out, booking_bin, target))),
         Command::Check { history, checkers } => exit(check(history, checkers)),
+        Command::Export { format } => exit(export(format)),
         Command::Mutants {
             paths,
             bugs,
@@ -366,8 +404,13 @@ async fn run(
         // Every scenario against the deployment; one that needs a stack of
         // its own (a process or server fault) is refused, not half-run.
         scenarios = scenarios
-            .iter()
-            .map(|s| s.aimed_at(&spec))
+            .into_iter()
+            .map(|mut s| {
+                if target.faults_outside {
+                    s.faults.clear();
+                }
+                s.aimed_at(&spec)
+            })
             .collect::<Result<_>>()?;
     } else if target.namespace.is_some() && scenarios.iter().all(|s| s.mode != Mode::Target) {
         anyhow::bail!("--namespace applies to target mode only");
@@ -411,6 +454,65 @@ async fn run(
     Ok(results
         .iter()
         .all(|r| !(failed(r) || target.strict && undecided(r))))
+}
+
+fn export(format: ExportFormat) -> Result<bool> {
+    let ExportFormat::ChaosMesh {
+        scenario,
+        out,
+        namespace,
+        image,
+        service_url,
+        database_secret,
+    } = format;
+    use booking_harness::chaos_mesh;
+    let text = std::fs::read_to_string(&scenario)
+        .with_context(|| format!("cannot read {}", scenario.display()))?;
+    let parsed = Scenario::load(&scenario)?;
+    let database_secret = match database_secret.as_str() {
+        "none" | "" => None,
+        spec => {
+            let (secret, key) = spec
+                .split_once('/')
+                .context("--database-secret is SECRET/KEY or none")?;
+            Some((secret.to_owned(), key.to_owned()))
+        }
+    };
+    let opts = chaos_mesh::ExportOptions {
+        service_url: service_url
+            .unwrap_or_else(|| format!("http://booking.{namespace}.svc.cluster.local")),
+        namespace,
+        image,
+        database_secret,
+    };
+    let export = chaos_mesh::export(&parsed, &text, &opts);
+    let yaml = |docs: &[serde_json::Value]| -> Result<String> {
+        let mut out = String::new();
+        for doc in docs {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml_ng::to_string(doc)?);
+        }
+        Ok(out)
+    };
+    let summary = chaos_mesh::summary(&parsed, &export);
+    let workflow: Vec<_> = export.workflow.iter().cloned().collect();
+    match out {
+        None => {
+            print!("{}{}", yaml(&workflow)?, yaml(&export.job)?);
+            eprint!("{summary}");
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            if !workflow.is_empty() {
+                std::fs::write(dir.join("workflow.yaml"), yaml(&workflow)?)?;
+            }
+            std::fs::write(dir.join("job.yaml"), yaml(&export.job)?)?;
+            std::fs::write(dir.join("README.md"), &summary)?;
+            print!("{summary}");
+            println!("\nwritten to {}", dir.display());
+        }
+    }
+    Ok(true)
 }
 
 async fn mutants(

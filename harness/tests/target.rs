@@ -513,3 +513,51 @@ async fn node_double() -> String {
     });
     format!("http://{addr}")
 }
+
+/// A scenario whose faults act on processes the harness started is refused
+/// in target mode; with `--faults-outside` (faults come from Chaos Mesh or
+/// an operator) its workload runs against the deployment and is judged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_outside_runs_the_workload_of_a_scenario_with_process_faults() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (service, db) = deployment(&dir, None).await;
+    let file = dir.path().join("kill.toml");
+    std::fs::write(
+        &file,
+        "name = \"kill\"\n\
+         [workload]\nclients = 2\noperations = 12\n\
+         [[faults]]\nat = \"200ms\"\nkind = \"kill_replica\"\nreplica = 0\n",
+    )
+    .expect("write");
+    let refused = Command::new(HARNESS)
+        .args(["run", file.to_str().expect("utf-8"), "--out"])
+        .arg(dir.path().join("out"))
+        .args(["--target-url", &service.url()])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("use kind = \"command\""), "{stderr}");
+
+    let file2 = file.clone();
+    let out = dir.path().join("out-outside");
+    let service_url = service.url();
+    let ran = tokio::task::spawn_blocking(move || {
+        Command::new(HARNESS)
+            .args(["run", file2.to_str().expect("utf-8"), "--out"])
+            .arg(&out)
+            .args(["--target-url", &service_url, "--faults-outside"])
+            .args(["--database-url", &db])
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("task");
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
