@@ -36,15 +36,19 @@ ENV LISTEN_ADDR=0.0.0.0:3000 \
     LOG_FORMAT=json
 WORKDIR /var/lib/booking
 EXPOSE 3000
+# `booking probe` asks /health on loopback at LISTEN_ADDR's port (which
+# another LISTEN_ADDR may change, e.g. on the host's network).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["booking", "probe", "http://127.0.0.1:3000/health"]
+    CMD ["booking", "probe"]
 USER 10001:10001
 ENTRYPOINT ["booking"]
 CMD ["serve"]
 
 # --- binaries built on the host ----------------------------------------------
 FROM runtime-base AS runtime-prebuilt
-COPY --chmod=0755 prebuilt/booking prebuilt/booking-harness /usr/local/bin/
+# No --chmod (BuildKit only): the classic builder of Docker 20.10 builds this
+# target too; COPY keeps the files' modes, and cargo's binaries are 0755.
+COPY prebuilt/booking prebuilt/booking-harness /usr/local/bin/
 COPY prebuilt/static/ /opt/booking/static/
 
 # --- the front end ------------------------------------------------------------

@@ -26,11 +26,17 @@ pub enum Command {
     /// Serve the booking API (SQLite file + in-process coordinator unless configured).
     Serve(ServeArgs),
     /// Exit 0 if GET URL answers 2xx within 2 s (a container health check
-    /// without curl in the image).
-    Probe {
-        #[arg(default_value = "http://127.0.0.1:3000/health")]
-        url: String,
-    },
+    /// without curl in the image). Default: `/health` on the loopback
+    /// address of LISTEN_ADDR's port.
+    Probe { url: Option<String> },
+}
+
+/// `/health` of a service listening on `listen` (`0.0.0.0:3000` → `127.0.0.1:3000`).
+pub fn probe_url(listen: Option<&str>) -> String {
+    let port = listen
+        .and_then(|l| l.parse::<std::net::SocketAddr>().ok())
+        .map_or(3000, |a| a.port());
+    format!("http://127.0.0.1:{port}/health")
 }
 
 /// Runs `booking probe URL`.
@@ -83,5 +89,24 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("booking: server error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_url;
+
+    #[test]
+    fn the_probe_asks_loopback_at_the_listening_port() {
+        assert_eq!(
+            probe_url(Some("0.0.0.0:3000")),
+            "http://127.0.0.1:3000/health"
+        );
+        assert_eq!(
+            probe_url(Some("127.0.0.1:43551")),
+            "http://127.0.0.1:43551/health"
+        );
+        assert_eq!(probe_url(Some("[::]:8080")), "http://127.0.0.1:8080/health");
+        assert_eq!(probe_url(None), "http://127.0.0.1:3000/health");
     }
 }

@@ -10,6 +10,11 @@ use clap::Parser;
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => booking::cli::serve(args).await,
-        Command::Probe { url } => booking::cli::probe(&url).await,
+        Command::Probe { url } => {
+            let url = url.unwrap_or_else(|| {
+                booking::cli::probe_url(std::env::var("LISTEN_ADDR").ok().as_deref())
+            });
+            booking::cli::probe(&url).await
+        }
     }
 }
