@@ -3,6 +3,12 @@
 # The image, built and run for real, with a private Docker daemon.
 #
 #   bash deploy/image-test.sh BIN_DIR      # BIN_DIR holds built `booking` and `booking-harness`
+#   bash deploy/image-test.sh BIN_DIR --with-containers 'COMMAND' ...
+#
+# Each `--with-containers COMMAND` then runs (bash -c) against the same
+# private daemon with the harness's containers provider chosen
+# (BOOKING_INFRA=containers, DOCKER_HOST, BOOKING_REDIS_IMAGE and
+# BOOKING_POSTGRES_IMAGE naming the stand-in images): one check each.
 #
 # Starts its own dockerd (own socket, data and exec roots under a temporary
 # folder, vfs storage, no bridge, no iptables, no TCP listener), builds
@@ -23,6 +29,18 @@
 set -euo pipefail
 
 BIN_DIR=${1:-}
+shift || true
+WITH_CONTAINERS=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --with-containers)
+      [ $# -ge 2 ] || { echo "--with-containers needs a command" >&2; exit 2; }
+      WITH_CONTAINERS+=("$2")
+      shift 2
+      ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 # Bump to rebuild the cached stand-in root filesystems.
@@ -513,6 +531,37 @@ for n in 1 2; do
     pass "replica $n stops on SIGTERM with exit status 0"
   else
     fail "replica $n: exit status $exit_code after docker stop"
+  fi
+done
+
+# --- the harness's containers provider on the same daemon ---------------------------
+n=0
+for cmd in "${WITH_CONTAINERS[@]}"; do
+  log "with the containers provider: $cmd"
+  n=$((n + 1))
+  since=$(date +%s)
+  rc=0
+  bg_run "$WORK/with-containers-$n.log" timeout 1800 env BOOKING_INFRA=containers \
+    BOOKING_REDIS_IMAGE="$REDIS_IMAGE" BOOKING_POSTGRES_IMAGE="$PG_IMAGE" \
+    bash -c "cd '$REPO' && $cmd" || rc=$?
+  grep -E '^test result|scenarios:' "$WORK/with-containers-$n.log" | sed 's/^/    /' || true
+  if [ "$rc" -eq 0 ]; then
+    pass "containers provider: $cmd"
+  else
+    tail -n 60 "$WORK/with-containers-$n.log"
+    fail "containers provider (exit $rc): $cmd"
+  fi
+  created=$(timeout 30 "$DOCKER" events --since "$since" --until "$(date +%s)" \
+    --filter label=org.testcontainers.managed-by=testcontainers --filter event=create \
+    --format '{{.ID}}' 2>/dev/null | wc -l)
+  left=$("$DOCKER" ps -aq --filter label=org.testcontainers.managed-by=testcontainers 2>/dev/null | wc -l)
+  if [ "$created" -eq 0 ]; then
+    fail "containers provider: the command started no container"
+  elif [ "$left" -eq 0 ]; then
+    pass "containers provider: all $created containers it started are removed"
+  else
+    fail "containers provider: $left containers left behind"
+    "$DOCKER" ps -aq --filter label=org.testcontainers.managed-by=testcontainers | xargs -r "$DOCKER" rm -f -v >/dev/null 2>&1
   fi
 done
 

@@ -367,6 +367,7 @@ pub fn scenario_strategy(mode: Mode, replicas: usize) -> BoxedStrategy<Scenario>
             service_env: BTreeMap::new(),
             workload,
             faults,
+            infra: None,
             path: None,
         })
         .boxed()
@@ -598,6 +599,7 @@ fn scenario_template() -> Scenario {
         service_env: BTreeMap::new(),
         workload: Workload::default(),
         faults: Vec::new(),
+        infra: None,
         path: None,
     }
 }

@@ -261,7 +261,8 @@ async fn apply(stack: &Stack, fault: &Fault, started: Instant, log: &FaultLog) -
                 let mut pg = stack.postgres.lock().await;
                 pg.as_mut()
                     .context("no database server in this mode")?
-                    .stop_immediately();
+                    .stop_immediately()
+                    .await;
             }
             tokio::time::sleep(lasts).await;
             stack

@@ -137,10 +137,14 @@ impl ScenarioResult {
 
 /// Why a scenario cannot run on this machine, if it cannot.
 pub fn cannot_run_here(s: &Scenario) -> Option<String> {
-    if s.mode == Mode::Local && !crate::infra::local_servers_available() {
-        return Some("redis-server or PostgreSQL is not installed (see .ci/run)".into());
+    if s.mode != Mode::Local {
+        return None;
     }
-    None
+    match s.infra {
+        // A file that names its provider gets it, or a clear error.
+        Some(_) => None,
+        None => crate::infra::provider().err().map(|e| e.to_string()),
+    }
 }
 
 /// Runs one scenario end to end on a stack of its own and checks it.
@@ -314,10 +318,17 @@ pub async fn run_on(
             .map(|o| o.complete_ms - o.invoke_ms)
             .collect(),
     );
+    let mode = match stack.provider().await {
+        // Which kind ran the servers: said once, in the header.
+        Some(crate::infra::Provider::Containers) => {
+            format!("{} (containers)", scenario.mode.as_str())
+        }
+        _ => scenario.mode.as_str().into(),
+    };
     let result = ScenarioResult {
         name: scenario.name.clone(),
         file: scenario.path.clone(),
-        mode: scenario.mode.as_str().into(),
+        mode,
         seed: scenario.seed,
         replicas: scenario.replicas,
         skipped: None,

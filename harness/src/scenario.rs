@@ -72,6 +72,10 @@ pub struct Scenario {
     pub workload: Workload,
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// How mode `local` runs Redis and PostgreSQL: `process` or
+    /// `containers`; unset: `BOOKING_INFRA` decides (default `auto`).
+    #[serde(default)]
+    pub infra: Option<crate::infra::Provider>,
     /// Set when loaded from a file.
     #[serde(skip)]
     pub path: Option<PathBuf>,

@@ -94,7 +94,14 @@ impl Stack {
                 (stack.store_url.clone(), None)
             }
             Mode::Local => {
-                let (redis, postgres) = tokio::join!(RedisServer::start(), PostgresServer::start());
+                let provider = match scenario.infra {
+                    Some(p) => p,
+                    None => crate::infra::provider()?,
+                };
+                let (redis, postgres) = tokio::join!(
+                    RedisServer::start_with(provider),
+                    PostgresServer::start_with(provider)
+                );
                 let (redis, postgres) = (redis?, postgres?);
                 stack.store_url = postgres.create_database("booking").await?;
                 let redis_proxy =
@@ -279,15 +286,15 @@ impl Stack {
     pub async fn ensure_healthy(&self) -> Result<()> {
         self.heal_all().await;
         if let Some(pg) = self.postgres.lock().await.as_mut() {
-            let _ = pg.resume();
-            if !pg.is_running() {
-                pg.stop_immediately();
+            let _ = pg.resume().await;
+            if !pg.is_running().await {
+                pg.stop_immediately().await;
                 pg.start_again().await.context("restarting PostgreSQL")?;
             }
         }
         if let Some(redis) = self.redis.lock().await.as_mut() {
-            let _ = redis.resume();
-            if !redis.is_running() {
+            let _ = redis.resume().await;
+            if !redis.is_running().await {
                 redis.restart().await.context("restarting Redis")?;
             }
         }
@@ -339,6 +346,11 @@ impl Stack {
                 line.split_whitespace().nth(1)?.parse::<f64>().ok()
             })
             .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    /// Which provider runs Redis and PostgreSQL (`None`: this mode has none).
+    pub async fn provider(&self) -> Option<crate::infra::Provider> {
+        self.redis.lock().await.as_ref().map(RedisServer::provider)
     }
 
     pub async fn postgres_port(&self) -> Option<u16> {

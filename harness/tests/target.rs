@@ -246,9 +246,6 @@ fn a_dead_target_exits_2_fast() {
 /// command that fails makes the run an error, not a pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_fault_flushes_a_private_redis_mid_run() {
-    if !booking_harness::infra::local_servers_available() {
-        panic!("redis-server is not installed (bash .ci/run installs it)");
-    }
     let redis = RedisServer::start().await.expect("redis");
     let dir = tempfile::tempdir().expect("dir");
     let (target, db) = deployment(&dir, Some(redis.url())).await;

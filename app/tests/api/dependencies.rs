@@ -44,7 +44,7 @@ async fn a_retry_after_redis_lost_its_data_returns_the_original_booking() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_gives_503_fast_and_readiness_names_it_then_recovers() {
     let mut app = app().await;
-    app.redis.as_mut().expect("redis").kill();
+    app.redis.as_mut().expect("redis").kill().await;
 
     let started = Instant::now();
     let reply = app.book("user_alice", "room_A", DATE, Some("k")).await;
@@ -90,7 +90,11 @@ async fn redis_down_gives_503_fast_and_readiness_names_it_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_gives_503_and_the_claim_is_released_for_the_retry() {
     let mut app = app().await;
-    app.postgres.as_mut().expect("postgres").stop_immediately();
+    app.postgres
+        .as_mut()
+        .expect("postgres")
+        .stop_immediately()
+        .await;
 
     let started = Instant::now();
     let reply = app.book("user_alice", "room_A", DATE, Some("k")).await;
@@ -151,7 +155,12 @@ async fn a_cancel_during_a_redis_stall_answers_at_once_and_leaves_no_stale_answe
     let refused = app.book("user_bob", "room_D", DATE, None).await;
     assert_eq!(refused.code(), "ALREADY_BOOKED");
 
-    app.redis.as_mut().expect("redis").pause().expect("SIGSTOP");
+    app.redis
+        .as_mut()
+        .expect("redis")
+        .pause()
+        .await
+        .expect("SIGSTOP");
     let started = Instant::now();
     let cancelled = app.cancel(&mine.booking_id(), "user_alice").await;
     let also = app.cancel(&other.booking_id(), "user_alice").await;
@@ -160,6 +169,7 @@ async fn a_cancel_during_a_redis_stall_answers_at_once_and_leaves_no_stale_answe
         .as_mut()
         .expect("redis")
         .resume()
+        .await
         .expect("SIGCONT");
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
     assert_eq!(also.status, 200, "{}", also.body);

@@ -136,9 +136,9 @@ fn reuse_refusals_without_reuse(h: &History) -> Vec<Violation> {
         .iter()
         .filter(|o| o.kind == OpKind::Create && o.has_code("IDEMPOTENCY_KEY_REUSED"))
         .filter(|o| {
-            !o.scope()
+            o.scope()
                 .and_then(|s| payloads.get(&s))
-                .is_some_and(|p| p.len() >= 2)
+                .is_none_or(|p| p.len() < 2)
         })
         .map(|o| Violation {
             message: format!(

@@ -6,6 +6,9 @@
 //! template cluster; each server starts from a copy of it, which takes a
 //! fraction of a second instead of seconds. As root, the server runs as the
 //! `postgres` user, because PostgreSQL refuses to run as root.
+//!
+//! With the containers provider (see [`super::Provider`]) the server runs
+//! in a container on the host's network instead, on the same kind of port.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -19,13 +22,18 @@ use nix::unistd::{Gid, Uid, User};
 use sqlx::Connection;
 use tempfile::TempDir;
 
+use super::containers::{ContainerServer, Server};
 use super::process::{free_port, log_tail, wait_until, ManagedChild};
+use super::Provider;
 
 /// Serialises template creation between the tests of one process.
 static TEMPLATE_LOCK: Mutex<()> = Mutex::new(());
 
 pub struct PostgresServer {
     child: Option<ManagedChild>,
+    container: Option<ContainerServer>,
+    /// A container that is stopped (by a fault) until [`Self::start_again`].
+    container_stopped: bool,
     port: u16,
     dir: TempDir,
     bin: PathBuf,
@@ -33,7 +41,26 @@ pub struct PostgresServer {
 }
 
 impl PostgresServer {
+    /// Starts one with the provider `BOOKING_INFRA` chooses.
     pub async fn start() -> Result<Self> {
+        Self::start_with(super::provider()?).await
+    }
+
+    pub async fn start_with(provider: Provider) -> Result<Self> {
+        if provider == Provider::Containers {
+            let port = free_port()?;
+            let server = Self {
+                child: None,
+                container: Some(ContainerServer::start(Server::Postgres, port).await?),
+                container_stopped: false,
+                port,
+                dir: tempfile::Builder::new().prefix("booking-pg-").tempdir()?,
+                bin: PathBuf::new(),
+                run_as: None,
+            };
+            server.wait_ready().await?;
+            return Ok(server);
+        }
         let bin = find_bin_dir()?;
         let run_as = run_as()?;
         let template = tokio::task::spawn_blocking({
@@ -49,6 +76,8 @@ impl PostgresServer {
         }
         let mut server = Self {
             child: None,
+            container: None,
+            container_stopped: false,
             port: free_port()?,
             dir,
             bin,
@@ -78,6 +107,10 @@ impl PostgresServer {
         }
         let log = self.dir.path().join("postgres.log");
         self.child = Some(ManagedChild::spawn("postgres", &mut cmd, &log)?);
+        self.wait_ready().await
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
         let url = self.url("postgres");
         let ready = wait_until("postgres", Duration::from_secs(30), || {
             let url = url.clone();
@@ -90,7 +123,11 @@ impl PostgresServer {
         })
         .await;
         if let Err(e) = ready {
-            bail!("{e:#}\n--- postgres log ---\n{}", log_tail(&log, 30));
+            let tail = match &self.container {
+                Some(c) => c.log_tail(30).await,
+                None => log_tail(&self.dir.path().join("postgres.log"), 30),
+            };
+            bail!("{e:#}\n--- postgres log ---\n{tail}");
         }
         Ok(())
     }
@@ -121,8 +158,15 @@ impl PostgresServer {
         Ok(self.url(name))
     }
 
-    /// Immediate shutdown (SIGQUIT): no checkpoint, as after a crash.
-    pub fn stop_immediately(&mut self) {
+    /// Immediate shutdown (SIGQUIT; a container: stopped at once): no
+    /// checkpoint, as after a crash.
+    pub async fn stop_immediately(&mut self) {
+        if let Some(c) = &self.container {
+            if let Err(e) = c.kill().await {
+                tracing::warn!(error = %e, "could not stop the postgres container");
+            }
+            self.container_stopped = true;
+        }
         if let Some(mut child) = self.child.take() {
             child.stop(Signal::SIGQUIT, Duration::from_secs(10));
         }
@@ -131,26 +175,43 @@ impl PostgresServer {
     /// Starts the server again on the same port and data (after a stop); it
     /// recovers from its write-ahead log.
     pub async fn start_again(&mut self) -> Result<()> {
+        if let Some(c) = &self.container {
+            if !self.container_stopped {
+                bail!("postgres is already running");
+            }
+            c.start_again().await?;
+            self.container_stopped = false;
+            return self.wait_ready().await;
+        }
         if self.child.is_some() {
             bail!("postgres is already running");
         }
         self.spawn().await
     }
 
-    /// Whether the server process is alive (stopped by a fault or not).
-    pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.is_running())
+    /// Whether the server is alive (stopped by a fault or not).
+    pub async fn is_running(&mut self) -> bool {
+        match &self.container {
+            Some(c) => c.is_running().await,
+            None => self.child.as_mut().is_some_and(|c| c.is_running()),
+        }
     }
 
-    /// SIGSTOP: connections stay open, nothing is answered.
-    pub fn pause(&mut self) -> Result<()> {
+    /// SIGSTOP (a container: frozen): connections stay open, nothing is answered.
+    pub async fn pause(&mut self) -> Result<()> {
+        if let Some(c) = &self.container {
+            return c.pause().await;
+        }
         self.child
             .as_mut()
             .context("postgres is not running")?
             .signal(Signal::SIGSTOP)
     }
 
-    pub fn resume(&mut self) -> Result<()> {
+    pub async fn resume(&mut self) -> Result<()> {
+        if let Some(c) = &self.container {
+            return c.resume().await;
+        }
         self.child
             .as_mut()
             .context("postgres is not running")?

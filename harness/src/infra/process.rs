@@ -25,6 +25,8 @@ pub fn kill_all_children() {
     for group in live_groups().drain(..) {
         let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
     }
+    // And the containers of the containers provider.
+    super::containers::remove_all();
 }
 
 /// A child process that leads its own process group. Dropping it kills the

@@ -1,4 +1,5 @@
-//! A private `redis-server` on a free loopback port, persisting nothing.
+//! A private `redis-server` on a free loopback port, persisting nothing:
+//! a local process, or a container (see [`super::Provider`]).
 
 use std::process::Command;
 use std::time::Duration;
@@ -7,21 +8,32 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
+use super::containers::{ContainerServer, Server};
 use super::process::{free_port, wait_until, ManagedChild};
+use super::Provider;
 
 pub struct RedisServer {
     child: Option<ManagedChild>,
+    container: Option<ContainerServer>,
+    provider: Provider,
     port: u16,
     dir: TempDir,
 }
 
 impl RedisServer {
+    /// Starts one with the provider `BOOKING_INFRA` chooses.
     pub async fn start() -> Result<Self> {
+        Self::start_with(super::provider()?).await
+    }
+
+    pub async fn start_with(provider: Provider) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("booking-redis-")
             .tempdir()?;
         let mut server = Self {
             child: None,
+            container: None,
+            provider,
             port: free_port()?,
             dir,
         };
@@ -29,7 +41,33 @@ impl RedisServer {
         Ok(server)
     }
 
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
     async fn spawn(&mut self) -> Result<()> {
+        if self.provider == Provider::Containers {
+            match &self.container {
+                Some(c) => c.start_again().await?,
+                None => {
+                    self.container = Some(ContainerServer::start(Server::Redis, self.port).await?)
+                }
+            }
+            let url = self.url();
+            let ready = wait_until("redis container", Duration::from_secs(30), || {
+                let url = url.clone();
+                async move { ping(&url).await.map(|()| true) }
+            })
+            .await;
+            if let Err(e) = ready {
+                let tail = match &self.container {
+                    Some(c) => c.log_tail(20).await,
+                    None => String::new(),
+                };
+                bail!("{e:#}\n--- redis container log ---\n{tail}");
+            }
+            return Ok(());
+        }
         let mut cmd =
             Command::new(std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()));
         cmd.arg("--port")
@@ -67,6 +105,7 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// The server process's pid (`None` in a container).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(ManagedChild::pid)
     }
@@ -82,24 +121,37 @@ impl RedisServer {
 
     /// Kills the server (losing all its data) and starts a new one on the same port.
     pub async fn restart(&mut self) -> Result<()> {
-        self.kill();
+        self.kill().await;
         self.spawn().await
     }
 
-    /// Whether the server process is alive.
-    pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.is_running())
+    /// Whether the server is alive.
+    pub async fn is_running(&mut self) -> bool {
+        match &self.container {
+            Some(c) => c.is_running().await,
+            None => self.child.as_mut().is_some_and(|c| c.is_running()),
+        }
     }
 
-    /// SIGKILL; the port stays reserved for [`Self::restart`].
-    pub fn kill(&mut self) {
+    /// SIGKILL (a container: stopped at once); the port stays reserved for
+    /// [`Self::restart`].
+    pub async fn kill(&mut self) {
+        if let Some(c) = &self.container {
+            if let Err(e) = c.kill().await {
+                tracing::warn!(error = %e, "could not stop the redis container");
+            }
+        }
         if let Some(mut child) = self.child.take() {
             child.kill();
         }
     }
 
-    /// SIGSTOP: the server keeps its connections but answers nothing.
-    pub fn pause(&mut self) -> Result<()> {
+    /// SIGSTOP (a container: frozen): the server keeps its connections but
+    /// answers nothing.
+    pub async fn pause(&mut self) -> Result<()> {
+        if let Some(c) = &self.container {
+            return c.pause().await;
+        }
         self.child
             .as_mut()
             .context("redis is not running")?
@@ -107,7 +159,10 @@ impl RedisServer {
     }
 
     /// SIGCONT after [`Self::pause`].
-    pub fn resume(&mut self) -> Result<()> {
+    pub async fn resume(&mut self) -> Result<()> {
+        if let Some(c) = &self.container {
+            return c.resume().await;
+        }
         self.child
             .as_mut()
             .context("redis is not running")?
@@ -141,6 +196,9 @@ async fn ping(url: &str) -> Result<()> {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        self.kill();
+        // A process is killed here; a container is removed by its own drop.
+        if let Some(mut child) = self.child.take() {
+            child.kill();
+        }
     }
 }
