@@ -45,18 +45,26 @@ async function authAs(userId) {
   });
   return { Authorization: `Bearer ${(await minted.json()).token}` };
 }
-async function api(path) {
-  const r = await fetch(`${base}${path}`, { headers: await authAs('user_alice') });
+async function apiAs(userId, path) {
+  const r = await fetch(`${base}${path}`, { headers: await authAs(userId) });
   return r.json();
 }
+const api = (path) => apiAs('user_alice', path);
 
-const date = '2030-06-15';
+// Dates of this run: a window of its own far in the future, so the suite
+// passes against a database that already holds earlier runs' bookings.
+const runStart = Date.UTC(2031, 0, 1) + Math.floor(Math.random() * 20_000) * 86_400_000;
+const D = (offset) => new Date(runStart + offset * 86_400_000).toISOString().slice(0, 10);
+console.log(`# dates from ${D(0)}`);
+const date = D(0);
 const page = await browser.newPage({ viewport: { width: 1200, height: 1000 } });
 page.on('dialog', (d) => d.accept());
 
 async function chooseDate(value) {
   await page.getByLabel('Date', { exact: true }).first().fill(value);
 }
+// Availability is asked for once the date rests; until it answers the rooms are disabled.
+const roomsReady = () => page.waitForFunction(() => document.querySelector('input[value="room_D"]') && !document.querySelector('fieldset')?.disabled);
 
 try {
   await page.goto(base);
@@ -95,7 +103,10 @@ try {
   });
 
   await step('cancel, and the slot is free again', async () => {
-    await page.getByRole('button', { name: /^Cancel Conference Room A/ }).click();
+    // This run's booking (the list may hold earlier runs' bookings of room A).
+    const mine = await api(`/api/bookings/user_alice?resourceId=room_A&date=${date}`);
+    assert.equal(mine.bookings.length, 1, JSON.stringify(mine));
+    await page.locator(`li[data-booking-id="${mine.bookings[0].id}"]`).getByRole('button', { name: /^Cancel Conference Room A/ }).click();
     await page.getByRole('status').filter({ hasText: 'Cancelled Conference Room A' }).waitFor();
     await page.waitForFunction(() => document.querySelector('input[value="room_A"]')?.disabled === false);
     await page.screenshot({ path: `${shots}/02-cancelled.png`, fullPage: true });
@@ -113,14 +124,14 @@ try {
     const race = page.locator('section.race');
     await race.getByLabel('Requests').fill('8');
     await race.getByLabel('Room').selectOption('room_C');
-    await race.getByLabel('Date').fill('2030-07-01');
+    await race.getByLabel('Date').fill(D(16));
     await race.getByRole('button', { name: /^Race/ }).click();
     const result = page.getByTestId('race-result');
     await result.waitFor();
     assert.match(await result.innerText(), /Confirmed bookings for this slot: 1$/);
     const created = await race.locator('td.ok').count();
     assert.equal(created, 1, 'one 201 among 8 racers');
-    const avail = await api('/api/resources/available?date=2030-07-01');
+    const avail = await api(`/api/resources/available?date=${D(16)}`);
     assert.ok(!avail.availableResources.includes('room_C'));
     await page.screenshot({ path: `${shots}/03-race.png`, fullPage: true });
   });
@@ -128,7 +139,7 @@ try {
   await step('same-key race: one booking, the rest replays or in progress', async () => {
     const race = page.locator('section.race');
     await race.getByLabel('Mode').selectOption('same-key');
-    await race.getByLabel('Date').fill('2030-07-02');
+    await race.getByLabel('Date').fill(D(17));
     await race.getByRole('button', { name: /^Race/ }).click();
     await page.getByTestId('race-result').waitFor();
     assert.match(await page.getByTestId('race-result').innerText(), /: 1$/);
@@ -138,10 +149,10 @@ try {
 
   await step('an error code is shown to the user', async () => {
     await page.getByLabel('User', { exact: true }).selectOption('user_bob');
-    await chooseDate('2030-09-01');
+    await chooseDate(D(78));
     await page.getByRole('radio', { name: 'Conference Room B' }).check();
     // Someone else takes the slot after the form showed it free.
-    const r = await fetch(`${base}/api/bookings`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...(await authAs('user_diana')) }, body: JSON.stringify({ userId: 'user_diana', resourceId: 'room_B', date: '2030-09-01' }) });
+    const r = await fetch(`${base}/api/bookings`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...(await authAs('user_diana')) }, body: JSON.stringify({ userId: 'user_diana', resourceId: 'room_B', date: D(78) }) });
     assert.equal(r.status, 201);
     await page.getByRole('button', { name: 'Book', exact: true }).click();
     await page.getByRole('alert').filter({ hasText: 'Someone already booked this room for that date.' }).waitFor();
@@ -161,12 +172,99 @@ try {
 
   await step('keyboard: the form is usable without a mouse', async () => {
     await page.getByLabel('User', { exact: true }).selectOption('user_charlie');
-    await chooseDate('2030-08-01');
+    await chooseDate(D(47));
+    await roomsReady();
     await page.getByRole('radio', { name: 'Conference Room D' }).focus();
     await page.keyboard.press('Space');
     await page.getByRole('button', { name: 'Book', exact: true }).focus();
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: 'Booked Conference Room D' }).waitFor();
+  });
+
+  // --- under failing networks (request interception) ----------------------
+  async function bookDirect(userId, resourceId, day) {
+    const r = await fetch(`${base}/api/bookings`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...(await authAs(userId)) }, body: JSON.stringify({ userId, resourceId, date: day }) });
+    assert.equal(r.status, 201);
+  }
+
+  await step('a late answer for the previous date never shows under the new one', async () => {
+    const [d1, d2] = [D(200), D(201)];
+    await bookDirect('user_diana', 'room_A', d2);
+    const slow = `**/api/resources/available?date=${d1}`;
+    await page.route(slow, async (route) => {
+      await new Promise((r) => setTimeout(r, 1500));
+      await route.continue().catch(() => {}); // aborted by the newer request: fine
+    });
+    await chooseDate(d1);
+    await page.waitForTimeout(450); // past the debounce: d1's request is in flight
+    await chooseDate(d2);
+    await page.waitForFunction(() => document.querySelector('input[value="room_A"]')?.disabled === true);
+    await page.waitForTimeout(1600); // d1's answer (room A free) would arrive now
+    assert.equal(await page.getByRole('radio', { name: 'Conference Room A' }).isDisabled(), true);
+    await page.unroute(slow);
+  });
+
+  await step('every answer lost after the commit: the app finds the booking instead of reporting a failure', async () => {
+    const day = D(210);
+    await chooseDate(day);
+    await roomsReady();
+    let sent = 0;
+    await page.route('**/api/bookings', async (route) => {
+      if (route.request().method() !== 'POST') return route.continue();
+      sent += 1;
+      await route.fetch(); // the service books and answers; the answer is lost
+      await route.abort('connectionreset');
+    });
+    await page.getByRole('radio', { name: 'Conference Room B' }).check();
+    await page.getByRole('button', { name: 'Book', exact: true }).click();
+    await page.getByRole('status').filter({ hasText: 'confirmed after a network problem' }).waitFor({ timeout: 30_000 });
+    await page.unroute('**/api/bookings');
+    assert.ok(sent >= 2, `retried with its key (${sent} attempts)`);
+    const list = await apiAs('user_charlie', `/api/bookings/user_charlie?resourceId=room_B&date=${day}&status=all`);
+    assert.equal(list.bookings.length, 1, JSON.stringify(list));
+    assert.equal(await page.getByTestId('unconfirmed').count(), 0);
+  });
+
+  await step('an outage during a booking: "could not confirm", then Retry books once with the same key', async () => {
+    const day = D(220);
+    await chooseDate(day);
+    await roomsReady();
+    const keys = [];
+    await page.route('**/api/bookings', async (route) => {
+      if (route.request().method() !== 'POST') return route.continue();
+      keys.push(route.request().headers()['idempotency-key']);
+      await route.abort('connectionrefused');
+    });
+    await page.getByRole('radio', { name: 'Conference Room C' }).check();
+    await page.getByRole('button', { name: 'Book', exact: true }).click();
+    const unconfirmed = page.getByTestId('unconfirmed');
+    await unconfirmed.waitFor({ timeout: 30_000 });
+    assert.match(await unconfirmed.innerText(), /could not confirm the booking of Conference Room C/);
+    await page.screenshot({ path: `${shots}/06-unconfirmed.png`, fullPage: true });
+    await page.unroute('**/api/bookings');
+    const retried = [];
+    page.on('request', (r) => {
+      if (r.method() === 'POST' && r.url().endsWith('/api/bookings')) retried.push(r.headers()['idempotency-key']);
+    });
+    await unconfirmed.getByRole('button', { name: 'Retry' }).click();
+    await page.getByRole('status').filter({ hasText: 'Booked Conference Room C' }).waitFor({ timeout: 15_000 });
+    assert.ok(keys.length >= 2 && new Set([...keys, ...retried]).size === 1, `one key throughout: ${[...keys, ...retried]}`);
+    const list = await apiAs('user_charlie', `/api/bookings/user_charlie?resourceId=room_C&date=${day}&status=all`);
+    assert.equal(list.bookings.length, 1, JSON.stringify(list));
+  });
+
+  await step('a failed catalogue load says so and recovers on Retry', async () => {
+    const fresh = await browser.newPage();
+    await fresh.route('**/api/resources', (route) =>
+      route.fulfill({ status: 503, contentType: 'application/problem+json', body: JSON.stringify({ success: false, status: 503, code: 'DEPENDENCY_UNAVAILABLE', detail: 'down', error: 'down' }) }),
+    );
+    await fresh.goto(base);
+    const alert = fresh.getByRole('alert').filter({ hasText: 'The rooms could not be loaded' });
+    await alert.waitFor({ timeout: 30_000 });
+    await fresh.unroute('**/api/resources');
+    await alert.getByRole('button', { name: 'Retry' }).click();
+    await fresh.getByRole('radio', { name: 'Conference Room A' }).waitFor();
+    await fresh.close();
   });
 } finally {
   await browser.close();

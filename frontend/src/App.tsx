@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import { BookingApi, IntentTracker, ServerCredentials, describeProblem, newIdempotencyKey, tokenSubject, type ApiResult, type AuthMode, type Booking, type Resource } from './api';
+import { BookingApi, IntentTracker, Latest, ServerCredentials, describeProblem, findBooking, isBookableDate, isDefinitive, newIdempotencyKey, tokenSubject, type ApiResult, type AuthMode, type Booking, type BookingPayload, type Resource } from './api';
 
 export const DEMO_USERS = ['user_alice', 'user_bob', 'user_charlie', 'user_diana'];
 
@@ -15,12 +15,16 @@ function localDate(date: string): string {
   return new Date(y, m - 1, d).toLocaleDateString(undefined, { weekday: 'short', year: 'numeric', month: 'short', day: 'numeric' });
 }
 
+/** How long typing in a date waits before availability is asked for. */
+const DATE_DEBOUNCE_MS = 300;
+
 function useToasts() {
   const [toasts, setToasts] = useState<Toast[]>([]);
   const next = useRef(1);
   const push = useCallback((kind: Toast['kind'], text: string) => {
     const id = next.current++;
-    setToasts((t) => [...t.slice(-3), { id, kind, text }]);
+    // One outage, one message: a toast already showing is not repeated.
+    setToasts((t) => (t.some((x) => x.text === text) ? t : [...t.slice(-3), { id, kind, text }]));
     setTimeout(() => setToasts((t) => t.filter((x) => x.id !== id)), 6000);
   }, []);
   return { toasts, push };
@@ -46,6 +50,12 @@ export function App() {
   const [date, setDate] = useState(() => isoDate(new Date(Date.now() + 7 * 86400000)));
   const [resource, setResource] = useState('');
   const [available, setAvailable] = useState<string[] | null>(null);
+  const [availabilityError, setAvailabilityError] = useState('');
+  const [catalogueError, setCatalogueError] = useState('');
+  /** A booking whose answer never arrived and that the service does not show yet: its intent (and key) is kept. */
+  const [unconfirmed, setUnconfirmed] = useState<BookingPayload | null>(null);
+  const availability = useRef(new Latest());
+  const today = isoDate(new Date());
   const [submitting, setSubmitting] = useState(false);
   const [status, setStatus] = useState('');
   const [bookings, setBookings] = useState<Booking[]>([]);
@@ -57,19 +67,30 @@ export function App() {
 
   const nameOf = useCallback((id: string) => resources.find((r) => r.id === id)?.name ?? id, [resources]);
 
+  const loadCatalogue = useCallback(async () => {
+    setCatalogueError('');
+    const r = await api.resources();
+    if (r.ok) setResources(r.data);
+    else setCatalogueError(describeProblem(r.problem));
+  }, [api]);
+
   useEffect(() => {
-    api.resources().then((r) => {
-      if (r.ok) setResources(r.data);
-      else push('error', describeProblem(r.problem));
-    });
-  }, [api, push]);
+    void loadCatalogue();
+  }, [loadCatalogue]);
 
   const refreshAvailability = useCallback(async () => {
-    if (!date) return;
-    const r = await api.available(date);
+    const { signal, isLatest } = availability.current.begin();
+    setAvailabilityError('');
+    if (!isBookableDate(date, today)) {
+      setAvailable(null);
+      return;
+    }
+    setAvailable(null);
+    const r = await api.available(date, { signal });
+    if (!isLatest()) return; // an answer for a date no longer shown
     if (r.ok) setAvailable(r.data.availableResources);
-    else push('error', describeProblem(r.problem));
-  }, [api, date, push]);
+    else setAvailabilityError(describeProblem(r.problem));
+  }, [api, date, today]);
 
   const refreshBookings = useCallback(async () => {
     setLoadingList(true);
@@ -81,7 +102,9 @@ export function App() {
 
   useEffect(() => {
     setAvailable(null);
-    void refreshAvailability();
+    // Typing a date changes it per keystroke: ask once it rests.
+    const timer = setTimeout(() => void refreshAvailability(), DATE_DEBOUNCE_MS);
+    return () => clearTimeout(timer);
   }, [refreshAvailability]);
 
   useEffect(() => {
@@ -89,28 +112,53 @@ export function App() {
   }, [refreshBookings]);
 
   // A change of the form is a new intent (a new key on the next submit).
-  useEffect(() => tracker.reset(), [tracker, user, date, resource]);
+  useEffect(() => {
+    tracker.reset();
+    setUnconfirmed(null);
+  }, [tracker, user, date, resource]);
 
   useEffect(() => {
-    if (resource && available && !available.includes(resource)) setResource('');
-  }, [available, resource]);
+    // A room that is taken now cannot be chosen, unless it is the one of
+    // an unconfirmed booking: it may be taken by that very booking.
+    if (resource && available && !available.includes(resource) && !unconfirmed) setResource('');
+  }, [available, resource, unconfirmed]);
+
+  async function submit(payload: BookingPayload) {
+    const what = `${nameOf(payload.resourceId)} on ${localDate(payload.date)}`;
+    setSubmitting(true);
+    setStatus('Booking…');
+    const result = await tracker.submit(payload, { progress: (n, max) => setStatus(`No answer yet; retrying ${n}/${max}…`) });
+    if (result.ok) {
+      const note = result.replayed ? ' (your earlier request had already booked it)' : '';
+      push(result.replayed ? 'info' : 'success', `Booked ${what}${note}.`);
+      setUnconfirmed(null);
+      setResource('');
+    } else if (isDefinitive(result)) {
+      push('error', `${what}: ${describeProblem(result.problem)}`);
+      setUnconfirmed(null);
+    } else {
+      // No answer after every retry: the booking may exist. Ask the service
+      // before saying anything; keep the key for a retry if it cannot say.
+      setStatus('Checking whether the booking was made…');
+      const found = await findBooking(api, payload);
+      if (found) {
+        tracker.reset();
+        push('success', `Booked ${what} (confirmed after a network problem).`);
+        setUnconfirmed(null);
+        setResource('');
+      } else {
+        setUnconfirmed(payload);
+      }
+    }
+    setSubmitting(false);
+    setStatus('');
+    await Promise.all([refreshAvailability(), refreshBookings()]);
+  }
 
   async function book(e: React.FormEvent) {
     e.preventDefault();
-    if (!resource || !date) return;
-    setSubmitting(true);
-    setStatus('Booking…');
-    const result = await tracker.submit({ userId: user, resourceId: resource, date });
-    setSubmitting(false);
-    setStatus('');
-    if (result.ok) {
-      const note = result.replayed ? ' (replayed: this booking was already made)' : '';
-      push(result.replayed ? 'info' : 'success', `Booked ${nameOf(resource)} on ${localDate(date)}${note}.`);
-      setResource('');
-    } else {
-      push('error', describeProblem(result.problem));
-    }
-    await Promise.all([refreshAvailability(), refreshBookings()]);
+    if (!resource || !isBookableDate(date, today)) return;
+    await submit({ userId: user, resourceId: resource, date });
   }
 
   async function cancel(b: Booking) {
@@ -162,11 +210,28 @@ export function App() {
           <form onSubmit={book}>
             <label>
               Date
-              <input type="date" value={date} onChange={(e) => setDate(e.target.value)} required name="date" />
+              <input type="date" value={date} min={today} onChange={(e) => setDate(e.target.value)} required name="date" />
             </label>
-            <fieldset disabled={!date || available === null}>
-              <legend>Room {date ? `on ${localDate(date)}` : ''}</legend>
-              {available === null && <p className="muted">Loading availability…</p>}
+            {catalogueError && (
+              <p className="inline-error" role="alert">
+                The rooms could not be loaded: {catalogueError}{' '}
+                <button type="button" className="secondary" onClick={() => void loadCatalogue()}>
+                  Retry
+                </button>
+              </p>
+            )}
+            <fieldset disabled={!isBookableDate(date, today) || available === null}>
+              <legend>Room {isBookableDate(date, today) ? `on ${localDate(date)}` : ''}</legend>
+              {!isBookableDate(date, today) && <p className="muted">Choose a date from today on.</p>}
+              {isBookableDate(date, today) && available === null && !availabilityError && <p className="muted">Loading availability…</p>}
+              {availabilityError && (
+                <p className="inline-error" role="alert">
+                  Availability could not be loaded: {availabilityError}{' '}
+                  <button type="button" className="secondary" onClick={() => void refreshAvailability()}>
+                    Retry
+                  </button>
+                </p>
+              )}
               <div className="rooms">
                 {resources.map((r) => {
                   const taken = available !== null && !available.includes(r.id);
@@ -186,6 +251,15 @@ export function App() {
             <span className="muted" role="status">
               {status}
             </span>
+            {unconfirmed && !submitting && (
+              <div className="inline-error" role="alert" data-testid="unconfirmed">
+                We could not confirm the booking of {nameOf(unconfirmed.resourceId)} on {localDate(unconfirmed.date)}: the service did not answer. It may
+                have been made. Retrying sends the same request again and cannot book twice.{' '}
+                <button type="button" onClick={() => void submit(unconfirmed)}>
+                  Retry
+                </button>
+              </div>
+            )}
           </form>
         </section>
 

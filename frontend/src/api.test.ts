@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BookingApi, IntentTracker, ServerCredentials, describeProblem, isRetryable, tokenSubject, type ApiResult, type BookingPayload } from './api';
+import { BookingApi, IntentTracker, Latest, ServerCredentials, describeProblem, findBooking, isBookableDate, isRetryable, tokenSubject, type ApiResult, type BookingPayload } from './api';
 
 type Reply = { status: number; body?: unknown; headers?: Record<string, string> } | 'network' | 'timeout';
 
@@ -174,5 +174,71 @@ describe('credentials', () => {
     const part = (o: object) => btoa(JSON.stringify(o)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
     expect(tokenSubject(`${part({ alg: 'RS256' })}.${part({ sub: 'carol' })}.sig`)).toBe('carol');
     expect(tokenSubject('garbage')).toBeUndefined();
+  });
+});
+
+describe('failing networks', () => {
+  it('reports progress per retry and keeps the intent when no answer ever arrives', async () => {
+    const keys = ['k1', 'k2'];
+    const { api, calls } = client(['network', 'network', 'network', 'network', 'network', created]);
+    const tracker = new IntentTracker(api, () => keys.shift()!);
+    const progress: string[] = [];
+    const lost = await tracker.submit(payload, { progress: (n, max) => progress.push(`${n}/${max}`) });
+    expect(lost.ok).toBe(false);
+    expect(progress).toEqual(['2/5', '3/5', '4/5', '5/5']);
+    // The same intent again (the Retry of "could not confirm"): the same key.
+    const retried = await tracker.submit(payload);
+    expect(retried.ok).toBe(true);
+    expect(new Set(calls.map((c) => c.key))).toEqual(new Set(['k1']));
+  });
+
+  it('finds the booking that was made although its answer was lost', async () => {
+    const listed = { status: 200, body: { success: true, bookings: [{ id: 'b9', userId: 'user_alice', resourceId: 'room_A', date: '2027-03-01', status: 'confirmed', createdAt: '' }] } };
+    const { api, calls } = client([listed]);
+    const found = await findBooking(api, payload);
+    expect(found?.id).toBe('b9');
+    expect(calls[0].url).toContain('/api/bookings/user_alice?resourceId=room_A&date=2027-03-01&status=confirmed');
+    const { api: none } = client([{ status: 200, body: { success: true, bookings: [] } }]);
+    expect(await findBooking(none, payload)).toBeUndefined();
+    const { api: down } = client(['network', 'network', 'network', 'network', 'network']);
+    expect(await findBooking(down, payload)).toBeNull();
+  });
+
+  it('lets only the latest request update the screen, and aborts the one before', async () => {
+    const latest = new Latest();
+    const first = latest.begin();
+    const second = latest.begin();
+    expect(first.signal.aborted).toBe(true);
+    expect(first.isLatest()).toBe(false);
+    expect(second.isLatest()).toBe(true);
+    expect(second.signal.aborted).toBe(false);
+  });
+
+  it('stops retrying an aborted request at once', async () => {
+    const controller = new AbortController();
+    const { api, calls } = client(['network', 'network', 'network']);
+    const sleeps: number[] = [];
+    const aborting = new BookingApi({
+      baseUrl: 'http://api',
+      fetch: (async (url: string, init: RequestInit) => {
+        controller.abort();
+        return (api as unknown as { fetchFn: typeof fetch }).fetchFn(url, init);
+      }) as unknown as typeof fetch,
+      sleep: async (ms) => void sleeps.push(ms),
+    });
+    const r = await aborting.available('2027-03-01', { signal: controller.signal });
+    expect(r.ok).toBe(false);
+    expect(r.ok ? '' : r.problem.code).toBe('ABORTED');
+    expect(sleeps).toEqual([]);
+    expect(calls).toHaveLength(1);
+  });
+
+  it('asks for availability only for a complete date from today on', () => {
+    const today = '2026-11-25';
+    expect(isBookableDate('2026-11-25', today)).toBe(true);
+    expect(isBookableDate('2027-02-28', today)).toBe(true);
+    for (const typing of ['0002-11-25', '0020-11-25', '0202-11-25', '2026-11-24', '2027-02-30', '', '2027-2-1', '20271-01-01']) {
+      expect(isBookableDate(typing, today), typing).toBe(false);
+    }
   });
 });

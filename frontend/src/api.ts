@@ -165,9 +165,11 @@ export class BookingApi {
   }
 
   /** One HTTP attempt; network errors and timeouts become status 0. */
-  async once<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResult<T> & { retryAfterMs?: number }> {
+  async once<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<ApiResult<T> & { retryAfterMs?: number }> {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.timeoutMs);
+    const cancel = () => controller.abort();
+    signal?.addEventListener('abort', cancel);
     try {
       const response = await this.fetchFn(`${this.base}${path}`, {
         method,
@@ -193,32 +195,39 @@ export class BookingApi {
           : { ...NETWORK_PROBLEM(`unexpected answer ${response.status}`), status: response.status, code: 'INTERNAL' };
       return { ok: false, status: response.status, problem, replayed, attempts: 1, retryAfterMs };
     } catch (e) {
+      if (signal?.aborted) return { ok: false, status: 0, problem: { ...NETWORK_PROBLEM('superseded by a newer request'), code: 'ABORTED' }, replayed: false, attempts: 1 };
       const timedOut = e instanceof Error && e.name === 'AbortError';
       return { ok: false, status: 0, problem: NETWORK_PROBLEM(timedOut ? 'the request timed out' : 'the service could not be reached'), replayed: false, attempts: 1 };
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', cancel);
     }
   }
 
-  /** Repeats a request with the same body and headers while the answer is retryable. */
-  async withRetries<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResult<T>> {
+  /**
+   * Repeats a request with the same body and headers while the answer is
+   * retryable; `progress` hears of each retry (attempt about to be made,
+   * attempts at most). An aborted request stops at once.
+   */
+  async withRetries<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, opts: CallOptions = {}): Promise<ApiResult<T>> {
     let attempt = 1;
     for (;;) {
-      const result = await this.once<T>(method, path, body, headers);
+      const result = await this.once<T>(method, path, body, headers, opts.signal);
       const { retryAfterMs, ...answer } = result;
-      if (!isRetryable(answer) || attempt >= this.maxAttempts) {
+      if (opts.signal?.aborted || !isRetryable(answer) || attempt >= this.maxAttempts) {
         return { ...answer, attempts: attempt } as ApiResult<T>;
       }
       const backoff = Math.min(this.backoffMs * 2 ** (attempt - 1), this.maxBackoffMs);
       this.onRetry?.(attempt, answer.ok ? '' : answer.problem.code);
+      opts.progress?.(attempt + 1, this.maxAttempts);
       await this.sleep(Math.max(backoff, retryAfterMs ?? 0));
       attempt += 1;
     }
   }
 
-  async createBooking(payload: BookingPayload, key: string): Promise<ApiResult<{ booking: Booking; message: string }>> {
+  async createBooking(payload: BookingPayload, key: string, opts: CallOptions = {}): Promise<ApiResult<{ booking: Booking; message: string }>> {
     const auth = await this.authHeaders(payload.userId);
-    return this.withRetries('POST', '/api/bookings', payload, { 'Idempotency-Key': key, ...auth });
+    return this.withRetries('POST', '/api/bookings', payload, { 'Idempotency-Key': key, ...auth }, opts);
   }
 
   async listBookings(userId: string, filters: { resourceId?: string; date?: string; status?: string } = {}): Promise<ApiResult<{ bookings: Booking[] }>> {
@@ -237,9 +246,54 @@ export class BookingApi {
     return this.withRetries('GET', '/api/resources');
   }
 
-  available(date: string): Promise<ApiResult<{ date: string; availableResources: string[] }>> {
-    return this.withRetries('GET', `/api/resources/available?date=${encodeURIComponent(date)}`);
+  available(date: string, opts: CallOptions = {}): Promise<ApiResult<{ date: string; availableResources: string[] }>> {
+    return this.withRetries('GET', `/api/resources/available?date=${encodeURIComponent(date)}`, undefined, {}, opts);
   }
+}
+
+/** Per-call options: a signal that supersedes the call, a progress callback. */
+export interface CallOptions {
+  signal?: AbortSignal;
+  progress?: (attempt: number, maxAttempts: number) => void;
+}
+
+/**
+ * Only the newest of a series of requests may update the screen: starting
+ * one aborts the one before, and an answer that arrives after a newer
+ * request started is stale (a quick change of date must never show the
+ * previous date's rooms under the new one).
+ */
+export class Latest {
+  private current = 0;
+  private controller?: AbortController;
+
+  begin(): { signal: AbortSignal; isLatest: () => boolean } {
+    this.controller?.abort();
+    const controller = new AbortController();
+    this.controller = controller;
+    const id = ++this.current;
+    return { signal: controller.signal, isLatest: () => id === this.current };
+  }
+}
+
+/** A complete YYYY-MM-DD date from `today` on (while a year is being typed, 0002-… is not one). */
+export function isBookableDate(date: string, today: string): boolean {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) return false;
+  const [y, m, d] = date.split('-').map(Number);
+  const real = new Date(Date.UTC(y, m - 1, d));
+  if (real.getUTCFullYear() !== y || real.getUTCMonth() !== m - 1 || real.getUTCDate() !== d) return false;
+  return date >= today;
+}
+
+/**
+ * After a booking whose answer never arrived: is there a confirmed booking
+ * of this slot for this user? The booking (it was made), `undefined` (it was
+ * not, as far as the service says now) or `null` (the check failed too).
+ */
+export async function findBooking(api: BookingApi, payload: BookingPayload): Promise<Booking | undefined | null> {
+  const r = await api.listBookings(payload.userId, { resourceId: payload.resourceId, date: payload.date, status: 'confirmed' });
+  if (!r.ok) return null;
+  return r.data.bookings.find((b) => b.resourceId === payload.resourceId && b.date === payload.date && b.status === 'confirmed');
 }
 
 export function isRetryable(result: ApiResult<unknown>): boolean {
@@ -281,11 +335,11 @@ export class IntentTracker {
   }
 
   /** Submits the intent; a second submit while the first is in flight joins it. */
-  submit(payload: BookingPayload): Promise<ApiResult<{ booking: Booking; message: string }>> {
+  submit(payload: BookingPayload, opts: CallOptions = {}): Promise<ApiResult<{ booking: Booking; message: string }>> {
     const key = this.keyFor(payload);
     const intent = this.intent!;
     if (intent.inFlight) return intent.inFlight;
-    const request = this.api.createBooking(payload, key).then((result) => {
+    const request = this.api.createBooking(payload, key, { progress: opts.progress }).then((result) => {
       if (this.intent === intent) {
         intent.inFlight = undefined;
         if (isDefinitive(result)) this.intent = undefined;
