@@ -5,6 +5,15 @@
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+
+const axeSource = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+/** axe-core on the page as it is now: no violation of any rule it checks. */
+async function accessible(p, state) {
+  await p.addScriptTag({ path: axeSource });
+  const found = await p.evaluate(async () => (await window.axe.run(document, { resultTypes: ['violations'] })).violations.map((v) => `${v.id} (${v.nodes.length}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`));
+  assert.deepEqual(found, [], `axe-core, ${state}:\n  ${found.join('\n  ')}`);
+}
 
 const base = process.env.BASE_URL;
 if (!base) {
@@ -77,13 +86,24 @@ try {
     });
   }
 
+  await step('no accessibility violation on first load', async () => {
+    await page.getByRole('radio', { name: 'Conference Room A' }).waitFor();
+    await accessible(page, 'first load');
+  });
+
   await step('book a room', async () => {
     await chooseDate(date);
     await page.getByRole('radio', { name: 'Conference Room A' }).check();
     await page.getByRole('button', { name: 'Book', exact: true }).click();
-    await page.getByRole('status').filter({ hasText: 'Booked Conference Room A' }).waitFor();
+    await page.getByTestId('last-result').filter({ hasText: 'Booked Conference Room A' }).waitFor();
     await page.locator('.bookings li', { hasText: 'Conference Room A' }).first().waitFor();
     await page.screenshot({ path: `${shots}/01-booked.png`, fullPage: true });
+    // Focus moved to the outcome (the Book button's room is no longer chosen).
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'last-result');
+  });
+
+  await step('no accessibility violation on the page with a booking', async () => {
+    await accessible(page, 'after a booking');
   });
 
   await step('the booked slot is shown and disabled', async () => {
@@ -106,8 +126,15 @@ try {
     // This run's booking (the list may hold earlier runs' bookings of room A).
     const mine = await api(`/api/bookings/user_alice?resourceId=room_A&date=${date}`);
     assert.equal(mine.bookings.length, 1, JSON.stringify(mine));
+    // A user with many bookings narrows the list to the date.
+    await page.getByLabel('Filter by date').fill(date);
     await page.locator(`li[data-booking-id="${mine.bookings[0].id}"]`).getByRole('button', { name: /^Cancel Conference Room A/ }).click();
-    await page.getByRole('status').filter({ hasText: 'Cancelled Conference Room A' }).waitFor();
+    const dialog = page.getByRole('dialog', { name: /^Cancel Conference Room A/ });
+    await dialog.waitFor();
+    await accessible(page, 'the cancel dialog');
+    await dialog.getByRole('button', { name: 'Yes, cancel it' }).click();
+    await page.getByTestId('last-result').filter({ hasText: 'Cancelled Conference Room A' }).waitFor();
+    await page.getByLabel('Filter by date').fill('');
     await page.waitForFunction(() => document.querySelector('input[value="room_A"]')?.disabled === false);
     await page.screenshot({ path: `${shots}/02-cancelled.png`, fullPage: true });
   });
@@ -115,16 +142,21 @@ try {
   await step('rebook the freed slot', async () => {
     await page.getByRole('radio', { name: 'Conference Room A' }).check();
     await page.getByRole('button', { name: 'Book', exact: true }).click();
-    await page.getByRole('status').filter({ hasText: 'Booked Conference Room A' }).last().waitFor();
+    await page.getByTestId('last-result').filter({ hasText: 'Booked Conference Room A' }).waitFor();
     const list = await api(`/api/bookings/user_alice?resourceId=room_A&date=${date}&status=all`);
     assert.deepEqual(list.bookings.map((b) => b.status).sort(), ['cancelled', 'confirmed']);
+    // Cancelled bookings, shown, must be as readable as the rest.
+    await page.getByLabel('Show cancelled').check();
+    await page.locator('.bookings li.cancelled').first().waitFor();
+    await accessible(page, 'with cancelled bookings shown');
+    await page.getByLabel('Show cancelled').uncheck();
   });
 
   await step('the race panel shows exactly one confirmed booking', async () => {
     const race = page.locator('section.race');
     await race.getByLabel('Requests').fill('8');
-    await race.getByLabel('Room').selectOption('room_C');
-    await race.getByLabel('Date').fill(D(16));
+    await race.getByLabel('Race room').selectOption('room_C');
+    await race.getByLabel('Race date').fill(D(16));
     await race.getByRole('button', { name: /^Race/ }).click();
     const result = page.getByTestId('race-result');
     await result.waitFor();
@@ -139,7 +171,7 @@ try {
   await step('same-key race: one booking, the rest replays or in progress', async () => {
     const race = page.locator('section.race');
     await race.getByLabel('Mode').selectOption('same-key');
-    await race.getByLabel('Date').fill(D(17));
+    await race.getByLabel('Race date').fill(D(17));
     await race.getByRole('button', { name: /^Race/ }).click();
     await page.getByTestId('race-result').waitFor();
     assert.match(await page.getByTestId('race-result').innerText(), /: 1$/);
@@ -148,7 +180,7 @@ try {
   });
 
   await step('an error code is shown to the user', async () => {
-    await page.getByLabel('User', { exact: true }).selectOption('user_bob');
+    await page.getByLabel('Signed in as').selectOption('user_bob');
     await chooseDate(D(78));
     await page.getByRole('radio', { name: 'Conference Room B' }).check();
     // Someone else takes the slot after the form showed it free.
@@ -164,6 +196,8 @@ try {
     const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
     await phone.goto(base);
     await phone.getByRole('heading', { name: 'Room booking' }).waitFor();
+    await phone.getByRole('radio', { name: 'Conference Room A' }).waitFor();
+    await accessible(phone, 'the phone layout');
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 1, `no horizontal scrolling (overflow ${overflow}px)`);
     await phone.screenshot({ path: `${shots}/04-phone.png`, fullPage: true });
@@ -171,14 +205,14 @@ try {
   });
 
   await step('keyboard: the form is usable without a mouse', async () => {
-    await page.getByLabel('User', { exact: true }).selectOption('user_charlie');
+    await page.getByLabel('Signed in as').selectOption('user_charlie');
     await chooseDate(D(47));
     await roomsReady();
     await page.getByRole('radio', { name: 'Conference Room D' }).focus();
     await page.keyboard.press('Space');
     await page.getByRole('button', { name: 'Book', exact: true }).focus();
     await page.keyboard.press('Enter');
-    await page.getByRole('status').filter({ hasText: 'Booked Conference Room D' }).waitFor();
+    await page.getByTestId('last-result').filter({ hasText: 'Booked Conference Room D' }).waitFor();
   });
 
   // --- under failing networks (request interception) ----------------------
@@ -217,7 +251,7 @@ try {
     });
     await page.getByRole('radio', { name: 'Conference Room B' }).check();
     await page.getByRole('button', { name: 'Book', exact: true }).click();
-    await page.getByRole('status').filter({ hasText: 'confirmed after a network problem' }).waitFor({ timeout: 30_000 });
+    await page.getByTestId('last-result').filter({ hasText: 'confirmed after a network problem' }).waitFor({ timeout: 30_000 });
     await page.unroute('**/api/bookings');
     assert.ok(sent >= 2, `retried with its key (${sent} attempts)`);
     const list = await apiAs('user_charlie', `/api/bookings/user_charlie?resourceId=room_B&date=${day}&status=all`);
@@ -241,13 +275,14 @@ try {
     await unconfirmed.waitFor({ timeout: 30_000 });
     assert.match(await unconfirmed.innerText(), /could not confirm the booking of Conference Room C/);
     await page.screenshot({ path: `${shots}/06-unconfirmed.png`, fullPage: true });
+    await accessible(page, 'a booking that could not be confirmed');
     await page.unroute('**/api/bookings');
     const retried = [];
     page.on('request', (r) => {
       if (r.method() === 'POST' && r.url().endsWith('/api/bookings')) retried.push(r.headers()['idempotency-key']);
     });
     await unconfirmed.getByRole('button', { name: 'Retry' }).click();
-    await page.getByRole('status').filter({ hasText: 'Booked Conference Room C' }).waitFor({ timeout: 15_000 });
+    await page.getByTestId('last-result').filter({ hasText: 'Booked Conference Room C' }).waitFor({ timeout: 15_000 });
     assert.ok(keys.length >= 2 && new Set([...keys, ...retried]).size === 1, `one key throughout: ${[...keys, ...retried]}`);
     const list = await apiAs('user_charlie', `/api/bookings/user_charlie?resourceId=room_C&date=${day}&status=all`);
     assert.equal(list.bookings.length, 1, JSON.stringify(list));

@@ -21,13 +21,19 @@ const DATE_DEBOUNCE_MS = 300;
 function useToasts() {
   const [toasts, setToasts] = useState<Toast[]>([]);
   const next = useRef(1);
-  const push = useCallback((kind: Toast['kind'], text: string) => {
-    const id = next.current++;
-    // One outage, one message: a toast already showing is not repeated.
-    setToasts((t) => (t.some((x) => x.text === text) ? t : [...t.slice(-3), { id, kind, text }]));
-    setTimeout(() => setToasts((t) => t.filter((x) => x.id !== id)), 6000);
-  }, []);
-  return { toasts, push };
+  const dismiss = useCallback((id: number) => setToasts((t) => t.filter((x) => x.id !== id)), []);
+  const push = useCallback(
+    (kind: Toast['kind'], text: string) => {
+      const id = next.current++;
+      // One outage, one message: a toast already showing is not repeated.
+      setToasts((t) => (t.some((x) => x.text === text) ? t : [...t.slice(-3), { id, kind, text }]));
+      // An error stays until it is dismissed: it must not vanish before it is read.
+      if (kind !== 'error') setTimeout(() => dismiss(id), 6000);
+    },
+    [dismiss],
+  );
+  const clear = useCallback(() => setToasts([]), []);
+  return { toasts, push, dismiss, clear };
 }
 
 export function App() {
@@ -43,7 +49,25 @@ export function App() {
   useEffect(() => {
     credentials.authMode().then(setAuthMode);
   }, [credentials]);
-  const { toasts, push } = useToasts();
+  const { toasts, push, dismiss, clear } = useToasts();
+  /** The last action's outcome; focus moves here after Book and Cancel (their buttons may disappear). */
+  const [result, setResult] = useState({ text: '', seq: 0 });
+  const resultRef = useRef<HTMLParagraphElement>(null);
+  const announce = useCallback(
+    (kind: Toast['kind'], text: string) => {
+      push(kind, text);
+      setResult((r) => ({ text, seq: r.seq + 1 }));
+    },
+    [push],
+  );
+  // Once the outcome is on the page (not before: an empty region is hidden).
+  useEffect(() => {
+    if (result.seq > 0) resultRef.current?.focus();
+  }, [result.seq]);
+  /** The booking a cancel waits to be confirmed for (an accessible dialog, not window.confirm). */
+  const [confirming, setConfirming] = useState<Booking | null>(null);
+  const dialogRef = useRef<HTMLDialogElement>(null);
+  const [showAllUpcoming, setShowAllUpcoming] = useState(false);
 
   const [user, setUser] = useState(DEMO_USERS[0]);
   const [resources, setResources] = useState<Resource[]>([]);
@@ -111,6 +135,12 @@ export function App() {
     void refreshBookings();
   }, [refreshBookings]);
 
+  // Messages about another user's bookings do not outlive the change of user.
+  useEffect(() => {
+    clear();
+    setResult((r) => ({ text: '', seq: r.seq }));
+  }, [user, clear]);
+
   // A change of the form is a new intent (a new key on the next submit).
   useEffect(() => {
     tracker.reset();
@@ -130,11 +160,11 @@ export function App() {
     const result = await tracker.submit(payload, { progress: (n, max) => setStatus(`No answer yet; retrying ${n}/${max}…`) });
     if (result.ok) {
       const note = result.replayed ? ' (your earlier request had already booked it)' : '';
-      push(result.replayed ? 'info' : 'success', `Booked ${what}${note}.`);
+      announce(result.replayed ? 'info' : 'success', `Booked ${what}${note}.`);
       setUnconfirmed(null);
       setResource('');
     } else if (isDefinitive(result)) {
-      push('error', `${what}: ${describeProblem(result.problem)}`);
+      announce('error', `${what}: ${describeProblem(result.problem)}`);
       setUnconfirmed(null);
     } else {
       // No answer after every retry: the booking may exist. Ask the service
@@ -143,7 +173,7 @@ export function App() {
       const found = await findBooking(api, payload);
       if (found) {
         tracker.reset();
-        push('success', `Booked ${what} (confirmed after a network problem).`);
+        announce('success', `Booked ${what} (confirmed after a network problem).`);
         setUnconfirmed(null);
         setResource('');
       } else {
@@ -161,15 +191,26 @@ export function App() {
     await submit({ userId: user, resourceId: resource, date });
   }
 
+  function askToCancel(b: Booking) {
+    setConfirming(b);
+    requestAnimationFrame(() => dialogRef.current?.showModal());
+  }
+
   async function cancel(b: Booking) {
-    if (!window.confirm(`Cancel ${nameOf(b.resourceId)} on ${localDate(b.date)}?`)) return;
+    dialogRef.current?.close();
+    setConfirming(null);
+    const what = `${nameOf(b.resourceId)} on ${localDate(b.date)}`;
     setCancelling(b.id);
     const result = await api.cancelBooking(b.id, user);
     setCancelling(null);
-    if (result.ok) push('success', `Cancelled ${nameOf(b.resourceId)} on ${localDate(b.date)}.`);
-    else push('error', describeProblem(result.problem));
+    if (result.ok) announce('success', `Cancelled ${what}.`);
+    else announce('error', `${what}: ${describeProblem(result.problem)}`);
     await Promise.all([refreshAvailability(), refreshBookings()]);
   }
+
+  const upcoming = bookings.filter((b) => b.date >= today).sort((a, b) => a.date.localeCompare(b.date) || a.createdAt.localeCompare(b.createdAt));
+  const past = bookings.filter((b) => b.date < today).sort((a, b) => b.date.localeCompare(a.date));
+  const shownUpcoming = showAllUpcoming ? upcoming : upcoming.slice(0, UPCOMING_PAGE);
 
   return (
     <div className="app">
@@ -193,7 +234,7 @@ export function App() {
         ) : (
           <label className="user">
             Signed in as{authMode === 'dev' ? ' (demo token)' : ''}
-            <select value={user} onChange={(e) => setUser(e.target.value)} aria-label="User">
+            <select value={user} onChange={(e) => setUser(e.target.value)}>
               {DEMO_USERS.map((u) => (
                 <option key={u} value={u}>
                   {u}
@@ -245,12 +286,21 @@ export function App() {
                 })}
               </div>
             </fieldset>
-            <button type="submit" disabled={submitting || !resource} aria-busy={submitting}>
+            <button type="submit" disabled={submitting || !resource} aria-busy={submitting} aria-describedby="book-hint">
               {submitting ? 'Booking…' : 'Book'}
             </button>
+            {!resource && !submitting && (
+              <span id="book-hint" className="muted small">
+                {' '}
+                Choose a free room to book.
+              </span>
+            )}
             <span className="muted" role="status">
               {status}
             </span>
+            <p className="result" ref={resultRef} tabIndex={-1} data-testid="last-result">
+              {result.text}
+            </p>
             {unconfirmed && !submitting && (
               <div className="inline-error" role="alert" data-testid="unconfirmed">
                 We could not confirm the booking of {nameOf(unconfirmed.resourceId)} on {localDate(unconfirmed.date)}: the service did not answer. It may
@@ -267,14 +317,14 @@ export function App() {
           <h2 id="list-heading">My bookings</h2>
           <div className="filters">
             <label>
-              Room
+              Filter by room
               <select value={filterResource} onChange={(e) => setFilterResource(e.target.value)}>
                 <option value="">All rooms</option>
                 <ResourceOptions resources={resources} />
               </select>
             </label>
             <label>
-              Date
+              Filter by date
               <input type="date" value={filterDate} onChange={(e) => setFilterDate(e.target.value)} />
             </label>
             <label className="inline">
@@ -284,36 +334,85 @@ export function App() {
           </div>
           {loadingList && <p className="muted">Loading…</p>}
           {!loadingList && bookings.length === 0 && <p className="muted">No bookings.</p>}
-          <ul className="bookings" aria-label="Bookings">
-            {bookings.map((b) => (
-              <li key={b.id} className={b.status} data-booking-id={b.id}>
-                <div>
-                  <strong>{nameOf(b.resourceId)}</strong> · {localDate(b.date)}
-                  <div className="muted small">
-                    {b.status === 'cancelled' ? 'Cancelled' : 'Confirmed'} · booked {new Date(b.createdAt).toLocaleString()}
-                  </div>
-                </div>
-                {b.status === 'confirmed' && (
-                  <button type="button" className="secondary" onClick={() => cancel(b)} disabled={cancelling === b.id} aria-label={`Cancel ${nameOf(b.resourceId)} on ${localDate(b.date)}`}>
-                    {cancelling === b.id ? 'Cancelling…' : 'Cancel'}
-                  </button>
-                )}
-              </li>
+          {upcoming.length > 0 && <h3 className="small">Upcoming</h3>}
+          <ul className="bookings" aria-label="Upcoming bookings">
+            {shownUpcoming.map((b) => (
+              <BookingItem key={b.id} b={b} nameOf={nameOf} cancelling={cancelling} onCancel={askToCancel} />
             ))}
           </ul>
+          {upcoming.length > shownUpcoming.length && (
+            <button type="button" className="secondary neutral" onClick={() => setShowAllUpcoming(true)}>
+              Show {upcoming.length - shownUpcoming.length} more
+            </button>
+          )}
+          {past.length > 0 && (
+            <details className="past">
+              <summary>Past bookings ({past.length})</summary>
+              <ul className="bookings" aria-label="Past bookings">
+                {past.map((b) => (
+                  <BookingItem key={b.id} b={b} nameOf={nameOf} cancelling={cancelling} onCancel={askToCancel} />
+                ))}
+              </ul>
+            </details>
+          )}
         </section>
 
         <RacePanel api={api} resources={resources} onDone={() => Promise.all([refreshAvailability(), refreshBookings()])} />
       </main>
 
+      <dialog ref={dialogRef} aria-labelledby="cancel-heading" onClose={() => setConfirming(null)}>
+        {confirming && (
+          <form method="dialog">
+            <h2 id="cancel-heading">
+              Cancel {nameOf(confirming.resourceId)} on {localDate(confirming.date)}?
+            </h2>
+            <p>The room becomes free for others to book.</p>
+            <div className="dialog-buttons">
+              <button type="button" onClick={() => void cancel(confirming)}>
+                Yes, cancel it
+              </button>
+              <button type="submit" className="secondary neutral" autoFocus>
+                Keep it
+              </button>
+            </div>
+          </form>
+        )}
+      </dialog>
+
       <div className="toasts" aria-live="polite">
         {toasts.map((t) => (
           <div key={t.id} className={`toast ${t.kind}`} role={t.kind === 'error' ? 'alert' : 'status'}>
             {t.text}
+            {t.kind === 'error' && (
+              <button type="button" className="dismiss" aria-label="Dismiss" onClick={() => dismiss(t.id)}>
+                ×
+              </button>
+            )}
           </div>
         ))}
       </div>
     </div>
+  );
+}
+
+/** Upcoming bookings shown before "Show more". */
+const UPCOMING_PAGE = 10;
+
+function BookingItem({ b, nameOf, cancelling, onCancel }: { b: Booking; nameOf: (id: string) => string; cancelling: string | null; onCancel: (b: Booking) => void }) {
+  return (
+    <li className={b.status} data-booking-id={b.id}>
+      <div>
+        <strong>{nameOf(b.resourceId)}</strong> · {localDate(b.date)}
+        <div className="small detail">
+          {b.status === 'cancelled' ? 'Cancelled' : 'Confirmed'} · booked {new Date(b.createdAt).toLocaleString()}
+        </div>
+      </div>
+      {b.status === 'confirmed' && (
+        <button type="button" className="secondary" onClick={() => onCancel(b)} disabled={cancelling === b.id} aria-label={`Cancel ${nameOf(b.resourceId)} on ${localDate(b.date)}`}>
+          {cancelling === b.id ? 'Cancelling…' : 'Cancel'}
+        </button>
+      )}
+    </li>
   );
 }
 
@@ -332,8 +431,14 @@ function ResourceOptions({ resources }: { resources: Resource[] }) {
 type RaceRow = { n: number; user: string; key: string; result: ApiResult<{ booking: Booking }> };
 
 /** Fires N concurrent requests for one slot and shows every answer and the final state. */
+/** Answers a race is expected to give besides one booking: shown as expected, not as failures. */
+const EXPECTED_IN_A_RACE = new Set(['ALREADY_BOOKED', 'IDEMPOTENCY_IN_PROGRESS', 'RESOURCE_LOCKED']);
+
 function RacePanel({ api, resources, onDone }: { api: BookingApi; resources: Resource[]; onDone: () => Promise<unknown> }) {
-  const [count, setCount] = useState(5);
+  // Typed freely; checked when the field is left (and before a race).
+  const [countText, setCountText] = useState('5');
+  const count = Math.max(2, Math.min(50, Math.round(Number(countText)) || 2));
+  const [slotTaken, setSlotTaken] = useState<boolean | null>(null);
   const [mode, setMode] = useState<'same-key' | 'different-users'>('different-users');
   const [resource, setResource] = useState('room_C');
   const [date, setDate] = useState(() => isoDate(new Date(Date.now() + 14 * 86400000)));
@@ -341,14 +446,21 @@ function RacePanel({ api, resources, onDone }: { api: BookingApi; resources: Res
   const [rows, setRows] = useState<RaceRow[]>([]);
   const [confirmed, setConfirmed] = useState<number | null>(null);
 
+  const today = isoDate(new Date());
+  const dateOk = isBookableDate(date, today);
+
   async function race() {
+    if (!dateOk) return;
+    setCountText(String(count));
     setRunning(true);
     setRows([]);
     setConfirmed(null);
+    setSlotTaken(null);
     const sharedKey = newIdempotencyKey();
+    // Racers are the demo users (their bookings are visible and cancellable).
     const racers = Array.from({ length: count }, (_, i) => ({
       n: i + 1,
-      user: mode === 'same-key' ? 'user_alice' : `racer_${i + 1}`,
+      user: mode === 'same-key' ? 'user_alice' : DEMO_USERS[i % DEMO_USERS.length],
       key: mode === 'same-key' ? sharedKey : newIdempotencyKey(),
     }));
     // Credentials first (a token per racer under --auth dev), then one
@@ -361,6 +473,8 @@ function RacePanel({ api, resources, onDone }: { api: BookingApi; resources: Res
     const users = [...new Set(racers.map((r) => r.user))];
     const lists = await Promise.all(users.map((u) => api.listBookings(u, { resourceId: resource, date })));
     setConfirmed(lists.reduce((n, l) => n + (l.ok ? l.data.bookings.length : 0), 0));
+    const availability = await api.available(date);
+    setSlotTaken(availability.ok ? !availability.data.availableResources.includes(resource) : null);
     setRunning(false);
     await onDone();
   }
@@ -372,7 +486,7 @@ function RacePanel({ api, resources, onDone }: { api: BookingApi; resources: Res
       <div className="filters">
         <label>
           Requests
-          <input type="number" min={2} max={50} value={count} onChange={(e) => setCount(Math.max(2, Math.min(50, Number(e.target.value) || 2)))} />
+          <input type="number" min={2} max={50} value={countText} onChange={(e) => setCountText(e.target.value)} onBlur={() => setCountText(String(count))} />
         </label>
         <label>
           Mode
@@ -382,19 +496,25 @@ function RacePanel({ api, resources, onDone }: { api: BookingApi; resources: Res
           </select>
         </label>
         <label>
-          Room
+          Race room
           <select value={resource} onChange={(e) => setResource(e.target.value)}>
             <ResourceOptions resources={resources} />
           </select>
         </label>
         <label>
-          Date
-          <input type="date" value={date} onChange={(e) => setDate(e.target.value)} />
+          Race date
+          <input type="date" value={date} min={today} onChange={(e) => setDate(e.target.value)} />
         </label>
       </div>
-      <button type="button" onClick={race} disabled={running} aria-busy={running}>
+      <button type="button" onClick={race} disabled={running || !dateOk} aria-busy={running} aria-describedby="race-hint">
         {running ? 'Racing…' : `Race ${count} requests`}
       </button>
+      {!dateOk && (
+        <span id="race-hint" className="muted small">
+          {' '}
+          Choose a date from today on.
+        </span>
+      )}
       {rows.length > 0 && (
         <table>
           <caption className="muted small">Answers</caption>
@@ -411,18 +531,21 @@ function RacePanel({ api, resources, onDone }: { api: BookingApi; resources: Res
               <tr key={r.n}>
                 <td>{r.n}</td>
                 <td>{r.user}</td>
-                <td className={r.result.ok ? 'ok' : 'err'}>
+                <td className={r.result.ok ? 'ok' : EXPECTED_IN_A_RACE.has(r.result.problem.code) ? 'expected' : 'err'}>
                   {r.result.status || 'no answer'} {r.result.ok ? (r.result.replayed ? 'replayed' : 'created') : r.result.problem.code}
                 </td>
-                <td className="small">{r.result.ok ? r.result.data.booking.id.slice(0, 8) : ''}</td>
+                <td className="small" title={r.result.ok ? r.result.data.booking.id : undefined}>
+                  {r.result.ok ? `…${r.result.data.booking.id.slice(-12)}` : ''}
+                </td>
               </tr>
             ))}
           </tbody>
         </table>
       )}
       {confirmed !== null && (
-        <p className={`result ${confirmed === 1 ? 'ok' : 'err'}`} data-testid="race-result">
+        <p className={`result ${confirmed === 1 ? 'ok' : confirmed === 0 && slotTaken ? 'expected' : 'err'}`} data-testid="race-result">
           Confirmed bookings for this slot: <strong>{confirmed}</strong>
+          {confirmed === 0 && slotTaken && ' (the slot was already booked before the race: every racer was refused, as it should be)'}
         </p>
       )}
     </section>
