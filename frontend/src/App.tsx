@@ -68,6 +68,8 @@ export function App() {
   const [confirming, setConfirming] = useState<Booking | null>(null);
   const dialogRef = useRef<HTMLDialogElement>(null);
   const [showAllUpcoming, setShowAllUpcoming] = useState(false);
+  /** Bumped whenever bookings may have changed (the week view reloads). */
+  const [version, setVersion] = useState(0);
 
   const [user, setUser] = useState(DEMO_USERS[0]);
   const [resources, setResources] = useState<Resource[]>([]);
@@ -182,6 +184,7 @@ export function App() {
     }
     setSubmitting(false);
     setStatus('');
+    setVersion((v) => v + 1);
     await Promise.all([refreshAvailability(), refreshBookings()]);
   }
 
@@ -205,6 +208,7 @@ export function App() {
     setCancelling(null);
     if (result.ok) announce('success', `Cancelled ${what}.`);
     else announce('error', `${what}: ${describeProblem(result.problem)}`);
+    setVersion((v) => v + 1);
     await Promise.all([refreshAvailability(), refreshBookings()]);
   }
 
@@ -357,7 +361,27 @@ export function App() {
           )}
         </section>
 
-        <RacePanel api={api} resources={resources} onDone={() => Promise.all([refreshAvailability(), refreshBookings()])} />
+        <WeekView
+          api={api}
+          resources={resources}
+          user={user}
+          around={isBookableDate(date, today) ? date : today}
+          today={today}
+          version={version}
+          onPick={(day, room) => {
+            setDate(day);
+            setResource(room);
+          }}
+        />
+
+        <RacePanel
+          api={api}
+          resources={resources}
+          onDone={() => {
+            setVersion((v) => v + 1);
+            return Promise.all([refreshAvailability(), refreshBookings()]);
+          }}
+        />
       </main>
 
       <dialog ref={dialogRef} aria-labelledby="cancel-heading" onClose={() => setConfirming(null)}>
@@ -392,6 +416,139 @@ export function App() {
         ))}
       </div>
     </div>
+  );
+}
+
+/** Monday of the week of `day` (YYYY-MM-DD), as YYYY-MM-DD. */
+function mondayOf(day: string): string {
+  const [y, m, d] = day.split('-').map(Number);
+  const date = new Date(Date.UTC(y, m - 1, d));
+  date.setUTCDate(date.getUTCDate() - ((date.getUTCDay() + 6) % 7));
+  return date.toISOString().slice(0, 10);
+}
+
+function addDays(day: string, n: number): string {
+  const [y, m, d] = day.split('-').map(Number);
+  return new Date(Date.UTC(y, m - 1, d + n)).toISOString().slice(0, 10);
+}
+
+type Cell = 'free' | 'booked' | 'yours' | 'past';
+
+/**
+ * Availability at a glance: rooms × the days of one week, free, booked or
+ * yours. It follows the booking form's date and can be moved by week; a
+ * free cell fills the form. Requests for a week that is no longer shown
+ * are aborted and their answers ignored.
+ */
+function WeekView({ api, resources, user, around, today, version, onPick }: { api: BookingApi; resources: Resource[]; user: string; around: string; today: string; version: number; onPick: (day: string, room: string) => void }) {
+  const [monday, setMonday] = useState(() => mondayOf(around));
+  useEffect(() => setMonday(mondayOf(around)), [around]);
+  const days = useMemo(() => Array.from({ length: 7 }, (_, i) => addDays(monday, i)), [monday]);
+  const [cells, setCells] = useState<Record<string, Cell> | null>(null);
+  const [error, setError] = useState('');
+  const latest = useRef(new Latest());
+
+  const load = useCallback(async () => {
+    const { signal, isLatest } = latest.current.begin();
+    setCells(null);
+    setError('');
+    const future = days.filter((d) => d >= today);
+    const [answers, mine] = await Promise.all([
+      Promise.all(future.map((d) => api.available(d, { signal }))),
+      user ? api.listBookings(user, { status: 'confirmed' }) : Promise.resolve(null),
+    ]);
+    if (!isLatest()) return;
+    const failed = answers.find((a) => !a.ok);
+    if (failed && !failed.ok) {
+      setError(describeProblem(failed.problem));
+      return;
+    }
+    const yours = new Set(mine && mine.ok ? mine.data.bookings.map((b) => `${b.date}/${b.resourceId}`) : []);
+    const next: Record<string, Cell> = {};
+    for (const d of days) {
+      const i = future.indexOf(d);
+      const answer = i >= 0 ? answers[i] : undefined;
+      for (const r of resources) {
+        const key = `${d}/${r.id}`;
+        if (!answer || !answer.ok) next[key] = 'past';
+        else if (answer.data.availableResources.includes(r.id)) next[key] = 'free';
+        else next[key] = yours.has(key) ? 'yours' : 'booked';
+      }
+    }
+    setCells(next);
+  }, [api, days, resources, today, user]);
+
+  useEffect(() => {
+    void load();
+  }, [load, version]);
+
+  const label = (d: string) => new Date(`${d}T00:00:00`).toLocaleDateString(undefined, { weekday: 'short', day: 'numeric', month: 'short' });
+  return (
+    <section aria-labelledby="week-heading" className="card week">
+      <h2 id="week-heading">Week at a glance</h2>
+      <div className="week-nav">
+        <button type="button" className="secondary neutral" onClick={() => setMonday(addDays(monday, -7))} disabled={monday <= mondayOf(today)}>
+          Previous week
+        </button>
+        <span className="muted">
+          {localDate(days[0])} – {localDate(days[6])}
+        </span>
+        <button type="button" className="secondary neutral" onClick={() => setMonday(addDays(monday, 7))}>
+          Next week
+        </button>
+      </div>
+      {error && (
+        <p className="inline-error" role="alert">
+          The week could not be loaded: {error}{' '}
+          <button type="button" className="secondary" onClick={() => void load()}>
+            Retry
+          </button>
+        </p>
+      )}
+      {!error && cells === null && <p className="muted">Loading the week…</p>}
+      {cells && (
+        <div className="week-scroll">
+          <table data-testid="week">
+            <caption className="muted small">Free rooms are buttons: choosing one fills the booking form.</caption>
+            <thead>
+              <tr>
+                <th scope="col">Room</th>
+                {days.map((d) => (
+                  <th scope="col" key={d}>
+                    {label(d)}
+                  </th>
+                ))}
+              </tr>
+            </thead>
+            <tbody>
+              {resources.map((r) => (
+                <tr key={r.id}>
+                  <th scope="row">{r.name}</th>
+                  {days.map((d) => {
+                    const cell = cells[`${d}/${r.id}`];
+                    return (
+                      <td key={d} className={`cell ${cell}`} data-cell={`${d}/${r.id}`}>
+                        {cell === 'free' ? (
+                          <button type="button" className="secondary neutral" onClick={() => onPick(d, r.id)} aria-label={`free: book ${r.name} on ${localDate(d)}`}>
+                            free
+                          </button>
+                        ) : cell === 'yours' ? (
+                          'yours'
+                        ) : cell === 'booked' ? (
+                          'booked'
+                        ) : (
+                          '–'
+                        )}
+                      </td>
+                    );
+                  })}
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
   );
 }
 
