@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::FieldError;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// JSON body; too large → `PAYLOAD_TOO_LARGE`, unparsable → `VALIDATION_FAILED`.
 pub struct ApiJson<T>(pub T);

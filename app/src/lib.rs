@@ -48,6 +48,7 @@ pub mod routes;
 pub mod seeded;
 pub mod serve;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 

@@ -1,12 +1,11 @@
 //! The generator: what each virtual client intends to do, drawn from the
 //! scenario's seed so a run can be repeated exactly.
 
-use anyhow::{Context, Result};
-use chrono::NaiveDate;
+use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::scenario::{KeyStyle, Workload};
+use crate::scenario::{parse_date, KeyStyle, Workload};
 
 /// One thing a user wants; retries of it reuse its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +36,6 @@ pub enum Intent {
     Availability {
         date: String,
     },
-}
-
-pub fn parse_date(raw: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d").with_context(|| format!("bad date {raw:?}"))
 }
 
 /// The dates a workload books, `first_date` and the days after it.

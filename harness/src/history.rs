@@ -14,15 +14,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpKind {
-    Create,
-    Cancel,
-    List,
-    /// `GET /api/resources/available?date=`.
-    Availability,
-}
+// The API's operations and its "try again" codes are the profile's vocabulary.
+pub use crate::profile::{OpKind, TRY_AGAIN};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -205,15 +198,6 @@ impl Operation {
         self.code.as_deref() == Some(code)
     }
 }
-
-/// Client errors that decide nothing: the same request may succeed later
-/// (a key or slot busy, a rate or key quota exceeded). Nothing was written.
-pub const TRY_AGAIN: [&str; 4] = [
-    "IDEMPOTENCY_IN_PROGRESS",
-    "RESOURCE_LOCKED",
-    "RATE_LIMITED",
-    "QUOTA_EXCEEDED",
-];
 
 /// A booking as an answer presents it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,8 +21,6 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::history::OpKind;
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiProfile {
@@ -58,6 +56,26 @@ pub struct ApiProfile {
     /// Catalogue path (a JSON body listing the resources).
     pub catalogue_path: String,
 }
+
+/// The operations of the API, as histories record them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    Create,
+    Cancel,
+    List,
+    /// `GET /api/resources/available?date=`.
+    Availability,
+}
+
+/// Client errors that decide nothing: the same request may succeed later
+/// (a key or slot busy, a rate or key quota exceeded). Nothing was written.
+pub const TRY_AGAIN: [&str; 4] = [
+    "IDEMPOTENCY_IN_PROGRESS",
+    "RESOURCE_LOCKED",
+    "RATE_LIMITED",
+    "QUOTA_EXCEEDED",
+];
 
 impl Default for ApiProfile {
     fn default() -> Self {
@@ -269,8 +287,7 @@ impl ApiProfile {
                 self.error_message
             ));
         }
-        let try_again =
-            code == "DEPENDENCY_UNAVAILABLE" || crate::history::TRY_AGAIN.contains(&code.as_str());
+        let try_again = code == "DEPENDENCY_UNAVAILABLE" || TRY_AGAIN.contains(&code.as_str());
         if self.retry_after && try_again && !retry_after {
             return Some(format!("{code} without Retry-After"));
         }

@@ -335,6 +335,11 @@ impl FaultKind {
     }
 }
 
+/// Parses a `YYYY-MM-DD` date of a scenario file.
+pub fn parse_date(raw: &str) -> Result<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").with_context(|| format!("bad date {raw:?}"))
+}
+
 /// Parses `250ms`, `2s`, `1.5s`, `1m`.
 pub fn parse_duration(raw: &str) -> Result<Duration> {
     let raw = raw.trim();
@@ -442,7 +447,7 @@ impl Scenario {
         if w.max_attempts == 0 || w.max_attempts > 50 {
             bail!("workload.max_attempts must be 1..=50");
         }
-        crate::generator::parse_date(&w.first_date)?;
+        parse_date(&w.first_date)?;
         for name in &self.catches {
             if booking::seeded::entry(name).is_none() {
                 let known: Vec<_> = booking::seeded::CATALOGUE.iter().map(|e| e.name).collect();

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::{truncate_to_millis, Booking, UserId};
 use crate::error::ApiError;
 use crate::failpoints::{self, Step};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Cancels `id` for its owner. A missing or foreign booking is `NOT_FOUND`
 /// (existence is not leaked); cancelling twice returns the cancelled booking.

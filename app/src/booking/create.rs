@@ -26,7 +26,7 @@ use crate::domain::{truncate_to_millis, Booking, BookingStatus, IdempotencyKey, 
 use crate::error::ApiError;
 use crate::failpoints::{self, Step};
 use crate::response::StoredResponse;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{BookCommand, BookOutcome};
 
 /// A definitive answer to a booking request.

@@ -2,46 +2,9 @@
 
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::config::IdempotencySettings;
-use crate::domain::{IdempotencyKey, NewBooking};
-
-/// Where a key came from. Client keys and derived keys live in separate
-/// namespaces, so a client cannot send a key that collides with a derived one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyKind {
-    /// The client's `Idempotency-Key` header.
-    Client,
-    /// Derived by the server from `userId + resourceId + date` when the client sent none.
-    Derived,
-}
-
-impl KeyKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Client => "client",
-            Self::Derived => "derived",
-        }
-    }
-}
-
-/// A key scoped to its user: one user's key never replays another user's response.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KeyScope {
-    pub user_id: String,
-    pub kind: KeyKind,
-    pub key: String,
-}
-
-impl KeyScope {
-    /// The coordinator's record name. Hashing keeps it short and free of
-    /// separators whatever the user id and key contain.
-    pub fn record_name(&self) -> String {
-        let digest = sha256_hex(&[self.kind.as_str(), &self.user_id, &self.key]);
-        format!("booking:idem:{digest}")
-    }
-}
+use crate::domain::{sha256_hex, IdempotencyKey, NewBooking};
+pub use crate::domain::{KeyKind, KeyScope};
 
 /// The key of one booking request, ready for the claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,24 +75,6 @@ pub fn fingerprint(request: &NewBooking) -> String {
         request.resource.as_str(),
         &request.date.to_string(),
     ])
-}
-
-/// SHA-256 over length-prefixed parts, so `("ab","c")` and `("a","bc")` differ.
-fn sha256_hex(parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    // By hand rather than `format!` per byte: this runs on every request,
-    // and 32 small formats showed up in the replay profile.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(64);
-    for byte in hasher.finalize() {
-        out.push(HEX[usize::from(byte >> 4)] as char);
-        out.push(HEX[usize::from(byte & 0x0f)] as char);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use crate::domain::FieldError;
 use crate::error::ApiError;
 use crate::failpoints;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/admin/failpoints", get(list)).route(

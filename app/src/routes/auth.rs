@@ -9,7 +9,7 @@ use crate::auth::AuthMode;
 use crate::domain::UserId;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// How clients authenticate (for the front end).
 #[derive(Debug, Serialize, ToSchema)]

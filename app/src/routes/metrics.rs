@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "health",

@@ -17,7 +17,7 @@ use super::{auth, bookings, health, metrics, resources};
 use crate::auth::AuthMode;
 use crate::domain::{IdempotencyKey, DATE_PATTERN, IDENTIFIER_PATTERN, MAX_ID_LEN};
 use crate::error::ErrorCode;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::{BookingDate, FieldError};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ResourceView {

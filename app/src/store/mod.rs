@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::booking::key::KeyScope;
 use crate::coordinator::CompletedRecord;
 use crate::deps::DependencyError;
+use crate::domain::KeyScope;
 use crate::domain::{Booking, BookingDate, BookingStatus, ResourceId, UserId};
 use crate::response::StoredResponse;
 

@@ -20,10 +20,10 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{BookCommand, BookOutcome, Cancellation, ListFilter, LiveKeys, Store, LIST_LIMIT};
-use crate::booking::key::{KeyKind, KeyScope};
 use crate::coordinator::CompletedRecord;
 use crate::deps::{Classify, DependencyError, Guard};
 use crate::domain::{Booking, BookingDate, BookingStatus, UserId};
+use crate::domain::{KeyKind, KeyScope};
 use crate::response::StoredResponse;
 
 impl Classify for sqlx::Error {

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use booking::config::Settings;
-use booking::startup::{AppState, Application};
+use booking::startup::Application;
+use booking::state::AppState;
 use booking_harness::infra::{PostgresServer, RedisServer};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row, SqlitePool};

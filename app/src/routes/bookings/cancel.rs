@@ -10,7 +10,7 @@ use super::{acting_user, BookingEnvelope};
 use crate::booking::cancel::cancel_booking;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, Principal};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

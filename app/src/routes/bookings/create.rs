@@ -11,7 +11,7 @@ use crate::booking::create::create_booking;
 use crate::domain::{BookingDate, IdempotencyKey, NewBooking, ResourceId};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, Principal};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The request body. Fields are read loosely so that every problem with
 /// them is reported at once, field by field.

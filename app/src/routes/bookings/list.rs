@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::{Booking, BookingDate, BookingStatus, FieldError, ResourceId, UserId};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiQuery, Principal};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::ListFilter;
 
 #[derive(Debug, Deserialize, IntoParams)]
