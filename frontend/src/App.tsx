@@ -257,26 +257,12 @@ export function App() {
               Date
               <input type="date" value={date} min={today} onChange={(e) => setDate(e.target.value)} required name="date" />
             </label>
-            {catalogueError && (
-              <p className="inline-error" role="alert">
-                The rooms could not be loaded: {catalogueError}{' '}
-                <button type="button" className="secondary" onClick={() => void loadCatalogue()}>
-                  Retry
-                </button>
-              </p>
-            )}
+            {catalogueError && <LoadError what="The rooms" problem={catalogueError} onRetry={loadCatalogue} />}
             <fieldset disabled={!isBookableDate(date, today) || available === null}>
               <legend>Room {isBookableDate(date, today) ? `on ${localDate(date)}` : ''}</legend>
               {!isBookableDate(date, today) && <p className="muted">Choose a date from today on.</p>}
               {isBookableDate(date, today) && available === null && !availabilityError && <p className="muted">Loading availability…</p>}
-              {availabilityError && (
-                <p className="inline-error" role="alert">
-                  Availability could not be loaded: {availabilityError}{' '}
-                  <button type="button" className="secondary" onClick={() => void refreshAvailability()}>
-                    Retry
-                  </button>
-                </p>
-              )}
+              {availabilityError && <LoadError what="Availability" problem={availabilityError} onRetry={refreshAvailability} />}
               <div className="rooms">
                 {resources.map((r) => {
                   const taken = available !== null && !available.includes(r.id);
@@ -497,14 +483,7 @@ function WeekView({ api, resources, user, around, today, version, onPick }: { ap
           Next week
         </button>
       </div>
-      {error && (
-        <p className="inline-error" role="alert">
-          The week could not be loaded: {error}{' '}
-          <button type="button" className="secondary" onClick={() => void load()}>
-            Retry
-          </button>
-        </p>
-      )}
+      {error && <LoadError what="The week" problem={error} onRetry={load} />}
       {!error && cells === null && <p className="muted">Loading the week…</p>}
       {cells && (
         <div className="week-scroll">
@@ -549,6 +528,18 @@ function WeekView({ api, resources, user, around, today, version, onPick }: { ap
         </div>
       )}
     </section>
+  );
+}
+
+/** A load that failed, said where it happened, until Retry succeeds. */
+function LoadError({ what, problem, onRetry }: { what: string; problem: string; onRetry: () => Promise<unknown> }) {
+  return (
+    <p className="inline-error" role="alert">
+      {what} could not be loaded: {problem}{' '}
+      <button type="button" className="secondary" onClick={() => void onRetry()}>
+        Retry
+      </button>
+    </p>
   );
 }
 

@@ -93,6 +93,12 @@ pub fn constrain(catalogue: &[String], mode: AuthMode) -> Value {
     let resource = json!({ "type": "string", "enum": catalogue });
     // Under --auth dev and jwt the user is the token's subject: userId may be left out.
     let user_required = mode == AuthMode::None;
+    // With a token, `userId` may also be null: the same as leaving it out.
+    let acting_user = if user_required {
+        identifier.clone()
+    } else {
+        json!({ "anyOf": [identifier, { "type": "null" }] })
+    };
 
     let schemas = &mut doc["components"]["schemas"];
     let body = |properties: Value, required: Vec<&str>| json!({ "type": "object", "properties": properties, "required": required });
@@ -103,10 +109,10 @@ pub fn constrain(catalogue: &[String], mode: AuthMode) -> Value {
         required
     };
     schemas["CreateBookingBody"] = body(
-        json!({ "userId": identifier, "resourceId": resource, "date": date }),
+        json!({ "userId": acting_user, "resourceId": resource, "date": date }),
         with_user(vec!["resourceId", "date"]),
     );
-    schemas["CancelBody"] = body(json!({ "userId": identifier }), with_user(vec![]));
+    schemas["CancelBody"] = body(json!({ "userId": acting_user }), with_user(vec![]));
     schemas["DevTokenBody"] = body(json!({ "userId": identifier }), vec!["userId"]);
 
     let Some(paths) = doc["paths"].as_object_mut() else {
