@@ -231,6 +231,9 @@ pub async fn run_on(
         faults.clone(),
     ));
     let mut clients = Vec::new();
+    // Bookings acknowledged to any client, as (owner, id): an intruder
+    // whose own client holds none of someone else's picks one here.
+    let seen: Seen = Arc::default();
     for (n, plan) in plans.into_iter().enumerate() {
         let client = Client::new(
             format!("c{n}"),
@@ -242,9 +245,10 @@ pub async fn run_on(
         )?;
         let deadline = started + w.duration;
         let (delay, think) = (w.start_delay, w.think_time);
+        let seen = seen.clone();
         clients.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            run_client(client, n, plan, deadline, think).await
+            run_client(client, n, plan, deadline, think, seen).await
         }));
     }
     for c in clients {
@@ -393,6 +397,9 @@ pub fn file_stem(name: &str) -> String {
         .collect()
 }
 
+/// Bookings acknowledged to any client of the run: (owner, id).
+type Seen = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
 /// A booking a client saw acknowledged, and how it was asked for.
 struct Acked {
     owner: String,
@@ -411,6 +418,7 @@ async fn run_client(
     plan: Vec<Intent>,
     deadline: Instant,
     think: Duration,
+    seen: Seen,
 ) {
     let mut acknowledged: Vec<Acked> = Vec::new();
     let mut replays: Vec<(u64, Call)> = Vec::new();
@@ -452,6 +460,9 @@ async fn run_client(
                 };
                 for op in &ops {
                     if let Some(id) = op.returned_booking_id().filter(|_| !op.replayed) {
+                        if let Ok(mut all) = seen.lock() {
+                            all.push((user.clone(), id.clone()));
+                        }
                         acknowledged.push(Acked {
                             owner: user.clone(),
                             id,
@@ -471,15 +482,21 @@ async fn run_client(
                 rebook,
             } => {
                 if foreign {
-                    // Someone else's booking, cancelled by a user who does not own it.
-                    let Some(b) = acknowledged
+                    // Someone else's booking, cancelled by a user who does not
+                    // own it: one this client saw, else one any client saw.
+                    let target = acknowledged
                         .iter()
                         .find(|b| b.owner != user)
                         .or(acknowledged.first())
-                    else {
+                        .map(|b| (b.owner.clone(), b.id.clone()))
+                        .or_else(|| {
+                            let all = seen.lock().ok()?;
+                            all.iter().find(|(owner, _)| *owner != user).cloned()
+                        });
+                    let Some((owner, id)) = target else {
                         continue;
                     };
-                    let intruder = if b.owner == user {
+                    let intruder = if owner == user {
                         format!("{user}-intruder")
                     } else {
                         user
@@ -490,7 +507,7 @@ async fn run_client(
                         resource: None,
                         date: None,
                         key: None,
-                        booking_id: Some(b.id.clone()),
+                        booking_id: Some(id),
                     };
                     client.perform(intent_id, &call, n).await;
                     continue;
