@@ -145,20 +145,46 @@ pub fn set(name: &str, actions: &str) -> Result<(), String> {
         ));
     }
     for action in actions.split("->") {
-        if let Some(arg) = action
-            .trim()
-            .strip_prefix("return(")
-            .and_then(|a| a.strip_suffix(')'))
-        {
-            let arg = arg.rsplit_once('*').map_or(arg, |(_, a)| a);
-            if Action::parse(arg).is_none() {
-                return Err(format!(
-                    "unknown action return({arg}); use crash, error or sleep(MS)"
-                ));
-            }
-        }
+        check_action(action)?;
     }
     fail::cfg(name, actions)
+}
+
+/// One action in fail-rs's grammar, `[P%][CNT*]TASK[(ARG)]`, whose `return`
+/// argument this module must understand: otherwise `1*return(explode)`
+/// would be accepted and then do nothing, and a scenario would test nothing.
+#[cfg(feature = "failpoints")]
+fn check_action(action: &str) -> Result<(), String> {
+    let mut rest = action.trim();
+    if let Some((p, r)) = rest.split_once('%') {
+        if p.trim().parse::<f32>().is_ok() {
+            rest = r;
+        }
+    }
+    if let Some((count, r)) = rest.split_once('*') {
+        if count.trim().parse::<usize>().is_ok() {
+            rest = r;
+        }
+    }
+    let (task, arg) = match rest.split_once('(') {
+        Some((task, arg)) => (
+            task.trim(),
+            Some(arg.strip_suffix(')').ok_or_else(|| {
+                format!("failpoint action {action:?} lacks a closing parenthesis")
+            })?),
+        ),
+        None => (rest.trim(), None),
+    };
+    match task {
+        "return" => match arg.and_then(Action::parse) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "unknown action {action:?}; use return(crash), return(error) or return(sleep(MS))"
+            )),
+        },
+        "off" | "sleep" | "delay" | "panic" | "print" | "pause" | "yield" => Ok(()),
+        other => Err(format!("unknown failpoint task {other:?} in {action:?}")),
+    }
 }
 
 #[cfg(feature = "failpoints")]
@@ -232,6 +258,33 @@ mod tests {
         );
         assert_eq!(Action::parse("sleep(x)"), None);
         assert_eq!(Action::parse("explode"), None);
+    }
+
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn every_form_of_an_action_is_checked_not_only_a_bare_return() {
+        for good in [
+            "return(error)",
+            "1*return(crash)",
+            "30%return(sleep(200))",
+            "50%2*return(error)",
+            "off",
+            "sleep(100)",
+            "1*return(error)->off",
+        ] {
+            let all: Result<Vec<()>, String> = good.split("->").map(check_action).collect();
+            assert!(all.is_ok(), "{good}: {all:?}");
+        }
+        for bad in [
+            "1*return(explode)",
+            "30%return(explode)",
+            "return",
+            "return(sleep(x))",
+            "explode",
+            "return(error",
+        ] {
+            assert!(check_action(bad).is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]
