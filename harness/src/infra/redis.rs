@@ -53,20 +53,8 @@ impl RedisServer {
                     self.container = Some(ContainerServer::start(Server::Redis, self.port).await?)
                 }
             }
-            let url = self.url();
-            let ready = wait_until("redis container", Duration::from_secs(30), || {
-                let url = url.clone();
-                async move { ping(&url).await.map(|()| true) }
-            })
-            .await;
-            if let Err(e) = ready {
-                let tail = match &self.container {
-                    Some(c) => c.log_tail(20).await,
-                    None => String::new(),
-                };
-                bail!("{e:#}\n--- redis container log ---\n{tail}");
-            }
-            return Ok(());
+            // A container also starts the image first.
+            return self.wait_ready(Duration::from_secs(30)).await;
         }
         let mut cmd =
             Command::new(std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()));
@@ -80,18 +68,23 @@ impl RedisServer {
         let child = ManagedChild::spawn("redis-server", &mut cmd, &log)
             .context("is redis-server installed? (apt-get install redis-server)")?;
         self.child = Some(child);
+        self.wait_ready(Duration::from_secs(15)).await
+    }
+
+    /// Until the server answers PING; its log's tail if it does not.
+    async fn wait_ready(&self, within: Duration) -> Result<()> {
         let url = self.url();
-        let ready = wait_until("redis-server", Duration::from_secs(15), || {
+        let ready = wait_until("redis-server", within, || {
             let url = url.clone();
             async move { ping(&url).await.map(|()| true) }
         })
         .await;
         if let Err(e) = ready {
-            let tail = self
-                .child
-                .as_ref()
-                .map(|c| c.log_tail(20))
-                .unwrap_or_default();
+            let tail = match (&self.container, &self.child) {
+                (Some(c), _) => c.log_tail(20).await,
+                (None, Some(c)) => c.log_tail(20),
+                (None, None) => String::new(),
+            };
             bail!("{e:#}\n--- redis log ---\n{tail}");
         }
         Ok(())
