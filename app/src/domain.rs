@@ -76,6 +76,12 @@ macro_rules! identifier {
                 f.write_str(&self.0)
             }
         }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
     };
 }
 
@@ -89,6 +95,13 @@ identifier!(
     ResourceId,
     "resourceId"
 );
+
+impl UserId {
+    /// One key namespace shared by every user: only seeded bugs use it.
+    pub(crate) fn everyone() -> Self {
+        Self("@everyone".into())
+    }
+}
 
 /// A real calendar date written exactly as `YYYY-MM-DD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -116,6 +129,12 @@ impl BookingDate {
 
     pub fn from_naive(date: NaiveDate) -> Self {
         Self(date)
+    }
+}
+
+impl Serialize for BookingDate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -179,12 +198,20 @@ impl KeyKind {
             Self::Derived => "derived",
         }
     }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "client" => Some(Self::Client),
+            "derived" => Some(Self::Derived),
+            _ => None,
+        }
+    }
 }
 
 /// A key scoped to its user: one user's key never replays another user's response.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyScope {
-    pub user_id: String,
+    pub user_id: UserId,
     pub kind: KeyKind,
     pub key: String,
 }
@@ -193,7 +220,7 @@ impl KeyScope {
     /// The coordinator's record name. Hashing keeps it short and free of
     /// separators whatever the user id and key contain.
     pub fn record_name(&self) -> String {
-        let digest = sha256_hex(&[self.kind.as_str(), &self.user_id, &self.key]);
+        let digest = sha256_hex(&[self.kind.as_str(), self.user_id.as_str(), &self.key]);
         format!("booking:idem:{digest}")
     }
 }
@@ -260,10 +287,12 @@ impl BookingStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Booking {
     pub id: Uuid,
-    pub user_id: String,
-    pub resource_id: String,
+    #[schema(value_type = String)]
+    pub user_id: UserId,
+    #[schema(value_type = String)]
+    pub resource_id: ResourceId,
     #[schema(value_type = String, format = Date, example = "2026-12-01")]
-    pub date: String,
+    pub date: BookingDate,
     pub status: BookingStatus,
     #[serde(serialize_with = "serialize_millis")]
     #[schema(value_type = String, format = DateTime)]
@@ -360,9 +389,9 @@ mod tests {
             .with_timezone(&Utc);
         let b = Booking {
             id: Uuid::nil(),
-            user_id: "u".into(),
-            resource_id: "room_A".into(),
-            date: "2026-12-01".into(),
+            user_id: UserId::parse("u").expect("user"),
+            resource_id: ResourceId::parse("room_A").expect("resource"),
+            date: BookingDate::parse("2026-12-01").expect("date"),
             status: BookingStatus::Confirmed,
             created_at: truncate_to_millis(created),
             cancelled_at: None,

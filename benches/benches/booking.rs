@@ -91,9 +91,9 @@ fn coordinator(c: &mut Criterion) {
 fn encoding(c: &mut Criterion) {
     let booking = Booking {
         id: uuid::Uuid::now_v7(),
-        user_id: "user_alice".into(),
-        resource_id: "room_A".into(),
-        date: "2027-03-01".into(),
+        user_id: UserId::parse("user_alice").expect("user"),
+        resource_id: ResourceId::parse("room_A").expect("resource"),
+        date: BookingDate::parse("2027-03-01").expect("date"),
         status: BookingStatus::Confirmed,
         created_at: chrono::Utc::now(),
         cancelled_at: None,

@@ -255,9 +255,9 @@ fn prepare_booking(key: &ResolvedKey, request: &NewBooking) -> Result<Prepared, 
     let now = truncate_to_millis(Utc::now());
     let booking = Booking {
         id: Uuid::now_v7(),
-        user_id: request.user.to_string(),
-        resource_id: request.resource.to_string(),
-        date: request.date.to_string(),
+        user_id: request.user.clone(),
+        resource_id: request.resource.clone(),
+        date: request.date,
         status: BookingStatus::Confirmed,
         created_at: now,
         cancelled_at: None,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::config::IdempotencySettings;
-use crate::domain::{sha256_hex, IdempotencyKey, NewBooking};
+use crate::domain::{sha256_hex, IdempotencyKey, NewBooking, UserId};
 pub use crate::domain::{KeyKind, KeyScope};
 
 /// The key of one booking request, ready for the claim.
@@ -37,11 +37,11 @@ pub fn resolve_key(
             settings.derived_key_ttl,
         ),
     };
-    let mut user_id = request.user.as_str().to_owned();
+    let mut user_id = request.user.clone();
     let mut fingerprint = fingerprint(request);
     if seeded_bug!(KeysGlobalAcrossUsers) && kind == KeyKind::Client {
         // Seeded bug: one namespace of keys for everyone; "the key identifies the request".
-        user_id = "*".into();
+        user_id = UserId::everyone();
         fingerprint = sha256_hex(&[
             "booking/v1",
             request.resource.as_str(),
@@ -49,7 +49,7 @@ pub fn resolve_key(
         ]);
     }
     if seeded_bug!(DerivedKeyWithoutUser) && kind == KeyKind::Derived {
-        user_id = "*".into();
+        user_id = UserId::everyone();
     }
     ResolvedKey {
         scope: KeyScope { user_id, kind, key },

@@ -70,8 +70,8 @@ pub async fn available(
         .settings
         .resources
         .iter()
+        .filter(|r| !booked.contains(&r.id))
         .map(|r| r.id.to_string())
-        .filter(|id| !booked.contains(id))
         .collect();
     Ok(Json(Availability {
         success: true,

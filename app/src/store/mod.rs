@@ -8,6 +8,7 @@
 //! database can implement the same trait: it needs a unique constraint on
 //! confirmed slots and a transaction covering the booking and its outcome.
 
+mod codec;
 pub mod sql;
 
 use async_trait::async_trait;
@@ -124,7 +125,8 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, DependencyError>;
 
     /// Resources with a confirmed booking on `date`.
-    async fn booked_resources(&self, date: BookingDate) -> Result<Vec<String>, DependencyError>;
+    async fn booked_resources(&self, date: BookingDate)
+        -> Result<Vec<ResourceId>, DependencyError>;
 }
 
 /// Opens the store named by `url` (`postgres://…` or `sqlite://…`) and

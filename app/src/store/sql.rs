@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::{BookCommand, BookOutcome, Cancellation, ListFilter, LiveKeys, Store, LIST_LIMIT};
 use crate::coordinator::CompletedRecord;
 use crate::deps::{Classify, DependencyError, Guard};
-use crate::domain::{Booking, BookingDate, BookingStatus, UserId};
+use crate::domain::{Booking, BookingDate, BookingStatus, ResourceId, UserId};
 use crate::domain::{KeyKind, KeyScope};
 use crate::response::StoredResponse;
 
@@ -163,7 +163,9 @@ where
     for<'r> &'r str: sqlx::ColumnIndex<R>,
     for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> NaiveDate: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> UserId: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> ResourceId: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> BookingDate: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<DateTime<Utc>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
@@ -172,12 +174,11 @@ where
         index: "status".into(),
         source: format!("unknown booking status {status:?}").into(),
     })?;
-    let date: NaiveDate = row.try_get("date")?;
     Ok(Booking {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
         resource_id: row.try_get("resource_id")?,
-        date: BookingDate::from_naive(date).to_string(),
+        date: row.try_get("date")?,
         status,
         created_at: row.try_get("created_at")?,
         cancelled_at: row.try_get("cancelled_at")?,
@@ -231,7 +232,7 @@ macro_rules! sql_store {
                         "find_outcome",
                         sqlx::query(FIND_OUTCOME)
                             .bind(&key.user_id)
-                            .bind(key.kind.as_str())
+                            .bind(key.kind)
                             .bind(&key.key)
                             .bind(now)
                             .fetch_optional(&self.pool),
@@ -265,7 +266,7 @@ macro_rules! sql_store {
                         "live_keys",
                         sqlx::query_as(LIVE_KEYS)
                             .bind(&key.user_id)
-                            .bind(key.kind.as_str())
+                            .bind(key.kind)
                             .bind(&key.key)
                             .bind(now)
                             .bind(i64::from(limit))
@@ -305,9 +306,9 @@ macro_rules! sql_store {
                     .run(
                         "list",
                         sqlx::query(&sql)
-                            .bind(user.as_str())
-                            .bind(filter.resource.as_ref().map(|r| r.as_str().to_owned()))
-                            .bind(filter.date.map(BookingDate::naive))
+                            .bind(user)
+                            .bind(filter.resource.as_ref())
+                            .bind(filter.date)
                             .bind(filter.status.map(|s| s.as_str()))
                             .fetch_all(&self.pool),
                     )
@@ -332,14 +333,14 @@ macro_rules! sql_store {
                         let mut tx = self.pool.begin().await?;
                         let cancelled = sqlx::query(cancel_sql())
                             .bind(id)
-                            .bind(user.as_str())
+                            .bind(user)
                             .bind(now)
                             .execute(&mut *tx)
                             .await?
                             .rows_affected();
                         let row = sqlx::query(&select)
                             .bind(id)
-                            .bind(user.as_str())
+                            .bind(user)
                             .fetch_optional(&mut *tx)
                             .await?;
                         let Some(row) = row else {
@@ -349,11 +350,9 @@ macro_rules! sql_store {
                         let booking = decode_booking(&row)?;
                         let mut forgotten = Vec::new();
                         if cancelled == 1 && !seeded_bug!(CancelKeepsDerivedKeys) {
-                            let date = NaiveDate::from_str(&booking.date)
-                                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
                             let rows = sqlx::query(FORGET_DERIVED_KEYS)
                                 .bind(&booking.resource_id)
-                                .bind(date)
+                                .bind(booking.date)
                                 .fetch_all(&mut *tx)
                                 .await?;
                             for row in rows {
@@ -384,19 +383,19 @@ macro_rules! sql_store {
             async fn booked_resources(
                 &self,
                 date: BookingDate,
-            ) -> Result<Vec<String>, DependencyError> {
+            ) -> Result<Vec<ResourceId>, DependencyError> {
                 let rows = self
                     .guard
                     .run(
                         "booked_resources",
                         sqlx::query(booked_resources_sql())
-                            .bind(date.naive())
+                            .bind(date)
                             .fetch_all(&self.pool),
                     )
                     .await?;
                 rows.iter()
                     .map(|row| {
-                        row.try_get::<String, _>("resource_id")
+                        row.try_get::<ResourceId, _>("resource_id")
                             .map_err(|e| self.guard.corrupt("booked_resources", e.to_string()))
                     })
                     .collect()
@@ -501,8 +500,7 @@ impl SqliteStore {
     async fn book_tx(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError> {
         let key = cmd.key;
         let booking = cmd.booking;
-        let date = NaiveDate::from_str(&booking.date)
-            .map_err(|_| self.guard.corrupt("book", "booking date is not a date"))?;
+        let date = booking.date;
         // One deadline covers the whole transaction; if it passes,
         // the transaction is dropped and rolled back.
         let outcome = self
@@ -511,14 +509,14 @@ impl SqliteStore {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(DELETE_EXPIRED_KEY)
                     .bind(&key.user_id)
-                    .bind(key.kind.as_str())
+                    .bind(key.kind)
                     .bind(&key.key)
                     .bind(booking.created_at)
                     .execute(&mut *tx)
                     .await?;
                 let claimed = sqlx::query(CLAIM_KEY)
                     .bind(&key.user_id)
-                    .bind(key.kind.as_str())
+                    .bind(key.kind)
                     .bind(&key.key)
                     .bind(cmd.fingerprint)
                     .bind(&booking.resource_id)
@@ -531,7 +529,7 @@ impl SqliteStore {
                 if claimed == 0 {
                     let row = sqlx::query(READ_KEY)
                         .bind(&key.user_id)
-                        .bind(key.kind.as_str())
+                        .bind(key.kind)
                         .bind(&key.key)
                         .fetch_one(&mut *tx)
                         .await?;
@@ -549,7 +547,7 @@ impl SqliteStore {
                     .bind(&booking.resource_id)
                     .bind(date)
                     .bind(booking.created_at)
-                    .bind(key.kind.as_str())
+                    .bind(key.kind)
                     .bind(&key.key)
                     .execute(&mut *tx)
                     .await?
@@ -567,7 +565,7 @@ impl SqliteStore {
                 };
                 sqlx::query(RECORD_OUTCOME)
                     .bind(&key.user_id)
-                    .bind(key.kind.as_str())
+                    .bind(key.kind)
                     .bind(&key.key)
                     .bind(i32::from(response.status))
                     .bind(&response.body)
@@ -645,15 +643,14 @@ impl PostgresStore {
     async fn book_tx(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError> {
         let key = cmd.key;
         let booking = cmd.booking;
-        let date = NaiveDate::from_str(&booking.date)
-            .map_err(|_| self.guard.corrupt("book", "booking date is not a date"))?;
+        let date = booking.date;
         let outcome = self
             .guard
             .run("book", async {
                 let mut tx = self.pool.begin().await?;
                 let row = sqlx::query(&pg_book_sql())
                     .bind(&key.user_id)
-                    .bind(key.kind.as_str())
+                    .bind(key.kind)
                     .bind(&key.key)
                     .bind(cmd.fingerprint)
                     .bind(&booking.resource_id)
@@ -673,7 +670,7 @@ impl PostgresStore {
                     tx.rollback().await?;
                     let row = sqlx::query(READ_KEY)
                         .bind(&key.user_id)
-                        .bind(key.kind.as_str())
+                        .bind(key.kind)
                         .bind(&key.key)
                         .fetch_one(&self.pool)
                         .await?;

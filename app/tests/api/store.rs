@@ -2,7 +2,7 @@
 //! (as after Redis lost its records) and expired keys.
 
 use booking::booking::key::{KeyKind, KeyScope};
-use booking::domain::{Booking, BookingStatus};
+use booking::domain::{Booking, BookingDate, BookingStatus, ResourceId, UserId};
 use booking::response::StoredResponse;
 use booking::store::{BookCommand, BookOutcome};
 use futures_util::future::join_all;
@@ -17,9 +17,9 @@ crate::suite!(
 fn booking(user: &str, resource: &str, date: &str) -> Booking {
     Booking {
         id: uuid::Uuid::now_v7(),
-        user_id: user.into(),
-        resource_id: resource.into(),
-        date: date.into(),
+        user_id: UserId::parse(user).expect("user"),
+        resource_id: ResourceId::parse(resource).expect("resource"),
+        date: BookingDate::parse(date).expect("date"),
         status: BookingStatus::Confirmed,
         created_at: chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis())
             .expect("now"),
@@ -45,7 +45,7 @@ static TAKEN: StoredResponse = StoredResponse {
 async fn concurrent_transactions_with_one_key_make_at_most_one_booking(backend: Backend) {
     let app = spawn_app(backend).await;
     let key = KeyScope {
-        user_id: "user_alice".into(),
+        user_id: UserId::parse("user_alice").expect("user"),
         kind: KeyKind::Client,
         key: "same-key".into(),
     };
@@ -91,7 +91,7 @@ async fn concurrent_transactions_with_one_key_make_at_most_one_booking(backend: 
 async fn an_expired_key_is_taken_over_and_a_live_one_is_not(backend: Backend) {
     let app = spawn_app(backend).await;
     let key = KeyScope {
-        user_id: "user_bob".into(),
+        user_id: UserId::parse("user_bob").expect("user"),
         kind: KeyKind::Derived,
         key: "room_B:2031-02-01".into(),
     };
