@@ -7,9 +7,10 @@ use std::time::Duration;
 use crate::domain::ResourceId;
 
 /// What happens when a completed key comes back with a different payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ReusePolicy {
     /// `422 IDEMPOTENCY_KEY_REUSED` (the default).
+    #[default]
     Reject,
     /// Return the original response, as the original flow did.
     Replay,
@@ -36,18 +37,40 @@ pub struct IdempotencySettings {
 impl Default for IdempotencySettings {
     fn default() -> Self {
         Self {
-            reuse_policy: ReusePolicy::Reject,
-            client_key_ttl: Duration::from_secs(24 * 3600),
-            derived_key_ttl: Duration::from_secs(120),
+            reuse_policy: ReusePolicy::default(),
+            client_key_ttl: Duration::from_secs(DEFAULT_KEY_TTL_SECS),
+            derived_key_ttl: Duration::from_secs(DEFAULT_DERIVED_KEY_TTL_SECS),
             refusal_ttl: Duration::from_secs(DEFAULT_REFUSAL_TTL_SECS),
             key_quota: DEFAULT_KEY_QUOTA,
-            lease: Duration::from_secs(30),
+            lease: Duration::from_millis(DEFAULT_LEASE_MS),
         }
     }
 }
 
+// Every default is written once, here: `Settings::default` and the
+// command line's `default_value_t` both read these.
+
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3000);
+/// The embedded default: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://booking.db";
+/// Seconds an outcome for a client key is kept: a day of retries.
+pub const DEFAULT_KEY_TTL_SECS: u64 = 24 * 3600;
+/// Seconds an outcome for a derived key is kept: long enough for a double
+/// click or a retry, short enough that booking the slot again later works.
+pub const DEFAULT_DERIVED_KEY_TTL_SECS: u64 = 120;
 /// Seconds a refusal is kept for a client key.
 pub const DEFAULT_REFUSAL_TTL_SECS: u64 = 3600;
+/// Milliseconds an in-progress claim lasts.
+pub const DEFAULT_LEASE_MS: u64 = 30_000;
+/// Milliseconds the slot lock lasts.
+pub const DEFAULT_LOCK_TTL_MS: u64 = 5_000;
+/// Deadline of each Redis or database call.
+pub const DEFAULT_DEPENDENCY_TIMEOUT_MS: u64 = 2_000;
+/// Deadline of a whole request.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Largest accepted request body.
+pub const DEFAULT_BODY_LIMIT_BYTES: usize = 16 * 1024;
 /// Live idempotency keys per user: far more than a person books in a day,
 /// few enough that one client cannot grow the store without bound.
 pub const DEFAULT_KEY_QUOTA: u32 = 1000;
@@ -120,15 +143,15 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
-            database_url: "sqlite://booking.db".into(),
+            listen: DEFAULT_LISTEN,
+            database_url: DEFAULT_DATABASE_URL.into(),
             redis_url: None,
             resources: parse_catalogue(DEFAULT_CATALOGUE).unwrap_or_default(),
             idempotency: IdempotencySettings::default(),
-            lock_ttl: Duration::from_secs(5),
-            dependency_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(10),
-            body_limit: 16 * 1024,
+            lock_ttl: Duration::from_millis(DEFAULT_LOCK_TTL_MS),
+            dependency_timeout: Duration::from_millis(DEFAULT_DEPENDENCY_TIMEOUT_MS),
+            request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
+            body_limit: DEFAULT_BODY_LIMIT_BYTES,
             failpoints: None,
             static_dir: None,
             auth: crate::auth::AuthSettings {
@@ -202,10 +225,10 @@ impl Settings {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:3000")]
+    #[arg(long, env = "LISTEN_ADDR", default_value_t = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Store: postgres://… or sqlite://… (created if missing).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://booking.db")]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// Redis for idempotency records and locks; without it an in-process coordinator is used.
     #[arg(long, env = "REDIS_URL")]
@@ -214,18 +237,13 @@ pub struct ServeArgs {
     #[arg(long, env = "BOOKING_RESOURCES", default_value = DEFAULT_CATALOGUE)]
     pub resources: String,
     /// A completed key sent again with a different payload: reject (422) or replay the original.
-    #[arg(
-        long,
-        env = "IDEMPOTENCY_REUSE_POLICY",
-        value_enum,
-        default_value = "reject"
-    )]
+    #[arg(long, env = "IDEMPOTENCY_REUSE_POLICY", value_enum, default_value_t)]
     pub reuse_policy: ReusePolicy,
     /// Seconds an outcome for a client Idempotency-Key is kept.
-    #[arg(long, env = "IDEMPOTENCY_KEY_TTL_SECS", default_value_t = 86_400)]
+    #[arg(long, env = "IDEMPOTENCY_KEY_TTL_SECS", default_value_t = DEFAULT_KEY_TTL_SECS)]
     pub key_ttl_secs: u64,
     /// Seconds an outcome for a server-derived key (no Idempotency-Key) is kept.
-    #[arg(long, env = "DERIVED_KEY_TTL_SECS", default_value_t = 120)]
+    #[arg(long, env = "DERIVED_KEY_TTL_SECS", default_value_t = DEFAULT_DERIVED_KEY_TTL_SECS)]
     pub derived_key_ttl_secs: u64,
     /// Seconds a refusal (409 ALREADY_BOOKED) for a client key is kept.
     #[arg(long, env = "IDEMPOTENCY_REFUSAL_TTL_SECS", default_value_t = DEFAULT_REFUSAL_TTL_SECS)]
@@ -234,19 +252,19 @@ pub struct ServeArgs {
     #[arg(long, env = "IDEMPOTENCY_KEY_QUOTA", default_value_t = DEFAULT_KEY_QUOTA)]
     pub key_quota: u32,
     /// Milliseconds an in-progress claim lasts (must exceed the request timeout).
-    #[arg(long, env = "IDEMPOTENCY_LEASE_MS", default_value_t = 30_000)]
+    #[arg(long, env = "IDEMPOTENCY_LEASE_MS", default_value_t = DEFAULT_LEASE_MS)]
     pub lease_ms: u64,
     /// Milliseconds the slot lock lasts.
-    #[arg(long, env = "LOCK_TTL_MS", default_value_t = 5_000)]
+    #[arg(long, env = "LOCK_TTL_MS", default_value_t = DEFAULT_LOCK_TTL_MS)]
     pub lock_ttl_ms: u64,
     /// Deadline in milliseconds of each Redis or database call.
-    #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = 2_000)]
+    #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = DEFAULT_DEPENDENCY_TIMEOUT_MS)]
     pub dependency_timeout_ms: u64,
     /// Deadline in milliseconds of a whole request.
-    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS)]
     pub request_timeout_ms: u64,
     /// Largest accepted request body in bytes.
-    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 16 * 1024)]
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = DEFAULT_BODY_LIMIT_BYTES)]
     pub body_limit: usize,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
@@ -260,7 +278,7 @@ pub struct ServeArgs {
     /// Who may act for which user: none (the body's userId is trusted: demos
     /// only), dev (tokens minted by the service for demo users) or jwt
     /// (tokens from an identity provider). See docs/SECURITY.md.
-    #[arg(long, env = "AUTH_MODE", value_enum, default_value = "none")]
+    #[arg(long, env = "AUTH_MODE", value_enum, default_value_t)]
     pub auth: crate::auth::AuthMode,
     /// dev: the HMAC secret shared by every replica (at least 32 characters;
     /// default: random per process, so one replica only).
@@ -297,9 +315,49 @@ pub struct ServeArgs {
     pub rate_limit_burst: u32,
 }
 
+/// `ServeArgs` as a command of its own, for [`ServeArgs::from_env_map`].
+#[derive(clap::Parser)]
+struct EnvOnly {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
 impl ServeArgs {
+    /// The arguments `booking serve` would take from exactly these
+    /// environment variables (no flags, nothing else from the process's
+    /// environment): how the harness knows the TTLs of the replicas it starts.
+    pub fn from_env_map<'a>(
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
+        use clap::{CommandFactory, FromArgMatches};
+        let vars: std::collections::HashMap<&str, &str> = vars.into_iter().collect();
+        let mut args = vec!["serve".to_owned()];
+        for arg in EnvOnly::command().get_arguments() {
+            let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
+                continue;
+            };
+            if let Some(value) = env.to_str().and_then(|name| vars.get(name)) {
+                args.push(format!("--{long}={value}"));
+            }
+        }
+        let command = EnvOnly::command().mut_args(|a| a.env(None));
+        let matches = command
+            .try_get_matches_from(args)
+            .map_err(|e| e.to_string())?;
+        EnvOnly::from_arg_matches(&matches)
+            .map(|e| e.serve)
+            .map_err(|e| e.to_string())
+    }
+
     pub fn into_settings(self) -> Result<Settings, String> {
-        let settings = Settings {
+        let settings = self.into_unchecked_settings()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The settings these arguments name, without [`Settings::validate`].
+    pub fn into_unchecked_settings(self) -> Result<Settings, String> {
+        Ok(Settings {
             listen: self.listen,
             database_url: self.database_url,
             redis_url: self.redis_url.filter(|u| !u.trim().is_empty()),
@@ -335,9 +393,7 @@ impl ServeArgs {
                 per_second: self.rate_limit,
                 burst: self.rate_limit_burst,
             },
-        };
-        settings.validate()?;
-        Ok(settings)
+        })
     }
 }
 
@@ -359,6 +415,26 @@ mod tests {
         assert!(parse_catalogue("room_A").is_err());
         assert!(parse_catalogue("room A=x").is_err());
         assert!(parse_catalogue("a=x,a=y").is_err());
+    }
+
+    #[test]
+    fn an_environment_map_gives_the_settings_a_replica_would_use() {
+        let s = ServeArgs::from_env_map([("DERIVED_KEY_TTL_SECS", "7"), ("LOCK_TTL_MS", "250")])
+            .and_then(ServeArgs::into_unchecked_settings)
+            .expect("settings");
+        assert_eq!(s.idempotency.derived_key_ttl, Duration::from_secs(7));
+        assert_eq!(s.lock_ttl, Duration::from_millis(250));
+        let defaults = ServeArgs::from_env_map([])
+            .and_then(ServeArgs::into_unchecked_settings)
+            .expect("defaults");
+        let expected = Settings::default();
+        assert_eq!(defaults.idempotency, expected.idempotency);
+        assert_eq!(
+            (defaults.listen, defaults.lock_ttl, defaults.request_timeout),
+            (expected.listen, expected.lock_ttl, expected.request_timeout)
+        );
+        assert_eq!(defaults.auth, expected.auth);
+        assert!(ServeArgs::from_env_map([("LOCK_TTL_MS", "soon")]).is_err());
     }
 
     #[test]
