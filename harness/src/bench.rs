@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::html::{from_markdown, line_plot};
 use crate::runner::Latency;
 use crate::scenario::{Mode, Scenario};
 use crate::stack::{ServiceBinary, Stack};
@@ -629,58 +630,6 @@ pub fn markdown(r: &BenchReport) -> String {
     s
 }
 
-fn line_plot(title: &str, points: &[(f64, f64)], x_label: &str, y_label: &str) -> String {
-    use std::fmt::Write as _;
-    let (w, h, pad) = (420.0, 220.0, 40.0);
-    let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max);
-    let y_max = points.iter().map(|p| p.1).fold(1.0, f64::max);
-    let xy = |(x, y): (f64, f64)| {
-        (
-            pad + x / x_max * (w - 2.0 * pad),
-            h - pad - y / y_max * (h - 2.0 * pad),
-        )
-    };
-    let mut s = format!(
-        r##"<figure><svg viewBox="0 0 {w} {h}" width="420" role="img" aria-label="{title}"><line x1="{pad}" y1="{b}" x2="{r}" y2="{b}" stroke="#555"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{b}" stroke="#555"/>"##,
-        b = h - pad,
-        r = w - pad
-    );
-    let path: Vec<String> = points
-        .iter()
-        .map(|p| {
-            let (x, y) = xy(*p);
-            format!("{x:.1},{y:.1}")
-        })
-        .collect();
-    let _ = write!(
-        s,
-        r##"<polyline fill="none" stroke="#1565c0" stroke-width="2" points="{}"/>"##,
-        path.join(" ")
-    );
-    for p in points {
-        let (x, y) = xy(*p);
-        let _ = write!(
-            s,
-            r##"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="#1565c0"/><text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="middle">{:.0}</text>"##,
-            y - 6.0,
-            p.1
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
-            h - pad + 14.0,
-            p.0
-        );
-    }
-    let _ = write!(
-        s,
-        r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{x_label}</text><text x="4" y="14" font-size="11">{y_label}</text></svg><figcaption>{title}</figcaption></figure>"#,
-        w / 2.0,
-        h - 4.0
-    );
-    s
-}
-
 /// A self-contained HTML page with the tables and the scaling plots.
 pub fn html(r: &BenchReport) -> String {
     let series =
@@ -733,41 +682,7 @@ pub fn html(r: &BenchReport) -> String {
             "p99 ms",
         ),
     ];
-    let md = markdown(r);
-    let mut body = String::new();
-    let mut in_table = false;
-    for line in md.lines() {
-        let esc = line.replace('&', "&amp;").replace('<', "&lt;");
-        if let Some(h) = esc.strip_prefix("# ") {
-            body += &format!("<h1>{h}</h1>");
-        } else if let Some(h) = esc.strip_prefix("## ") {
-            if in_table {
-                body += "</table>";
-                in_table = false;
-            }
-            body += &format!("<h2>{h}</h2>");
-        } else if esc.starts_with("|---") {
-        } else if esc.starts_with('|') {
-            if !in_table {
-                body += "<table>";
-                in_table = true;
-            }
-            let cells: Vec<&str> = esc.trim_matches('|').split('|').map(str::trim).collect();
-            body += &format!(
-                "<tr><td>{}</td></tr>",
-                cells.join("</td><td>").replace("**", "")
-            );
-        } else if !esc.trim().is_empty() {
-            if in_table {
-                body += "</table>";
-                in_table = false;
-            }
-            body += &format!("<p>{}</p>", esc.trim_start_matches("- ").replace("**", ""));
-        }
-    }
-    if in_table {
-        body += "</table>";
-    }
+    let body = from_markdown(&markdown(r));
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>booking load report</title><style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:1.5rem auto;color:#222}}table{{border-collapse:collapse;font-size:.85rem}}td{{border:1px solid #ddd;padding:.2rem .5rem}}figure{{display:inline-block;margin:.5rem}}</style></head><body>{body}<h2>Scaling</h2>{}</body></html>"#,
         plots.join("")

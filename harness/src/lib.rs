@@ -14,6 +14,7 @@
 //! runner     starts the stack, drives clients and nemesis, settles undecided intents, probes recovery, checks
 //! mutants    the kill matrix: every scenario against every seeded bug of the service
 //! report     console summary, results.json, report.html
+//! html       the HTML escape and SVG plots shared by report and bench
 //! target     a deployment the harness did not start: URLs, headers, remote policy, store
 //! profile    the conventions of the API under test (this service's, the Node original's, a file's)
 //! stack      private Redis, PostgreSQL (or SQLite) and N replicas behind fault proxies
@@ -28,6 +29,7 @@ pub mod client;
 pub mod explore;
 pub mod generator;
 pub mod history;
+pub mod html;
 pub mod infra;
 pub mod mutants;
 pub mod nemesis;

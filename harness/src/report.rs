@@ -9,6 +9,7 @@ use anyhow::Result;
 
 use crate::checker::Validity;
 use crate::history::{History, Operation, Outcome};
+use crate::html::{escape as esc, Frame};
 use crate::runner::ScenarioResult;
 
 fn validity_word(v: Validity) -> &'static str {
@@ -198,16 +199,16 @@ pub fn write_json(results: &[ScenarioResult], path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// The frame of the time plots: time on x up to `t_max`, values up to `y_max`.
+fn frame(t_max: f64, y_max: f64) -> Frame {
+    Frame {
+        width: 900.0,
+        height: 220.0,
+        pad: 40.0,
+        x_max: t_max,
+        y_max,
+    }
 }
-
-const W: f64 = 900.0;
-const H: f64 = 220.0;
-const PAD: f64 = 40.0;
 
 fn colour(o: &Operation) -> &'static str {
     match o.outcome {
@@ -217,39 +218,40 @@ fn colour(o: &Operation) -> &'static str {
     }
 }
 
-fn fault_bands(h: &History, t_max: f64) -> String {
+fn fault_bands(h: &History, f: &Frame) -> String {
     let mut s = String::new();
-    let x = |t: f64| PAD + (t / t_max) * (W - 2.0 * PAD);
-    for f in &h.faults {
-        let end = f
+    for fault in &h.faults {
+        let end = fault
             .end_ms
-            .unwrap_or(f.start_ms)
-            .max(f.start_ms + t_max * 0.004);
+            .unwrap_or(fault.start_ms)
+            .max(fault.start_ms + f.x_max * 0.004);
         let _ = write!(
             s,
-            r##"<rect x="{:.1}" y="{PAD}" width="{:.1}" height="{:.1}" fill="#1565c0" opacity="0.12"><title>{}</title></rect><text x="{:.1}" y="{:.1}" font-size="10" fill="#1565c0">{}</text>"##,
-            x(f.start_ms),
-            (x(end) - x(f.start_ms)).max(1.5),
-            H - 2.0 * PAD,
-            esc(&format!("{} {} {}", f.kind, f.target, f.detail)),
-            x(f.start_ms) + 2.0,
-            PAD + 12.0,
-            esc(&f.kind)
+            r##"<rect x="{:.1}" y="{}" width="{:.1}" height="{:.1}" fill="#1565c0" opacity="0.12"><title>{}</title></rect><text x="{:.1}" y="{:.1}" font-size="10" fill="#1565c0">{}</text>"##,
+            f.x(fault.start_ms),
+            f.pad,
+            (f.x(end) - f.x(fault.start_ms)).max(1.5),
+            f.height - 2.0 * f.pad,
+            esc(&format!("{} {} {}", fault.kind, fault.target, fault.detail)),
+            f.x(fault.start_ms) + 2.0,
+            f.pad + 12.0,
+            esc(&fault.kind)
         );
     }
     s
 }
 
-fn axes(t_max: f64, y_label: &str, y_max: f64) -> String {
+/// The axes of a time plot, with the time span and the y maximum.
+fn axes(f: &Frame, y_label: &str) -> String {
     format!(
-        r##"<line x1="{PAD}" y1="{b}" x2="{r}" y2="{b}" stroke="#555"/><line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{b}" stroke="#555"/><text x="{r}" y="{t}" font-size="11" text-anchor="end">time {ts:.1} s</text><text x="4" y="{yt}" font-size="11">{yl} (max {ym:.0})</text>"##,
-        b = H - PAD,
-        r = W - PAD,
-        t = H - 10.0,
-        yt = PAD - 12.0,
-        ts = t_max / 1000.0,
+        r#"{}<text x="{r}" y="{t}" font-size="11" text-anchor="end">time {ts:.1} s</text><text x="4" y="{yt}" font-size="11">{yl} (max {ym:.0})</text>"#,
+        f.axes(),
+        r = f.right(),
+        t = f.height - 10.0,
+        yt = f.pad - 12.0,
+        ts = f.x_max / 1000.0,
         yl = esc(y_label),
-        ym = y_max
+        ym = f.y_max
     )
 }
 
@@ -260,14 +262,13 @@ fn latency_plot(h: &History) -> String {
         .iter()
         .map(|o| o.complete_ms - o.invoke_ms)
         .fold(1.0, f64::max);
-    let mut s = format!(
-        r#"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="latency over time">"#
-    );
-    s += &fault_bands(h, t_max);
-    s += &axes(t_max, "latency ms", l_max);
+    let f = frame(t_max, l_max);
+    let mut s = f.open("100%", "latency over time");
+    s += &fault_bands(h, &f);
+    s += &axes(&f, "latency ms");
     for o in &h.ops {
-        let x = PAD + (o.invoke_ms / t_max) * (W - 2.0 * PAD);
-        let y = H - PAD - ((o.complete_ms - o.invoke_ms) / l_max) * (H - 2.0 * PAD);
+        let x = f.x(o.invoke_ms);
+        let y = f.y(o.complete_ms - o.invoke_ms);
         let _ = write!(
             s,
             r#"<circle cx="{x:.1}" cy="{y:.1}" r="2" fill="{}"><title>#{} {:?} {} {}</title></circle>"#,
@@ -296,20 +297,19 @@ fn throughput_plot(h: &History) -> String {
     }
     let per_second = |c: usize| c as f64 * 1000.0 / bucket_ms;
     let c_max = counts.iter().map(|c| per_second(*c)).fold(1.0, f64::max);
-    let mut s = format!(
-        r#"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="throughput over time">"#
-    );
-    s += &fault_bands(h, t_max);
-    s += &axes(t_max, "answers per second", c_max);
-    let bw = (W - 2.0 * PAD) * (bucket_ms / t_max);
+    let f = frame(t_max, c_max);
+    let mut s = f.open("100%", "throughput over time");
+    s += &fault_bands(h, &f);
+    s += &axes(&f, "answers per second");
+    let bw = (f.width - 2.0 * f.pad) * (bucket_ms / t_max);
     for (i, c) in counts.iter().enumerate() {
         let rate = per_second(*c);
-        let bh = (rate / c_max) * (H - 2.0 * PAD);
+        let bh = f.span(rate);
         let _ = write!(
             s,
             r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="#455a64"><title>{:.1}-{:.1} s: {rate:.0}/s</title></rect>"##,
-            PAD + i as f64 * bw + 0.5,
-            H - PAD - bh,
+            f.pad + i as f64 * bw + 0.5,
+            f.bottom() - bh,
             (bw - 1.0).max(0.5),
             i as f64 * bucket_ms / 1000.0,
             (i + 1) as f64 * bucket_ms / 1000.0
