@@ -1,0 +1,311 @@
+//! Load runs: how fast the booking path is against the limits of its parts,
+//! measured side by side on one machine in one run, with the invariants
+//! checked on the database after every workload.
+//!
+//! The service and its baselines use the same closed-loop HTTP load
+//! generator (N workers, each sending its next request when the previous
+//! answer arrives); PostgreSQL's and Redis's own rates come from `pgbench`
+//! and `redis-benchmark` at the same concurrency.
+//!
+//! By job: `driver` (the load generator), `workloads` (what the loads
+//! send), `baselines` (pgbench, redis-benchmark), `invariants` (the store
+//! checked after each workload), `markdown` (the reports; plots and HTML
+//! come from [`crate::html`]).
+
+mod baselines;
+mod driver;
+mod invariants;
+mod markdown;
+mod workloads;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::runner::Latency;
+use crate::scenario::{Mode, Scenario};
+use crate::stack::{ServiceBinary, Stack};
+
+use baselines::{machine, pgbench_inserts, redis_benchmark};
+use driver::{drive, send};
+use invariants::check_invariants;
+use workloads::{catalogue, date, distinct_create, race_one_slot};
+
+pub use driver::Request;
+pub use markdown::{html, markdown};
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Length of each measured load.
+    pub duration: Duration,
+    /// Concurrency of the main comparisons (creates vs pgbench, replays vs /health).
+    pub clients: usize,
+    /// Client counts of the scaling curve.
+    pub client_steps: Vec<usize>,
+    /// Replica counts of the scaling curve.
+    pub replica_steps: Vec<usize>,
+    /// Rounds of the 100-clients-on-one-slot race.
+    pub race_rounds: usize,
+    pub out_dir: PathBuf,
+    pub binary: ServiceBinary,
+}
+
+/// One measured load.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    pub name: String,
+    pub clients: usize,
+    pub replicas: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub per_second: f64,
+    pub latency_ms: Latency,
+}
+
+/// A target of the issue, as read from the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub wanted: String,
+    pub measured: String,
+    pub met: bool,
+    /// How far off, when missed.
+    pub gap: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub machine: String,
+    pub duration_s: f64,
+    pub measurements: Vec<Measurement>,
+    pub pgbench_inserts_per_second: f64,
+    pub redis_set_per_second: f64,
+    pub redis_get_per_second: f64,
+    pub replica_rss_mb: f64,
+    pub targets: Vec<Target>,
+    /// Invariant violations found after a workload (must be empty).
+    pub violations: Vec<String>,
+}
+
+/// Starts a stack, runs every workload and baseline, and reads the targets.
+pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
+    let max_replicas = config
+        .replica_steps
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let scenario = Scenario {
+        mode: Mode::Local,
+        replicas: max_replicas,
+        // A load worker books as one user far past a person's key quota.
+        service_env: [
+            ("BOOKING_RESOURCES".to_owned(), catalogue()),
+            ("IDEMPOTENCY_KEY_QUOTA".to_owned(), "0".to_owned()),
+        ]
+        .into(),
+        ..Scenario::parse("name = \"bench\"")?
+    };
+    let stack = Stack::start(&scenario, &config.binary).await?;
+    let urls = stack.direct_urls().await;
+    let one = &urls[..1];
+    let mut measurements = Vec::new();
+    let mut violations = Vec::new();
+    let mut run_id = 0u64;
+    let mut next_run = || {
+        run_id += 1;
+        run_id
+    };
+
+    // Baseline: the HTTP limit of the service (same generator).
+    let (health, _) = drive(
+        "GET /health (HTTP limit)",
+        one,
+        config.clients,
+        config.duration,
+        |_, _| Request::Get("/health".into()),
+    )
+    .await;
+    measurements.push(health.clone());
+
+    // Creates on distinct slots, 1 replica, main concurrency.
+    let r = next_run();
+    let (creates, ids) = drive(
+        "creates on distinct slots",
+        one,
+        config.clients,
+        config.duration,
+        move |w, i| distinct_create(r, w, i),
+    )
+    .await;
+    check_invariants(&stack, &ids, "creates", &mut violations).await;
+    measurements.push(creates.clone());
+
+    // Replays of one completed key.
+    let body = json!({ "userId": "bench_replay", "resourceId": "bench_room_0", "date": date(100) });
+    let first = send(
+        &reqwest::Client::new(),
+        &one[0],
+        &Request::Post {
+            body: body.clone(),
+            key: "replay-key".into(),
+        },
+    )
+    .await;
+    if first.map(|(s, _)| s) != Some(201) {
+        bail!("could not create the booking to replay");
+    }
+    let (replays, _) = drive(
+        "replays of one completed key",
+        one,
+        config.clients,
+        config.duration,
+        move |_, _| Request::Post {
+            body: body.clone(),
+            key: "replay-key".into(),
+        },
+    )
+    .await;
+    measurements.push(replays.clone());
+
+    // 100 clients racing for one slot, different keys, several rounds.
+    let race = race_one_slot(&stack, one, config.race_rounds, &mut violations).await;
+    measurements.push(race.clone());
+
+    // A mix of creates, lists and cancels.
+    let r = next_run();
+    let (mix, ids) = drive(
+        "mix: 70% create, 20% list, 10% cancel",
+        one,
+        config.clients,
+        config.duration,
+        move |w, i| match i % 10 {
+            0 if i > 0 => Request::Get(format!("/api/bookings/bench_{w}?status=all")),
+            1 | 2 => Request::Get(format!("/api/bookings/bench_{w}")),
+            _ => distinct_create(r, w, i),
+        },
+    )
+    .await;
+    check_invariants(&stack, &ids, "mix", &mut violations).await;
+    measurements.push(mix);
+    let rss = stack.replica_rss_mb(0).await;
+
+    // Scaling: clients (1 replica) and replicas (main concurrency).
+    for &clients in &config.client_steps {
+        let r = next_run();
+        let (m, ids) = drive(
+            "scaling: creates vs clients",
+            one,
+            clients,
+            config.duration,
+            move |w, i| distinct_create(r, w, i),
+        )
+        .await;
+        check_invariants(&stack, &ids, "scaling", &mut violations).await;
+        measurements.push(m);
+    }
+    for &replicas in &config.replica_steps {
+        let r = next_run();
+        let targets = urls[..replicas.min(urls.len())].to_vec();
+        let (m, ids) = drive(
+            "scaling: creates vs replicas",
+            &targets,
+            config.clients,
+            config.duration,
+            move |w, i| distinct_create(r, w, i),
+        )
+        .await;
+        check_invariants(&stack, &ids, "scaling", &mut violations).await;
+        measurements.push(m);
+    }
+
+    // Baselines of the parts, at the same concurrency.
+    let pg = stack.postgres_port().await.context("no postgres")?;
+    let pgbench = pgbench_inserts(pg, config.clients, config.duration)?;
+    let redis = stack.redis_port().await.context("no redis")?;
+    let (set, get) = redis_benchmark(redis, config.clients)?;
+    drop(stack);
+
+    let targets = vec![
+        ratio_target(
+            "creates ≥ 0.8 × pgbench inserts (32 clients, 1 replica)",
+            creates.per_second,
+            pgbench,
+            0.8,
+        ),
+        ratio_target(
+            "replays ≥ 0.5 × /health",
+            replays.per_second,
+            health.per_second,
+            0.5,
+        ),
+        Target {
+            name: "100 clients on one slot: p99 < 25 ms, exactly one booking".into(),
+            wanted: "p99 < 25 ms".into(),
+            measured: format!("p99 {:.1} ms", race.latency_ms.p99),
+            met: race.latency_ms.p99 < 25.0,
+            gap: (race.latency_ms.p99 >= 25.0)
+                .then(|| format!("{:.1} ms over", race.latency_ms.p99 - 25.0)),
+        },
+        Target {
+            name: "one replica under 50 MB RSS under load".into(),
+            wanted: "< 50 MB".into(),
+            measured: format!("{rss:.1} MB"),
+            met: rss > 0.0 && rss < 50.0,
+            gap: (rss >= 50.0).then(|| format!("{:.1} MB over", rss - 50.0)),
+        },
+    ];
+    Ok(BenchReport {
+        machine: machine(),
+        duration_s: config.duration.as_secs_f64(),
+        measurements,
+        pgbench_inserts_per_second: pgbench,
+        redis_set_per_second: set,
+        redis_get_per_second: get,
+        replica_rss_mb: rss,
+        targets,
+        violations,
+    })
+}
+
+/// A target "measured ≥ wanted × baseline".
+fn ratio_target(name: &str, measured: f64, baseline: f64, wanted: f64) -> Target {
+    let ratio = if baseline > 0.0 {
+        measured / baseline
+    } else {
+        0.0
+    };
+    Target {
+        name: name.into(),
+        wanted: format!("≥ {wanted:.2}×"),
+        measured: format!("{ratio:.2}× ({measured:.0}/s vs {baseline:.0}/s)"),
+        met: ratio >= wanted,
+        gap: (ratio < wanted).then(|| format!("{:.0}% short", (1.0 - ratio / wanted) * 100.0)),
+    }
+}
+
+/// Writes `bench.md`, `bench.json` and `bench.html` into `dir`.
+pub fn write_reports(r: &BenchReport, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("bench.md"), markdown(r))?;
+    std::fs::write(dir.join("bench.json"), serde_json::to_vec_pretty(r)?)?;
+    std::fs::write(dir.join("bench.html"), html(r))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missed_target_says_by_how_much() {
+        let t = ratio_target("x", 400.0, 1000.0, 0.8);
+        assert!(!t.met);
+        assert_eq!(t.gap.as_deref(), Some("50% short"));
+        assert!(ratio_target("x", 900.0, 1000.0, 0.8).met);
+    }
+}

@@ -1,0 +1,126 @@
+//! What the loads send: distinct slots per run and worker, the service's
+//! bench catalogue, and the race of 100 clients for one slot.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::driver::{send, Request};
+use super::Measurement;
+use crate::runner::Latency;
+use crate::stack::Stack;
+
+/// The bench stack's catalogue: many rooms, so distinct slots need few dates.
+const ROOMS: u64 = 1000;
+
+pub(super) fn catalogue() -> String {
+    (0..ROOMS)
+        .map(|n| format!("bench_room_{n}=Bench room {n}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(super) fn date(offset: u64) -> String {
+    (chrono::NaiveDate::from_ymd_opt(2040, 1, 1).unwrap_or_default() + chrono::Days::new(offset))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// A distinct slot per (run, worker, i): runs and workers own disjoint
+/// ranges (dates from run × 20 000 days on; replays and races use earlier ones).
+pub(super) fn distinct_create(run: u64, w: usize, i: u64) -> Request {
+    let n = run * 20_000 * ROOMS + (w as u64) * 100_000 + i;
+    Request::Post {
+        body: json!({ "userId": format!("bench_{w}"), "resourceId": format!("bench_room_{}", n % ROOMS), "date": date(n / ROOMS) }),
+        key: format!("bench-{run}-{w}-{i}"),
+    }
+}
+
+/// 100 concurrent requests for one slot, each with its own key, per round.
+pub(super) async fn race_one_slot(
+    stack: &Stack,
+    urls: &[String],
+    rounds: usize,
+    violations: &mut Vec<String>,
+) -> Measurement {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(100)
+        .build()
+        .unwrap_or_default();
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    let mut errors = 0;
+    for round in 0..rounds {
+        let slot_date = date(200 + round as u64);
+        let tasks: Vec<_> = (0..100)
+            .map(|c| {
+                let (http, base, slot_date) = (http.clone(), urls[c % urls.len()].clone(), slot_date.clone());
+                tokio::spawn(async move {
+                    let req = Request::Post {
+                        body: json!({ "userId": format!("racer_{c}"), "resourceId": "bench_room_0", "date": slot_date }),
+                        key: format!("race-{round}-{c}"),
+                    };
+                    let t = Instant::now();
+                    let answer = send(&http, &base, &req).await;
+                    (t.elapsed().as_secs_f64() * 1000.0, answer)
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for t in tasks {
+            let Ok((ms, answer)) = t.await else { continue };
+            latencies.push(ms);
+            match answer {
+                Some((201, Some(id))) => ids.push(id),
+                Some((409, _)) => {}
+                _ => errors += 1,
+            }
+        }
+        if ids.len() != 1 {
+            violations.push(format!(
+                "race round {round}: {} bookings acknowledged for one slot",
+                ids.len()
+            ));
+        }
+        let confirmed = stack
+            .count_confirmed("bench_room_0", &slot_date)
+            .await
+            .unwrap_or(-1);
+        if confirmed != 1 {
+            violations.push(format!(
+                "race round {round}: {confirmed} confirmed bookings in the store"
+            ));
+        }
+    }
+    let requests = latencies.len() as u64;
+    Measurement {
+        name: "100 clients racing one slot".into(),
+        clients: 100,
+        replicas: urls.len(),
+        requests,
+        errors,
+        per_second: requests as f64 / started.elapsed().as_secs_f64(),
+        latency_ms: Latency::of(latencies),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn distinct_creates_never_share_a_slot_or_key() {
+        let mut slots = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        for w in 0..32 {
+            for i in 0..500 {
+                let Request::Post { body, key } = distinct_create(3, w, i) else {
+                    panic!("a create")
+                };
+                assert!(slots.insert((body["resourceId"].to_string(), body["date"].to_string())));
+                assert!(keys.insert(key));
+            }
+        }
+    }
+}
