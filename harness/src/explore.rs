@@ -560,10 +560,10 @@ fn run_case(
         for f in &history.faults {
             *s.faults_by_kind.entry(f.kind.clone()).or_default() += 1;
         }
-        for event in history.faults.iter().filter(|f| f.kind == "failpoint") {
-            // The event's detail is `name=action`.
-            let name = event.detail.split('=').next().unwrap_or_default();
-            *s.failpoints_fired.entry(name.to_owned()).or_default() += event.fired.unwrap_or(0);
+        for event in &history.faults {
+            if let Some(name) = &event.failpoint {
+                *s.failpoints_fired.entry(name.clone()).or_default() += event.fired.unwrap_or(0);
+            }
         }
     }
     if !result.errors.is_empty() {

@@ -232,6 +232,9 @@ pub struct FaultEvent {
     pub target: String,
     #[serde(default)]
     pub detail: String,
+    /// For failpoints: the failpoint's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failpoint: Option<String>,
     /// For failpoints: how often the action fired (a crash counts once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fired: Option<u64>,

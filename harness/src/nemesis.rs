@@ -1,12 +1,14 @@
 //! The nemesis: applies a scenario's fault timeline to the stack and records
 //! each fault as it starts and heals.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use crate::history::{CommandRun, FaultEvent};
+use crate::proxy::Toxics;
 use crate::scenario::{Fault, FaultKind, Target};
 use crate::stack::Stack;
 
@@ -44,6 +46,13 @@ impl FaultLog {
         }
     }
 
+    fn set_failpoint(&self, index: usize, name: &str) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = events.get_mut(index) {
+            e.failpoint = Some(name.to_owned());
+        }
+    }
+
     fn command(&self, index: usize, run: CommandRun) {
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = events.get_mut(index) {
@@ -78,18 +87,15 @@ pub async fn run_timeline(
             let (stack, log) = (stack.clone(), log.clone());
             tokio::spawn(async move {
                 tokio::time::sleep_until((started + fault.at).into()).await;
-                if let Err(e) = apply(&stack, &fault, started, &log).await {
+                let events = Events {
+                    log: &log,
+                    started,
+                    kind: fault.kind.name(),
+                };
+                if let Err(e) = apply(&stack, &fault, &events).await {
                     tracing::warn!(fault = fault.kind.name(), error = %format!("{e:#}"), "fault could not be applied");
-                    log.push(FaultEvent {
-                        start_ms: ms(started),
-                        end_ms: Some(ms(started)),
-                        kind: fault.kind.name().into(),
-                        target: String::new(),
-                        detail: String::new(),
-                        fired: None,
-                        apply_error: Some(format!("{e:#}")),
-                        commands: Vec::new(),
-                    });
+                    let event = events.begin(String::new(), String::new());
+                    events.fail(event, format!("{e:#}"));
                 }
             })
         })
@@ -103,261 +109,368 @@ fn ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }
 
-async fn apply(stack: &Stack, fault: &Fault, started: Instant, log: &FaultLog) -> Result<()> {
-    let lasts = fault.lasts.unwrap_or(Duration::from_secs(1));
-    let begin = |target: String, detail: String| {
-        log.push(FaultEvent {
-            start_ms: ms(started),
+/// Records one fault's events in the log, timed from the start of the run.
+struct Events<'a> {
+    log: &'a FaultLog,
+    started: Instant,
+    kind: &'static str,
+}
+
+impl Events<'_> {
+    /// The fault starts acting on `target`; returns its event's index.
+    fn begin(&self, target: String, detail: String) -> usize {
+        self.log.push(FaultEvent {
+            start_ms: ms(self.started),
             end_ms: None,
-            kind: fault.kind.name().into(),
+            kind: self.kind.into(),
             target,
             detail,
+            failpoint: None,
             fired: None,
             apply_error: None,
             commands: Vec::new(),
         })
-    };
+    }
+
+    /// The fault has healed.
+    fn end(&self, event: usize) {
+        self.log.end(event, ms(self.started));
+    }
+
+    /// The fault did not do what it says: the run tested less.
+    fn fail(&self, event: usize, why: String) {
+        self.log.fail(event, why, ms(self.started));
+    }
+}
+
+/// Starts a fault, keeps it for its duration and heals it.
+async fn apply(stack: &Stack, fault: &Fault, events: &Events<'_>) -> Result<()> {
+    let lasts = fault.lasts.unwrap_or(Duration::from_secs(1));
+    if let Some(link) = LinkFault::of(&fault.kind) {
+        return link.apply(stack, lasts, events).await;
+    }
     match &fault.kind {
-        FaultKind::Latency {
-            target,
-            latency_ms,
-            jitter_ms,
-        } => {
-            let detail = format!("{latency_ms} ms ± {jitter_ms} ms");
-            link_fault(
-                stack,
-                target,
-                lasts,
-                |t| {
-                    t.latency = Duration::from_millis(*latency_ms);
-                    t.jitter = Duration::from_millis(*jitter_ms);
-                },
-                |t| {
-                    t.latency = Duration::ZERO;
-                    t.jitter = Duration::ZERO;
-                },
-                begin(target.to_string(), detail),
-                started,
-                log,
-            )
-            .await
-        }
-        FaultKind::Bandwidth {
-            target,
-            bytes_per_sec,
-        } => {
-            link_fault(
-                stack,
-                target,
-                lasts,
-                |t| t.bandwidth = Some(*bytes_per_sec),
-                |t| t.bandwidth = None,
-                begin(target.to_string(), format!("{bytes_per_sec} B/s")),
-                started,
-                log,
-            )
-            .await
-        }
-        FaultKind::Blackhole { target } => {
-            link_fault(
-                stack,
-                target,
-                lasts,
-                |t| t.blackhole = true,
-                |t| t.blackhole = false,
-                begin(target.to_string(), String::new()),
-                started,
-                log,
-            )
-            .await
-        }
-        FaultKind::CloseAfter { target, bytes } => {
-            link_fault(
-                stack,
-                target,
-                lasts,
-                |t| t.close_after = Some(*bytes),
-                |t| t.close_after = None,
-                begin(target.to_string(), format!("after {bytes} bytes")),
-                started,
-                log,
-            )
-            .await
-        }
-        FaultKind::DropResponses { target } => {
-            link_fault(
-                stack,
-                target,
-                lasts,
-                |t| t.drop_responses = true,
-                |t| t.drop_responses = false,
-                begin(target.to_string(), String::new()),
-                started,
-                log,
-            )
-            .await
-        }
         FaultKind::Reset { target } => {
-            let i = begin(target.to_string(), String::new());
+            let event = events.begin(target.to_string(), String::new());
             for p in stack.proxies_for(target) {
                 p.reset_all();
             }
-            log.end(i, ms(started));
+            events.end(event);
             Ok(())
         }
         FaultKind::KillReplica {
             replica,
             restart_after,
-        } => {
-            let r = stack.replicas.get(*replica).context("no such replica")?;
-            r.hold_down.store(true, std::sync::atomic::Ordering::SeqCst);
-            let i = begin(
-                format!("replica:{replica}"),
-                format!("kill -9, restart after {restart_after:?}"),
-            );
-            r.process.lock().await.kill();
-            r.proxy.reset_all();
-            tokio::time::sleep(*restart_after).await;
-            r.hold_down
-                .store(false, std::sync::atomic::Ordering::SeqCst);
-            log.end(i, ms(started));
-            Ok(())
-        }
-        FaultKind::PauseReplica { replica } => {
-            let r = stack.replicas.get(*replica).context("no such replica")?;
-            let i = begin(
-                format!("replica:{replica}"),
-                format!("SIGSTOP for {lasts:?}"),
-            );
-            r.process.lock().await.pause()?;
-            tokio::time::sleep(lasts).await;
-            r.process.lock().await.resume()?;
-            log.end(i, ms(started));
-            Ok(())
-        }
-        FaultKind::RestartRedis => {
-            let i = begin(
-                "redis".into(),
-                "kill -9 (all data lost) and start again".into(),
-            );
-            let mut redis = stack.redis.lock().await;
-            redis
-                .as_mut()
-                .context("no redis in this mode")?
-                .restart()
-                .await?;
-            if let Some(p) = &stack.redis_proxy {
-                p.reset_all();
-            }
-            log.end(i, ms(started));
-            Ok(())
-        }
-        FaultKind::RestartDatabase => {
-            let i = begin(
-                "database".into(),
-                format!("immediate stop, start after {lasts:?}"),
-            );
-            {
-                let mut pg = stack.postgres.lock().await;
-                pg.as_mut()
-                    .context("no database server in this mode")?
-                    .stop_immediately()
-                    .await;
-            }
-            tokio::time::sleep(lasts).await;
-            stack
-                .postgres
-                .lock()
-                .await
-                .as_mut()
-                .context("no database")?
-                .start_again()
-                .await?;
-            log.end(i, ms(started));
-            Ok(())
-        }
+        } => kill_replica(stack, *replica, *restart_after, events).await,
+        FaultKind::PauseReplica { replica } => pause_replica(stack, *replica, lasts, events).await,
+        FaultKind::RestartRedis => restart_redis(stack, events).await,
+        FaultKind::RestartDatabase => restart_database(stack, lasts, events).await,
         FaultKind::Failpoint {
             replica,
             name,
             action,
         } => {
-            let targets: Vec<usize> = match replica {
-                Some(n) => vec![*n],
-                None => (0..stack.replicas.len()).collect(),
-            };
-            let target = replica.map_or("replicas".to_owned(), |n| format!("replica:{n}"));
-            let i = begin(target, format!("{name}={action}"));
-            let http = reqwest::Client::new();
-            for n in &targets {
-                let url = stack.replicas[*n].process.lock().await.url();
-                let response = http
-                    .put(format!("{url}/admin/failpoints/{name}"))
-                    .body(action.clone())
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await
-                    .context("setting a failpoint")?;
-                if !response.status().is_success() {
-                    anyhow::bail!(
-                        "replica {n} refused failpoint {name}={action}: {} (is it built with --features failpoints?)",
-                        response.status()
-                    );
-                }
-            }
-            let before = fired_counts(stack, &targets, name).await;
-            let mut crashed = 0;
-            if action.contains("crash") && fault.lasts.is_none() {
-                // The window lasts until a targeted replica crashes (bounded).
-                if wait_for_crash(stack, &targets, Duration::from_secs(15)).await {
-                    crashed = 1;
-                } else {
-                    log.note(i, " (not hit within 15 s)");
-                }
-            } else {
-                tokio::time::sleep(lasts).await;
-            }
-            let after = fired_counts(stack, &targets, name).await;
-            // A replica that restarted in between starts counting from zero.
-            let fired: u64 = before
-                .iter()
-                .zip(&after)
-                .map(|(b, a)| if a >= b { a - b } else { *a })
-                .sum();
-            log.set_fired(i, fired + crashed);
-            for n in &targets {
-                let url = stack.replicas[*n].process.lock().await.url();
-                let _ = http
-                    .delete(format!("{url}/admin/failpoints/{name}"))
-                    .send()
-                    .await;
-            }
-            log.end(i, ms(started));
-            Ok(())
+            // A crash action without a duration lasts until it crashes a replica.
+            let until_crash = action.contains("crash") && fault.lasts.is_none();
+            failpoint(stack, *replica, name, action, lasts, until_crash, events).await
         }
         FaultKind::Command { run, heal, timeout } => {
-            let i = begin(String::new(), run.clone());
-            let env = stack.command_env().await;
-            let ran = run_command("run", run, &env, *timeout).await;
-            let failed = ran.failure();
-            log.command(i, ran);
-            if let Some(why) = failed {
-                log.fail(i, why, ms(started));
-                return Ok(());
-            }
-            if let Some(heal) = heal {
-                tokio::time::sleep(fault.lasts.unwrap_or_default()).await;
-                let healed = run_command("heal", heal, &env, *timeout).await;
-                let failed = healed.failure();
-                log.command(i, healed);
-                if let Some(why) = failed {
-                    log.fail(i, why, ms(started));
-                    return Ok(());
-                }
-            }
-            log.end(i, ms(started));
+            command(
+                stack,
+                run,
+                heal.as_deref(),
+                *timeout,
+                fault.lasts.unwrap_or_default(),
+                events,
+            )
+            .await;
             Ok(())
         }
+        FaultKind::Latency { .. }
+        | FaultKind::Bandwidth { .. }
+        | FaultKind::Blackhole { .. }
+        | FaultKind::CloseAfter { .. }
+        | FaultKind::DropResponses { .. } => unreachable!("link faults are applied above"),
     }
+}
+
+/// A fault on a link: what it sets on the link's proxies while it lasts and
+/// what it clears when it heals. Each clears only its own toxic, so faults
+/// that overlap on one link heal independently.
+struct LinkFault<'a> {
+    target: &'a Target,
+    detail: String,
+    set: Box<dyn Fn(&mut Toxics) + Send + Sync + 'a>,
+    clear: fn(&mut Toxics),
+}
+
+impl<'a> LinkFault<'a> {
+    fn of(kind: &'a FaultKind) -> Option<Self> {
+        let (target, detail, set, clear): (
+            _,
+            _,
+            Box<dyn Fn(&mut Toxics) + Send + Sync>,
+            fn(&mut Toxics),
+        ) = match kind {
+            FaultKind::Latency {
+                target,
+                latency_ms,
+                jitter_ms,
+            } => {
+                let (latency, jitter) = (
+                    Duration::from_millis(*latency_ms),
+                    Duration::from_millis(*jitter_ms),
+                );
+                (
+                    target,
+                    format!("{latency_ms} ms ± {jitter_ms} ms"),
+                    Box::new(move |t| {
+                        t.latency = latency;
+                        t.jitter = jitter;
+                    }),
+                    |t| {
+                        t.latency = Duration::ZERO;
+                        t.jitter = Duration::ZERO;
+                    },
+                )
+            }
+            FaultKind::Bandwidth {
+                target,
+                bytes_per_sec,
+            } => {
+                let limit = *bytes_per_sec;
+                (
+                    target,
+                    format!("{bytes_per_sec} B/s"),
+                    Box::new(move |t| t.bandwidth = Some(limit)),
+                    |t| t.bandwidth = None,
+                )
+            }
+            FaultKind::Blackhole { target } => (
+                target,
+                String::new(),
+                Box::new(|t| t.blackhole = true),
+                |t| t.blackhole = false,
+            ),
+            FaultKind::CloseAfter { target, bytes } => {
+                let bytes = *bytes;
+                (
+                    target,
+                    format!("after {bytes} bytes"),
+                    Box::new(move |t| t.close_after = Some(bytes)),
+                    |t| t.close_after = None,
+                )
+            }
+            FaultKind::DropResponses { target } => (
+                target,
+                String::new(),
+                Box::new(|t| t.drop_responses = true),
+                |t| t.drop_responses = false,
+            ),
+            _ => return None,
+        };
+        Some(Self {
+            target,
+            detail,
+            set,
+            clear,
+        })
+    }
+
+    async fn apply(self, stack: &Stack, lasts: Duration, events: &Events<'_>) -> Result<()> {
+        let proxies = stack.proxies_for(self.target);
+        if proxies.is_empty() {
+            anyhow::bail!("no link to {} in this mode", self.target);
+        }
+        let event = events.begin(self.target.to_string(), self.detail.clone());
+        for p in &proxies {
+            p.update(&self.set);
+        }
+        tokio::time::sleep(lasts).await;
+        for p in &proxies {
+            p.update(self.clear);
+        }
+        events.end(event);
+        Ok(())
+    }
+}
+
+/// kill -9 a replica; its supervisor starts it again after `restart_after`.
+async fn kill_replica(
+    stack: &Stack,
+    replica: usize,
+    restart_after: Duration,
+    events: &Events<'_>,
+) -> Result<()> {
+    let r = stack.replicas.get(replica).context("no such replica")?;
+    r.hold_down.store(true, Ordering::SeqCst);
+    let event = events.begin(
+        format!("replica:{replica}"),
+        format!("kill -9, restart after {restart_after:?}"),
+    );
+    r.process.lock().await.kill();
+    r.proxy.reset_all();
+    tokio::time::sleep(restart_after).await;
+    r.hold_down.store(false, Ordering::SeqCst);
+    events.end(event);
+    Ok(())
+}
+
+/// SIGSTOP a replica for `lasts`, then SIGCONT.
+async fn pause_replica(
+    stack: &Stack,
+    replica: usize,
+    lasts: Duration,
+    events: &Events<'_>,
+) -> Result<()> {
+    let r = stack.replicas.get(replica).context("no such replica")?;
+    let event = events.begin(
+        format!("replica:{replica}"),
+        format!("SIGSTOP for {lasts:?}"),
+    );
+    r.process.lock().await.pause()?;
+    tokio::time::sleep(lasts).await;
+    r.process.lock().await.resume()?;
+    events.end(event);
+    Ok(())
+}
+
+/// kill -9 Redis (all its data lost) and start it again at once.
+async fn restart_redis(stack: &Stack, events: &Events<'_>) -> Result<()> {
+    let event = events.begin(
+        "redis".into(),
+        "kill -9 (all data lost) and start again".into(),
+    );
+    let mut redis = stack.redis.lock().await;
+    redis
+        .as_mut()
+        .context("no redis in this mode")?
+        .restart()
+        .await?;
+    if let Some(p) = &stack.redis_proxy {
+        p.reset_all();
+    }
+    events.end(event);
+    Ok(())
+}
+
+/// Stop the database at once (no checkpoint) and start it after `lasts`.
+async fn restart_database(stack: &Stack, lasts: Duration, events: &Events<'_>) -> Result<()> {
+    let event = events.begin(
+        "database".into(),
+        format!("immediate stop, start after {lasts:?}"),
+    );
+    stack
+        .postgres
+        .lock()
+        .await
+        .as_mut()
+        .context("no database server in this mode")?
+        .stop_immediately()
+        .await;
+    tokio::time::sleep(lasts).await;
+    stack
+        .postgres
+        .lock()
+        .await
+        .as_mut()
+        .context("no database")?
+        .start_again()
+        .await?;
+    events.end(event);
+    Ok(())
+}
+
+/// Sets failpoint `name` on one replica (or all) for `lasts`, or until it
+/// crashes one (bounded), and records how often it fired.
+async fn failpoint(
+    stack: &Stack,
+    replica: Option<usize>,
+    name: &str,
+    action: &str,
+    lasts: Duration,
+    until_crash: bool,
+    events: &Events<'_>,
+) -> Result<()> {
+    let targets: Vec<usize> = match replica {
+        Some(n) => vec![n],
+        None => (0..stack.replicas.len()).collect(),
+    };
+    let target = replica.map_or("replicas".to_owned(), |n| format!("replica:{n}"));
+    let event = events.begin(target, format!("{name}={action}"));
+    events.log.set_failpoint(event, name);
+    let http = reqwest::Client::new();
+    for n in &targets {
+        let url = stack.replicas[*n].process.lock().await.url();
+        let response = http
+            .put(format!("{url}/admin/failpoints/{name}"))
+            .body(action.to_owned())
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .context("setting a failpoint")?;
+        if !response.status().is_success() {
+            anyhow::bail!(
+                "replica {n} refused failpoint {name}={action}: {} (is it built with --features failpoints?)",
+                response.status()
+            );
+        }
+    }
+    let before = fired_counts(stack, &targets, name).await;
+    let mut crashed = 0;
+    if until_crash {
+        if wait_for_crash(stack, &targets, Duration::from_secs(15)).await {
+            crashed = 1;
+        } else {
+            events.log.note(event, " (not hit within 15 s)");
+        }
+    } else {
+        tokio::time::sleep(lasts).await;
+    }
+    let after = fired_counts(stack, &targets, name).await;
+    // A replica that restarted in between starts counting from zero.
+    let fired: u64 = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| if a >= b { a - b } else { *a })
+        .sum();
+    events.log.set_fired(event, fired + crashed);
+    for n in &targets {
+        let url = stack.replicas[*n].process.lock().await.url();
+        let _ = http
+            .delete(format!("{url}/admin/failpoints/{name}"))
+            .send()
+            .await;
+    }
+    events.end(event);
+    Ok(())
+}
+
+/// Runs `run`, and `heal` after `lasts`; a command that fails makes the
+/// event's `apply_error` (an ERROR of the run).
+async fn command(
+    stack: &Stack,
+    run: &str,
+    heal: Option<&str>,
+    timeout: Duration,
+    lasts: Duration,
+    events: &Events<'_>,
+) {
+    let event = events.begin(String::new(), run.to_owned());
+    let env = stack.command_env().await;
+    for (step, command) in std::iter::once(("run", run)).chain(heal.map(|h| ("heal", h))) {
+        if step == "heal" {
+            tokio::time::sleep(lasts).await;
+        }
+        let ran = run_command(step, command, &env, timeout).await;
+        let failed = ran.failure();
+        events.log.command(event, ran);
+        if let Some(why) = failed {
+            events.fail(event, why);
+            return;
+        }
+    }
+    events.end(event);
 }
 
 /// Runs an outside command (`sh -c`) in its own process group, killed
@@ -446,30 +559,4 @@ async fn wait_for_crash(stack: &Stack, targets: &[usize], bound: Duration) -> bo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn link_fault(
-    stack: &Stack,
-    target: &Target,
-    lasts: Duration,
-    set: impl Fn(&mut crate::proxy::Toxics),
-    unset: impl Fn(&mut crate::proxy::Toxics),
-    event: usize,
-    started: Instant,
-    log: &FaultLog,
-) -> Result<()> {
-    let proxies = stack.proxies_for(target);
-    if proxies.is_empty() {
-        anyhow::bail!("no link to {target} in this mode");
-    }
-    for p in &proxies {
-        p.update(&set);
-    }
-    tokio::time::sleep(lasts).await;
-    for p in &proxies {
-        p.update(&unset);
-    }
-    log.end(event, ms(started));
-    Ok(())
 }
