@@ -18,6 +18,7 @@ use proptest::test_runner::{
     Config, FileFailurePersistence, RngSeed, TestCaseError, TestError, TestRunner,
 };
 
+use crate::calendar;
 use crate::checker::Validity;
 use crate::runner::{self, RunOptions, PROBES};
 use crate::scenario::{Fault, FaultKind, KeyStyle, Mode, Scenario, Target, Workload};
@@ -550,8 +551,7 @@ fn run_case(
         }
         return Err(TestCaseError::reject("the shared stack is broken"));
     }
-    let probe_date = chrono::NaiveDate::from_ymd_opt(2090, 1, 1).unwrap_or_default()
-        + chrono::Days::new(n * u64::from(PROBES));
+    let probe_date = calendar::after(calendar::EXPLORE_PROBES, n * u64::from(PROBES));
     let (result, history) = rt
         .block_on(runner::run_on(stack, &case, opts, probe_date))
         .map_err(|e| TestCaseError::fail(format!("the harness failed: {e:#}")))?;
@@ -606,9 +606,8 @@ fn scenario_template() -> Scenario {
 
 /// Gives case `n` its own dates and key namespace on the shared stack.
 fn namespaced(mut case: Scenario, n: u64, env: &BTreeMap<String, String>) -> Scenario {
-    let first =
-        chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap_or_default() + chrono::Days::new(n * 4);
-    case.workload.first_date = first.format("%Y-%m-%d").to_string();
+    let first = calendar::after(calendar::EXPLORE_CASES, n * calendar::EXPLORE_CASE_DAYS);
+    case.workload.first_date = first.to_string();
     case.workload.namespace = format!("x{n}-");
     case.name = format!("explored-case-{n}");
     case.service_env = env.clone();

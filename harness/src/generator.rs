@@ -42,11 +42,7 @@ pub enum Intent {
 pub fn workload_dates(workload: &Workload) -> Result<Vec<String>> {
     let first = parse_date(&workload.first_date)?;
     Ok((0..workload.dates as u64)
-        .map(|i| {
-            (first + chrono::Days::new(i))
-                .format("%Y-%m-%d")
-                .to_string()
-        })
+        .map(|i| (first + chrono::Days::new(i)).to_string())
         .collect())
 }
 

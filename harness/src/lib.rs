@@ -23,6 +23,7 @@
 //! ```
 
 pub mod bench;
+pub mod calendar;
 pub mod chaos_mesh;
 pub mod checker;
 pub mod client;

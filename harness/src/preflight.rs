@@ -88,7 +88,7 @@ pub async fn check(
         1,
     )?;
     let ns = &s.workload.namespace;
-    let date = date.format("%Y-%m-%d").to_string();
+    let date = date.to_string();
     let resource = s.workload.resources.first().context("no resources")?;
     let booking = Call {
         kind: OpKind::Create,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::calendar;
 use crate::checker::{self, Validity, Verdict};
 use crate::client::{Call, Client, Recorder};
 use crate::generator::{generate, Intent};
@@ -156,7 +157,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<(ScenarioResu
         return run_target(scenario, opts).await;
     }
     let stack = Stack::start(scenario, &opts.binary).await?;
-    let result = run_on(&stack, scenario, opts, default_probe_date()).await;
+    let result = run_on(&stack, scenario, opts, calendar::SCENARIO_PROBES).await;
     drop(stack);
     result
 }
@@ -171,7 +172,7 @@ async fn run_target(scenario: &Scenario, opts: &RunOptions) -> Result<(ScenarioR
     };
     let mut s = scenario.clone();
     s.workload.namespace = namespace.prefix();
-    s.workload.first_date = namespace.first_date.format("%Y-%m-%d").to_string();
+    s.workload.first_date = namespace.first_date.to_string();
     let probe_first_date = namespace.first_date + chrono::Days::new(s.workload.dates as u64 + 1);
     anyhow::ensure!(
         s.workload.dates as u64 + 2 + u64::from(PROBES) <= Namespace::DAYS,
@@ -194,14 +195,10 @@ async fn run_target(scenario: &Scenario, opts: &RunOptions) -> Result<(ScenarioR
     let (mut result, history) = run?;
     result.namespace = Some(NamespaceInfo {
         name: namespace.name.clone(),
-        first_date: namespace.first_date.format("%Y-%m-%d").to_string(),
-        last_date: namespace.last_date().format("%Y-%m-%d").to_string(),
+        first_date: namespace.first_date.to_string(),
+        last_date: namespace.last_date().to_string(),
     });
     Ok((result, history))
-}
-
-fn default_probe_date() -> chrono::NaiveDate {
-    chrono::NaiveDate::from_ymd_opt(2099, 1, 1).unwrap_or_default()
 }
 
 /// How many probe dates one run may use.
@@ -267,11 +264,7 @@ pub async fn run_on(
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     let mut dates: std::collections::BTreeSet<String> = (0..u64::from(PROBES))
-        .map(|d| {
-            (probe_first_date + chrono::Days::new(d))
-                .format("%Y-%m-%d")
-                .to_string()
-        })
+        .map(|d| (probe_first_date + chrono::Days::new(d)).to_string())
         .collect();
     dates.extend(workload_dates.iter().cloned());
     let final_state = match stack.final_state().await {
@@ -701,9 +694,7 @@ async fn probe_recovery(
     let began = Instant::now();
     for attempt in 0u32..PROBES {
         // A slot no workload uses: far in the future, one per probe.
-        let date = (first_date + chrono::Days::new(u64::from(attempt)))
-            .format("%Y-%m-%d")
-            .to_string();
+        let date = (first_date + chrono::Days::new(u64::from(attempt))).to_string();
         let call = Call {
             kind: OpKind::Create,
             user: format!("{}recovery-probe", scenario.workload.namespace),

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use reqwest::Url;
 use serde::{Deserialize, Deserializer};
 
+use crate::calendar;
 use crate::profile::ApiProfile;
 
 /// The `[target]` table of a scenario file; `booking-harness run` flags
@@ -202,13 +203,11 @@ impl Namespace {
         let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
-        let base = chrono::NaiveDate::from_ymd_opt(3000, 1, 1).unwrap_or_default();
-        let span = (chrono::NaiveDate::from_ymd_opt(9999, 1, 1).unwrap_or_default() - base)
-            .num_days() as u64
-            - Namespace::DAYS;
+        let span =
+            (calendar::TARGET_LAST - calendar::TARGET_FIRST).num_days() as u64 - Namespace::DAYS;
         Namespace {
             name: name.to_owned(),
-            first_date: base + chrono::Days::new(hash % span),
+            first_date: calendar::after(calendar::TARGET_FIRST, hash % span),
         }
     }
 
@@ -218,7 +217,7 @@ impl Namespace {
     }
 
     pub fn last_date(&self) -> chrono::NaiveDate {
-        self.first_date + chrono::Days::new(Namespace::DAYS - 1)
+        calendar::after(self.first_date, Namespace::DAYS - 1)
     }
 }
 
