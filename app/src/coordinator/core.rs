@@ -5,7 +5,7 @@
 //! ([`super::memory::MemoryCoordinator`]); the loom suites run the very same
 //! code on loom's `Mutex` and a model clock that a thread can move forward,
 //! so that TTL expiry can happen between any two steps of any caller
-//! (`app/tests/loom_coordinator.rs`, `docs/PROOFS.md`).
+//! (`app/tests/loom.rs`, `app/tests/loom_protocol.rs`, `docs/PROOFS.md`).
 
 use std::collections::HashMap;
 use std::time::Duration;
