@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use booking_harness::infra::{BookingProcess, BookingProcessConfig, PostgresServer, RedisServer};
+use booking_infra::{BookingProcess, BookingProcessConfig, PostgresServer, RedisServer};
 use serde_json::{json, Value};
 use sqlx::Row;
 use tempfile::TempDir;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
-use booking_harness::infra::{BookingProcess, BookingProcessConfig};
+use booking_infra::{BookingProcess, BookingProcessConfig};
 
 /// npm commands in one test binary never run at once (they share node_modules and dist).
 static NPM: Mutex<()> = Mutex::new(());

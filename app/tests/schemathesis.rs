@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
-use booking_harness::infra::{BookingProcess, BookingProcessConfig};
+use booking_infra::{BookingProcess, BookingProcessConfig};
 
 /// The version the checks were last verified with.
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";

@@ -19,7 +19,7 @@
 //! profile    the conventions of the API under test (this service's, the Node original's, a file's)
 //! stack      private Redis, PostgreSQL (or SQLite) and N replicas behind fault proxies
 //! proxy      the TCP fault proxy
-//! infra      process management for all of the above (also used by app/ tests)
+//! infra      the booking-infra crate (harness/infra): private servers, also for app/ tests
 //! ```
 
 pub mod bench;
@@ -31,7 +31,6 @@ pub mod explore;
 pub mod generator;
 pub mod history;
 pub mod html;
-pub mod infra;
 pub mod mutants;
 pub mod nemesis;
 pub mod preflight;
@@ -42,3 +41,6 @@ pub mod runner;
 pub mod scenario;
 pub mod stack;
 pub mod target;
+
+/// The servers a run needs (the `booking-infra` crate, shared with app/ tests).
+pub use booking_infra as infra;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use booking::config::Settings;
 use booking::startup::Application;
 use booking::state::AppState;
-use booking_harness::infra::{PostgresServer, RedisServer};
+use booking_infra::{PostgresServer, RedisServer};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row, SqlitePool};
 use tempfile::TempDir;

@@ -1,8 +1,9 @@
-//! Process management for tests and the chaos harness.
+//! Private servers for tests, the chaos harness and the bench: the one way
+//! this project starts Redis, PostgreSQL and `booking` replicas.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use booking_harness::infra::{PostgresServer, RedisServer};
+//! use booking_infra::{PostgresServer, RedisServer};
 //! let redis = RedisServer::start().await?;
 //! let pg = PostgresServer::start().await?;
 //! let db_url = pg.create_database("booking").await?;
