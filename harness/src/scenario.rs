@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Private Redis + PostgreSQL + N replicas, all behind fault proxies.
@@ -32,11 +32,11 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     #[serde(default)]
     pub mode: Mode,
@@ -45,10 +45,14 @@ pub struct Scenario {
     #[serde(default)]
     pub seed: u64,
     /// For `mode = "target"`: a shorthand for `[target] url`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_url: Option<String>,
     /// For `mode = "target"`: where the deployment is and how to reach it.
-    #[serde(default)]
+    #[serde(
+        default,
+        serialize_with = "write_target",
+        skip_serializing_if = "nothing_to_write"
+    )]
     pub target: crate::target::TargetSpec,
     /// Checkers to apply; empty means all.
     #[serde(default)]
@@ -60,10 +64,19 @@ pub struct Scenario {
     pub catches: Vec<String>,
     /// How long undecided intents are retried after the faults heal; by
     /// default a little longer than the service's claim lease and lock TTL.
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "write_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub settle_bound: Option<Duration>,
     /// How long after the faults heal a fresh booking must succeed.
-    #[serde(default = "default_recovery", deserialize_with = "duration")]
+    #[serde(
+        default = "default_recovery",
+        deserialize_with = "duration",
+        serialize_with = "write_duration"
+    )]
     pub recovery_bound: Duration,
     /// Extra environment for every replica (e.g. `LOCK_TTL_MS = "300"`).
     #[serde(default)]
@@ -74,7 +87,11 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     /// How mode `local` runs Redis and PostgreSQL: `process` or
     /// `containers`; unset: `BOOKING_INFRA` decides (default `auto`).
-    #[serde(default)]
+    #[serde(
+        default,
+        serialize_with = "write_infra",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infra: Option<crate::infra::Provider>,
     /// Set when loaded from a file.
     #[serde(skip)]
@@ -89,7 +106,7 @@ fn default_recovery() -> Duration {
     Duration::from_secs(20)
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Workload {
     /// Number of distinct users (`u0`, `u1`, …).
@@ -104,7 +121,7 @@ pub struct Workload {
     /// Total intents across all clients.
     pub operations: usize,
     /// Upper bound on the run's load phase.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub duration: Duration,
     pub cancel_ratio: f64,
     pub list_ratio: f64,
@@ -117,14 +134,15 @@ pub struct Workload {
     /// Tries per intent (the first try included).
     pub max_attempts: u32,
     /// Client-side timeout of one HTTP attempt.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub request_timeout: Duration,
     /// Pause of each client between two intents (±50 % jitter), so that the
     /// load spans the fault timeline.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub think_time: Duration,
     /// Prefix of every client key, so that runs sharing one stack never
     /// share keys (the explorer sets it per case).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     /// How clients make keys: `unique` (random per intent) or `counter`
     /// (1, 2, 3… per client, as naive clients do: keys collide across users).
@@ -143,11 +161,15 @@ pub struct Workload {
     pub availability_ratio: f64,
     /// Clients wait this long before their first intent, so that faults
     /// scheduled at `0ms` (a failpoint on every replica) are in place first.
-    #[serde(deserialize_with = "duration")]
+    #[serde(
+        deserialize_with = "duration",
+        serialize_with = "write_duration",
+        skip_serializing_if = "Duration::is_zero"
+    )]
     pub start_delay: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyStyle {
     #[default]
@@ -231,6 +253,12 @@ impl<'de> Deserialize<'de> for Target {
     }
 }
 
+impl Serialize for Target {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -244,19 +272,25 @@ impl std::fmt::Display for Target {
 
 /// (No `deny_unknown_fields` here: serde does not support it with `flatten`;
 /// [`FaultKind`] rejects unknown fields instead.)
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Fault {
     /// When it starts, from the start of the load.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub at: Duration,
     /// How long it lasts; instant faults (reset, restarts) ignore it.
-    #[serde(default, rename = "for", deserialize_with = "opt_duration")]
+    #[serde(
+        default,
+        rename = "for",
+        deserialize_with = "opt_duration",
+        serialize_with = "write_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lasts: Option<Duration>,
     #[serde(flatten)]
     pub kind: FaultKind,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FaultKind {
     /// Added latency on a link (both directions), with random jitter.
@@ -279,7 +313,11 @@ pub enum FaultKind {
     /// kill -9 a replica; it is restarted after `restart_after`.
     KillReplica {
         replica: usize,
-        #[serde(default = "default_restart", deserialize_with = "duration")]
+        #[serde(
+            default = "default_restart",
+            deserialize_with = "duration",
+            serialize_with = "write_duration"
+        )]
         restart_after: Duration,
     },
     /// SIGSTOP a replica for the fault's duration, then SIGCONT.
@@ -291,7 +329,7 @@ pub enum FaultKind {
     /// Set a failpoint on a replica (or all). A `crash` action kills the
     /// replica at that step; the supervisor restarts it.
     Failpoint {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         replica: Option<usize>,
         name: String,
         action: String,
@@ -301,9 +339,13 @@ pub enum FaultKind {
     /// Each is killed after `timeout`; exit status and output are recorded.
     Command {
         run: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         heal: Option<String>,
-        #[serde(default = "default_command_timeout", deserialize_with = "duration")]
+        #[serde(
+            default = "default_command_timeout",
+            deserialize_with = "duration",
+            serialize_with = "write_duration"
+        )]
         timeout: Duration,
     },
 }
@@ -370,6 +412,52 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
+}
+
+/// A duration as [`parse_duration`] reads it back: `300ms`, or `0.25ms`
+/// below a millisecond's precision.
+fn write_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    if d.subsec_nanos().is_multiple_of(1_000_000) {
+        s.collect_str(&format_args!("{}ms", d.as_millis()))
+    } else {
+        s.collect_str(&format_args!("{}ms", d.as_nanos() as f64 / 1e6))
+    }
+}
+
+fn write_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => write_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn write_infra<S: Serializer>(p: &Option<crate::infra::Provider>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_str(p.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+/// `[target]` as a written scenario shows it: `headers` and `database_url`
+/// are left out, as they may hold secrets.
+fn write_target<S: Serializer>(t: &crate::target::TargetSpec, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        url: &'a [String],
+        allow_remote: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_profile: Option<&'a str>,
+    }
+    Shown {
+        url: &t.url,
+        allow_remote: t.allow_remote,
+        api_profile: t.api_profile.as_deref(),
+    }
+    .serialize(s)
+}
+
+fn nothing_to_write(t: &crate::target::TargetSpec) -> bool {
+    t.url.is_empty() && !t.allow_remote && t.api_profile.is_none()
 }
 
 impl Scenario {
@@ -520,154 +608,12 @@ impl Scenario {
     }
 
     /// The scenario as a file in the `scenarios/` format (what the explorer
-    /// writes for a shrunk failing case).
+    /// writes for a shrunk failing case); `[target]` without its headers and
+    /// `database_url`, which may hold secrets.
     pub fn to_toml(&self) -> String {
-        use std::fmt::Write as _;
-        let d = |d: Duration| format!("\"{}ms\"", d.as_millis());
-        let q = |s: &str| format!("{s:?}");
-        let mut out = String::new();
-        let _ = writeln!(out, "name = {}", q(&self.name));
-        if !self.description.is_empty() {
-            let _ = writeln!(out, "description = {}", q(&self.description));
-        }
-        let _ = writeln!(out, "mode = {}", q(self.mode.as_str()));
-        let _ = writeln!(out, "replicas = {}", self.replicas);
-        let _ = writeln!(out, "seed = {}", self.seed);
-        let checkers: Vec<String> = self.checkers.iter().map(|c| q(c)).collect();
-        let _ = writeln!(out, "checkers = [{}]", checkers.join(", "));
-        let catches: Vec<String> = self.catches.iter().map(|c| q(c)).collect();
-        let _ = writeln!(out, "catches = [{}]", catches.join(", "));
-        if let Some(bound) = self.settle_bound {
-            let _ = writeln!(out, "settle_bound = {}", d(bound));
-        }
-        let _ = writeln!(out, "recovery_bound = {}", d(self.recovery_bound));
-        let env: Vec<String> = self
-            .service_env
-            .iter()
-            .map(|(k, v)| format!("{k} = {}", q(v)))
-            .collect();
-        let _ = writeln!(out, "service_env = {{ {} }}", env.join(", "));
-        if !self.target.url.is_empty() {
-            // Headers are left out: they may hold secrets.
-            let urls: Vec<String> = self.target.url.iter().map(|u| q(u)).collect();
-            let t = &self.target;
-            let _ = writeln!(out, "\n[target]\nurl = [{}]", urls.join(", "));
-            let _ = writeln!(out, "allow_remote = {}", t.allow_remote);
-            if let Some(p) = &t.api_profile {
-                let _ = writeln!(out, "api_profile = {}", q(p));
-            }
-        }
-        let w = &self.workload;
-        let resources: Vec<String> = w.resources.iter().map(|r| q(r)).collect();
-        let _ = writeln!(out, "\n[workload]");
-        let _ = writeln!(
-            out,
-            "users = {}\nresources = [{}]\ndates = {}\nfirst_date = {}",
-            w.users,
-            resources.join(", "),
-            w.dates,
-            q(&w.first_date)
-        );
-        let _ = writeln!(
-            out,
-            "clients = {}\noperations = {}\nduration = {}\nthink_time = {}",
-            w.clients,
-            w.operations,
-            d(w.duration),
-            d(w.think_time)
-        );
-        let _ = writeln!(
-            out,
-            "cancel_ratio = {:?}\nlist_ratio = {:?}\nno_key_ratio = {:?}",
-            w.cancel_ratio, w.list_ratio, w.no_key_ratio
-        );
-        let _ = writeln!(
-            out,
-            "key_reuse_ratio = {:?}\ndouble_submit_ratio = {:?}",
-            w.key_reuse_ratio, w.double_submit_ratio
-        );
-        let _ = writeln!(
-            out,
-            "max_attempts = {}\nrequest_timeout = {}",
-            w.max_attempts,
-            d(w.request_timeout)
-        );
-        if !w.namespace.is_empty() {
-            let _ = writeln!(out, "namespace = {}", q(&w.namespace));
-        }
-        if !w.start_delay.is_zero() {
-            let _ = writeln!(out, "start_delay = {}", d(w.start_delay));
-        }
-        let _ = writeln!(
-            out,
-            "key_style = {}\nforeign_cancel_ratio = {:?}\nrebook_ratio = {:?}\nreplay_ratio = {:?}\navailability_ratio = {:?}",
-            q(w.key_style.as_str()),
-            w.foreign_cancel_ratio,
-            w.rebook_ratio,
-            w.replay_ratio,
-            w.availability_ratio
-        );
-        for f in &self.faults {
-            let _ = writeln!(out, "\n[[faults]]\nat = {}", d(f.at));
-            if let Some(lasts) = f.lasts {
-                let _ = writeln!(out, "for = {}", d(lasts));
-            }
-            let _ = writeln!(out, "kind = {}", q(f.kind.name()));
-            let target = |t: &Target| format!("target = {}", q(&t.to_string()));
-            let fields = match &f.kind {
-                FaultKind::Latency {
-                    target: t,
-                    latency_ms,
-                    jitter_ms,
-                } => {
-                    format!(
-                        "{}\nlatency_ms = {latency_ms}\njitter_ms = {jitter_ms}",
-                        target(t)
-                    )
-                }
-                FaultKind::Bandwidth {
-                    target: t,
-                    bytes_per_sec,
-                } => {
-                    format!("{}\nbytes_per_sec = {bytes_per_sec}", target(t))
-                }
-                FaultKind::Reset { target: t }
-                | FaultKind::Blackhole { target: t }
-                | FaultKind::DropResponses { target: t } => target(t),
-                FaultKind::CloseAfter { target: t, bytes } => {
-                    format!("{}\nbytes = {bytes}", target(t))
-                }
-                FaultKind::KillReplica {
-                    replica,
-                    restart_after,
-                } => {
-                    format!("replica = {replica}\nrestart_after = {}", d(*restart_after))
-                }
-                FaultKind::PauseReplica { replica } => format!("replica = {replica}"),
-                FaultKind::RestartRedis | FaultKind::RestartDatabase => String::new(),
-                FaultKind::Failpoint {
-                    replica,
-                    name,
-                    action,
-                } => {
-                    let replica = replica
-                        .map(|r| format!("replica = {r}\n"))
-                        .unwrap_or_default();
-                    format!("{replica}name = {}\naction = {}", q(name), q(action))
-                }
-                FaultKind::Command { run, heal, timeout } => {
-                    let heal = heal
-                        .as_ref()
-                        .map(|h| format!("heal = {}\n", q(h)))
-                        .unwrap_or_default();
-                    format!("run = {}\n{heal}timeout = {}", q(run), d(*timeout))
-                }
-            };
-            if !fields.is_empty() {
-                let _ = writeln!(out, "{fields}");
-            }
-        }
-        out
+        // Strings, numbers, booleans, and arrays and tables of those (map
+        // keys are strings): nothing the TOML serializer refuses.
+        toml::to_string(self).expect("a scenario is plain TOML")
     }
 
     /// How long undecided intents are retried after the heal: the file's
@@ -714,6 +660,111 @@ mod tests {
             again.path = s.path.clone();
             assert_eq!(again, s, "{}", s.to_toml());
         }
+    }
+
+    #[test]
+    fn to_toml_round_trips_every_fault_kind_and_optional_field() {
+        let s = Scenario::parse(
+            r#"
+            name = "every field"
+            description = "quotes \" and newlines\n"
+            replicas = 2
+            seed = 9
+            infra = "process"
+            settle_bound = "1.5s"
+            recovery_bound = "0.25ms"
+            service_env = { LOCK_TTL_MS = "300" }
+            [workload]
+            namespace = "ns-"
+            start_delay = "100ms"
+            key_style = "counter"
+            cancel_ratio = 0.1
+            [[faults]]
+            at = "0ms"
+            for = "2s"
+            kind = "latency"
+            target = "replica:1"
+            latency_ms = 400
+            [[faults]]
+            at = "1s"
+            kind = "bandwidth"
+            target = "database"
+            bytes_per_sec = 1000
+            [[faults]]
+            at = "1s"
+            kind = "reset"
+            target = "replicas"
+            [[faults]]
+            at = "1s"
+            kind = "blackhole"
+            target = "redis"
+            [[faults]]
+            at = "1s"
+            kind = "close_after"
+            target = "redis"
+            bytes = 10
+            [[faults]]
+            at = "1s"
+            kind = "drop_responses"
+            target = "replica:0"
+            [[faults]]
+            at = "1s"
+            kind = "kill_replica"
+            replica = 1
+            [[faults]]
+            at = "1s"
+            for = "1s"
+            kind = "pause_replica"
+            replica = 0
+            [[faults]]
+            at = "1s"
+            kind = "restart_redis"
+            [[faults]]
+            at = "1s"
+            for = "1s"
+            kind = "restart_database"
+            [[faults]]
+            at = "1s"
+            kind = "failpoint"
+            name = "after_commit_before_finalize"
+            action = "1*return(crash)"
+            [[faults]]
+            at = "1s"
+            kind = "command"
+            run = "true"
+            heal = "true"
+            timeout = "5s"
+            "#,
+        )
+        .expect("valid scenario");
+        let text = s.to_toml();
+        assert_eq!(
+            Scenario::parse(&text).expect("written scenario parses"),
+            s,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn to_toml_leaves_out_target_headers_and_database_url() {
+        let s = Scenario::parse(
+            r#"
+            name = "target"
+            mode = "target"
+            target_url = "http://127.0.0.1:3000"
+            [target]
+            api_profile = "node"
+            headers = { Authorization = "Bearer secret-token" }
+            database_url = "postgres://user:secret@db/booking"
+            "#,
+        )
+        .expect("valid scenario");
+        let text = s.to_toml();
+        assert!(!text.contains("secret"), "{text}");
+        let mut again = Scenario::parse(&text).expect("written scenario parses");
+        again.target.headers = s.target.headers.clone();
+        again.target.database_url = s.target.database_url.clone();
+        assert_eq!(again, s, "{text}");
     }
 
     #[test]
