@@ -141,10 +141,10 @@ pub fn export(scenario: &Scenario, scenario_toml: &str, opts: &ExportOptions) ->
     }
 }
 
-/// How long a fault lasts; instant ones get a short window (Chaos Mesh
+/// How long a fault lasts; instant ones get the default window (Chaos Mesh
 /// needs a deadline, and a pod kill completes at once anyway).
 fn lasts(fault: &Fault) -> Duration {
-    fault.lasts.unwrap_or(Duration::from_secs(1))
+    fault.duration()
 }
 
 type Chaos = Option<(&'static str, &'static str, Value)>;

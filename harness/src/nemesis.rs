@@ -145,7 +145,7 @@ impl Events<'_> {
 
 /// Starts a fault, keeps it for its duration and heals it.
 async fn apply(stack: &Stack, fault: &Fault, events: &Events<'_>) -> Result<()> {
-    let lasts = fault.lasts.unwrap_or(Duration::from_secs(1));
+    let lasts = fault.duration();
     if let Some(link) = LinkFault::of(&fault.kind) {
         return link.apply(stack, lasts, events).await;
     }
@@ -175,15 +175,7 @@ async fn apply(stack: &Stack, fault: &Fault, events: &Events<'_>) -> Result<()> 
             failpoint(stack, *replica, name, action, lasts, until_crash, events).await
         }
         FaultKind::Command { run, heal, timeout } => {
-            command(
-                stack,
-                run,
-                heal.as_deref(),
-                *timeout,
-                fault.lasts.unwrap_or_default(),
-                events,
-            )
-            .await;
+            command(stack, run, heal.as_deref(), *timeout, lasts, events).await;
             Ok(())
         }
         FaultKind::Latency { .. }
@@ -200,18 +192,15 @@ async fn apply(stack: &Stack, fault: &Fault, events: &Events<'_>) -> Result<()> 
 struct LinkFault<'a> {
     target: &'a Target,
     detail: String,
-    set: Box<dyn Fn(&mut Toxics) + Send + Sync + 'a>,
+    set: SetToxic<'a>,
     clear: fn(&mut Toxics),
 }
 
+type SetToxic<'a> = Box<dyn Fn(&mut Toxics) + Send + Sync + 'a>;
+
 impl<'a> LinkFault<'a> {
     fn of(kind: &'a FaultKind) -> Option<Self> {
-        let (target, detail, set, clear): (
-            _,
-            _,
-            Box<dyn Fn(&mut Toxics) + Send + Sync>,
-            fn(&mut Toxics),
-        ) = match kind {
+        let (target, detail, set, clear): (_, _, SetToxic, fn(&mut Toxics)) = match kind {
             FaultKind::Latency {
                 target,
                 latency_ms,

@@ -284,7 +284,12 @@ pub async fn run_on(
             seed: scenario.seed,
             mode: scenario.mode.as_str().into(),
             recovery_bound_ms: scenario.recovery_bound.as_secs_f64() * 1000.0,
-            derived_key_ttl_ms: derived_ttl_ms(scenario),
+            derived_key_ttl_ms: scenario
+                .service_settings()
+                .idempotency
+                .derived_key_ttl
+                .as_secs_f64()
+                * 1000.0,
             settled_from_ms,
             settle_bound_ms: scenario.settle_bound().as_secs_f64() * 1000.0,
             reuse_policy: scenario
@@ -369,13 +374,6 @@ pub fn ops_during_faults(h: &History) -> Vec<usize> {
                 .count()
         })
         .collect()
-}
-
-fn derived_ttl_ms(s: &Scenario) -> f64 {
-    s.service_env
-        .get("DERIVED_KEY_TTL_SECS")
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(120_000.0, |secs| secs * 1000.0)
 }
 
 pub fn file_stem(name: &str) -> String {

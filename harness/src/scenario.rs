@@ -290,6 +290,24 @@ pub struct Fault {
     pub kind: FaultKind,
 }
 
+/// How long a fault without `for` lasts.
+pub const DEFAULT_FAULT_DURATION: Duration = Duration::from_secs(1);
+
+impl Fault {
+    /// How long the fault acts: its `for`, else [`DEFAULT_FAULT_DURATION`];
+    /// a command's `heal` runs right after its `run` when `for` is left out.
+    /// (`kill_replica` is down for its `restart_after`; `reset` and
+    /// `restart_redis` act at once; a `crash` failpoint without `for` waits
+    /// for its crash instead: see the nemesis.)
+    pub fn duration(&self) -> Duration {
+        match (&self.kind, self.lasts) {
+            (_, Some(lasts)) => lasts,
+            (FaultKind::Command { .. }, None) => Duration::ZERO,
+            (_, None) => DEFAULT_FAULT_DURATION,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FaultKind {
@@ -359,6 +377,22 @@ fn default_restart() -> Duration {
 }
 
 impl FaultKind {
+    /// Every kind's name, as scenario files spell it.
+    pub const NAMES: &'static [&'static str] = &[
+        "latency",
+        "bandwidth",
+        "reset",
+        "blackhole",
+        "close_after",
+        "drop_responses",
+        "kill_replica",
+        "pause_replica",
+        "restart_redis",
+        "restart_database",
+        "failpoint",
+        "command",
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             FaultKind::Latency { .. } => "latency",
@@ -616,33 +650,36 @@ impl Scenario {
         toml::to_string(self).expect("a scenario is plain TOML")
     }
 
+    /// The settings the replicas run with: `service_env` read exactly as
+    /// `booking serve` reads its environment (the service's own defaults for
+    /// the rest). A value the service would refuse falls back to the
+    /// defaults here; the replica itself then refuses to start and says why.
+    pub fn service_settings(&self) -> booking::Settings {
+        booking::config::ServeArgs::from_env_map(
+            self.service_env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .and_then(booking::config::ServeArgs::into_unchecked_settings)
+        .unwrap_or_default()
+    }
+
     /// How long undecided intents are retried after the heal: the file's
     /// `settle_bound`, else the service's claim lease or lock TTL (whichever
-    /// is longer, as `service_env` sets them or their defaults) plus 3 s.
+    /// is longer) plus 3 s.
     pub fn settle_bound(&self) -> Duration {
         if let Some(bound) = self.settle_bound {
             return bound;
         }
-        let ms = |name: &str, default: u64| {
-            self.service_env
-                .get(name)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(default)
-        };
-        let defaults = booking::Settings::default();
-        let lease = ms(
-            "IDEMPOTENCY_LEASE_MS",
-            defaults.idempotency.lease.as_millis() as u64,
-        );
-        let lock = ms("LOCK_TTL_MS", defaults.lock_ttl.as_millis() as u64);
-        Duration::from_millis(lease.max(lock) + 3_000)
+        let settings = self.service_settings();
+        settings.idempotency.lease.max(settings.lock_ttl) + Duration::from_secs(3)
     }
 
     /// When the last fault ends.
     pub fn faults_end(&self) -> Duration {
         self.faults
             .iter()
-            .map(|f| f.at + f.lasts.unwrap_or_default())
+            .map(|f| f.at + f.duration())
             .max()
             .unwrap_or_default()
     }
@@ -651,6 +688,28 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_settle_bound_and_ttls_come_from_the_settings_the_replicas_use() {
+        let s = Scenario::parse(
+            r#"
+            name = "ttls"
+            service_env = { IDEMPOTENCY_LEASE_MS = "1500", LOCK_TTL_MS = "300", DERIVED_KEY_TTL_SECS = "7" }
+            "#,
+        )
+        .expect("valid scenario");
+        assert_eq!(s.settle_bound(), Duration::from_millis(4_500));
+        assert_eq!(
+            s.service_settings().idempotency.derived_key_ttl,
+            Duration::from_secs(7)
+        );
+        let plain = Scenario::parse("name = \"plain\"").expect("valid scenario");
+        let defaults = booking::Settings::default();
+        assert_eq!(
+            plain.settle_bound(),
+            defaults.idempotency.lease.max(defaults.lock_ttl) + Duration::from_secs(3)
+        );
+    }
 
     #[test]
     fn to_toml_round_trips_every_shipped_scenario() {
@@ -737,6 +796,8 @@ mod tests {
             "#,
         )
         .expect("valid scenario");
+        let kinds: Vec<_> = s.faults.iter().map(|f| f.kind.name()).collect();
+        assert_eq!(kinds, FaultKind::NAMES, "one fault of every kind, in order");
         let text = s.to_toml();
         assert_eq!(
             Scenario::parse(&text).expect("written scenario parses"),
