@@ -331,6 +331,24 @@ impl Stack {
         urls
     }
 
+    /// CPU time (user + system, every thread, exited ones too) that the first
+    /// `n` replicas have used so far, in seconds, from `/proc/PID/stat`.
+    pub async fn replicas_cpu_seconds(&self, n: usize) -> Option<f64> {
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()?? as f64;
+        let mut total = 0.0;
+        for r in self.replicas.iter().take(n) {
+            let pid = r.process.lock().await.pid()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the command name (which may hold spaces) come fields 3…;
+            // utime and stime are fields 14 and 15.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            total += (utime + stime) / ticks;
+        }
+        Some(total)
+    }
+
     /// Resident memory of replica `n`, in MB (0 if unknown).
     pub async fn replica_rss_mb(&self, n: usize) -> f64 {
         let Some(replica) = self.replicas.get(n) else {
@@ -380,34 +398,29 @@ impl Stack {
     }
 
     /// Slots with two confirmed bookings, and acknowledged ids missing from
-    /// the store (PostgreSQL stores only).
+    /// the store.
     pub async fn invariant_report(&self, acknowledged: &[String]) -> Result<Vec<String>> {
-        let pool = sqlx::PgPool::connect(&self.store_url).await?;
+        // Read through `final_state`, so both stores (PostgreSQL, SQLite) are judged alike.
+        let rows = self.final_state().await?.unwrap_or_default();
         let mut found = Vec::new();
-        let doubles: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT resource_id, CAST(date AS TEXT), COUNT(*) FROM bookings WHERE status = 'confirmed' \
-             GROUP BY 1, 2 HAVING COUNT(*) > 1",
-        )
-        .fetch_all(&pool)
-        .await?;
-        for (resource, date, n) in doubles {
+        let mut confirmed: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+        for r in rows.iter().filter(|r| r.status == "confirmed") {
+            *confirmed.entry((&r.resource_id, &r.date)).or_default() += 1;
+        }
+        for ((resource, date), n) in confirmed.into_iter().filter(|(_, n)| *n > 1) {
             found.push(format!("{n} confirmed bookings for {resource} on {date}"));
         }
-        let ids: Vec<uuid::Uuid> = acknowledged
+        let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let present = acknowledged
             .iter()
-            .filter_map(|id| id.parse().ok())
-            .collect();
-        let present: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bookings WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_one(&pool)
-            .await?;
-        if present != ids.len() as i64 || ids.len() != acknowledged.len() {
+            .filter(|id| ids.contains(id.as_str()))
+            .count();
+        if present != acknowledged.len() {
             found.push(format!(
                 "{} bookings acknowledged with 201, {present} of them in the store",
                 acknowledged.len()
             ));
         }
-        pool.close().await;
         Ok(found)
     }
 

@@ -33,6 +33,9 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
         "replays of one completed key",
         "100 clients racing one slot",
         "mix: 70% create, 20% list, 10% cancel",
+        "embedded: GET /health",
+        "embedded: creates on distinct slots",
+        "embedded: replays of one completed key",
     ] {
         assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
     }
@@ -44,10 +47,32 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
         "{:?}",
         report.measurements
     );
+    assert!(
+        report
+            .measurements
+            .iter()
+            .all(|m| m.service_cpu_us.is_some()),
+        "the service's CPU per request is reported for every workload: {:?}",
+        report.measurements
+    );
     assert!(report.pgbench_inserts_per_second > 0.0, "pgbench ran");
+    assert!(
+        report.pgbench_booking_transactions_per_second > 0.0,
+        "pgbench ran the booking transaction"
+    );
     assert!(report.redis_set_per_second > 0.0, "redis-benchmark ran");
     assert!(report.replica_rss_mb > 0.0);
-    assert_eq!(report.targets.len(), 4);
+    let targets: Vec<&str> = report.targets.iter().map(|t| t.name.as_str()).collect();
+    for wanted in [
+        "service CPU per create",
+        "embedded default, creates at 32 clients",
+        "replays ≥ 0.7",
+    ] {
+        assert!(
+            targets.iter().any(|t| t.contains(wanted)),
+            "{wanted} missing from {targets:?}"
+        );
+    }
     write_reports(&report, out.path()).expect("reports");
     for file in ["bench.md", "bench.json", "bench.html"] {
         assert!(out.path().join(file).is_file(), "{file}");

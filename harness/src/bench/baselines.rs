@@ -8,17 +8,44 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+/// One single-row insert into `bookings` (same unique indexes) per transaction.
+const SINGLE_ROW: &str = "\\set r random(1, 9999999)\n\
+    INSERT INTO bookings (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
+    VALUES (gen_random_uuid(), 'pgbench', 'room_P', date '2100-01-01' + (:client_id * 10000000 + :r), \
+    'confirmed', now(), 'client', gen_random_uuid()::text) ON CONFLICT DO NOTHING;\n";
+
+/// The database work of one booking: the booking row and its key's outcome
+/// row (with a response body of a 201's size) in one transaction.
+const BOOKING_TRANSACTION: &str = "\\set r random(1, 9999999)\n\
+    BEGIN;\n\
+    INSERT INTO bookings (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
+    VALUES (gen_random_uuid(), 'pgbench', 'room_Q', date '2100-01-01' + (:client_id * 10000000 + :r), \
+    'confirmed', now(), 'client', 'pgb-' || :client_id || '-' || :r) ON CONFLICT DO NOTHING;\n\
+    INSERT INTO idempotency_records (user_id, key_kind, idem_key, fingerprint, resource_id, date, \
+    status_code, response_body, booking_id, created_at, expires_at) \
+    VALUES ('pgbench', 'client', 'pgb-' || :client_id || '-' || :r, 'fingerprint', 'room_Q', \
+    date '2100-01-01' + (:client_id * 10000000 + :r), 201, repeat('x', 300), gen_random_uuid(), \
+    now(), now() + interval '1 day') ON CONFLICT DO NOTHING;\n\
+    END;\n";
+
 /// PostgreSQL's own single-row insert rate into the same table (same unique
 /// indexes), at the same concurrency, with pgbench.
 pub(super) fn pgbench_inserts(port: u16, clients: usize, duration: Duration) -> Result<f64> {
+    pgbench(port, clients, duration, SINGLE_ROW)
+}
+
+/// PostgreSQL's own rate for a booking's two rows in one transaction.
+pub(super) fn pgbench_booking_transactions(
+    port: u16,
+    clients: usize,
+    duration: Duration,
+) -> Result<f64> {
+    pgbench(port, clients, duration, BOOKING_TRANSACTION)
+}
+
+fn pgbench(port: u16, clients: usize, duration: Duration, script_text: &str) -> Result<f64> {
     let script = tempfile::NamedTempFile::new()?;
-    std::fs::write(
-        script.path(),
-        "\\set r random(1, 9999999)\n\
-         INSERT INTO bookings (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
-         VALUES (gen_random_uuid(), 'pgbench', 'room_P', date '2100-01-01' + (:client_id * 10000000 + :r), \
-         'confirmed', now(), 'client', gen_random_uuid()::text) ON CONFLICT DO NOTHING;\n",
-    )?;
+    std::fs::write(script.path(), script_text)?;
     let out = Command::new(pg_tool("pgbench"))
         .args(["-n", "-h", "127.0.0.1", "-U", "postgres", "-p"])
         .arg(port.to_string())

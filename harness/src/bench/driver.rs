@@ -76,6 +76,7 @@ where
         errors: errors.load(Ordering::Relaxed),
         per_second: requests as f64 / elapsed,
         latency_ms: Latency::of(all),
+        service_cpu_us: None,
     };
     let ids = created.lock().map(|c| c.clone()).unwrap_or_default();
     (m, ids)

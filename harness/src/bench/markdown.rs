@@ -27,11 +27,11 @@ pub fn markdown(r: &BenchReport) -> String {
             }
         );
     }
-    let _ = writeln!(s, "\n## Workloads\n\n| workload | clients | replicas | requests | errors | per second | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "\n## Workloads\n\n| workload | clients | replicas | requests | errors | per second | p50 ms | p99 ms | service CPU µs/request |\n|---|---|---|---|---|---|---|---|---|");
     for m in &r.measurements {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |",
             m.name,
             m.clients,
             m.replicas,
@@ -39,13 +39,15 @@ pub fn markdown(r: &BenchReport) -> String {
             m.errors,
             m.per_second,
             m.latency_ms.p50,
-            m.latency_ms.p99
+            m.latency_ms.p99,
+            m.service_cpu_us
+                .map_or("—".to_owned(), |us| format!("{us:.0}"))
         );
     }
     let _ = writeln!(
         s,
-        "\n## Baselines\n\n- pgbench single-row inserts into `bookings` (same unique indexes): {:.0}/s\n- redis-benchmark: SET {:.0}/s, GET {:.0}/s\n- replica RSS after load: {:.1} MB",
-        r.pgbench_inserts_per_second, r.redis_set_per_second, r.redis_get_per_second, r.replica_rss_mb
+        "\n## Baselines\n\n- pgbench single-row inserts into `bookings` (same unique indexes): {:.0}/s\n- pgbench, a booking's database work (booking row + outcome row in one transaction): {:.0}/s\n- redis-benchmark: SET {:.0}/s, GET {:.0}/s\n- replica RSS after load: {:.1} MB",
+        r.pgbench_inserts_per_second, r.pgbench_booking_transactions_per_second, r.redis_set_per_second, r.redis_get_per_second, r.replica_rss_mb
     );
     let _ = writeln!(s, "\n## Invariants\n");
     if r.violations.is_empty() {

@@ -29,7 +29,7 @@ use crate::runner::Latency;
 use crate::scenario::{Mode, Scenario};
 use crate::stack::{ServiceBinary, Stack};
 
-use baselines::{machine, pgbench_inserts, redis_benchmark};
+use baselines::{machine, pgbench_booking_transactions, pgbench_inserts, redis_benchmark};
 use driver::{drive, send};
 use invariants::check_invariants;
 use workloads::{catalogue, date, distinct_create, race_one_slot};
@@ -63,6 +63,10 @@ pub struct Measurement {
     pub errors: u64,
     pub per_second: f64,
     pub latency_ms: Latency,
+    /// The service's CPU time (user + system) per request, in µs: the
+    /// targeted replicas' CPU time over the load divided by its requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_cpu_us: Option<f64>,
 }
 
 /// A target of the issue, as read from the report.
@@ -82,6 +86,8 @@ pub struct BenchReport {
     pub duration_s: f64,
     pub measurements: Vec<Measurement>,
     pub pgbench_inserts_per_second: f64,
+    /// pgbench running a booking's database work: its two rows in one transaction.
+    pub pgbench_booking_transactions_per_second: f64,
     pub redis_set_per_second: f64,
     pub redis_get_per_second: f64,
     pub replica_rss_mb: f64,
@@ -122,24 +128,32 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     };
 
     // Baseline: the HTTP limit of the service (same generator).
-    let (health, _) = drive(
-        "GET /health (HTTP limit)",
-        one,
-        config.clients,
-        config.duration,
-        |_, _| Request::Get("/health".into()),
+    let (health, _) = on_cpu(
+        &stack,
+        1,
+        drive(
+            "GET /health (HTTP limit)",
+            one,
+            config.clients,
+            config.duration,
+            |_, _| Request::Get("/health".into()),
+        ),
     )
     .await;
     measurements.push(health.clone());
 
     // Creates on distinct slots, 1 replica, main concurrency.
     let r = next_run();
-    let (creates, ids) = drive(
-        "creates on distinct slots",
-        one,
-        config.clients,
-        config.duration,
-        move |w, i| distinct_create(r, w, i),
+    let (creates, ids) = on_cpu(
+        &stack,
+        1,
+        drive(
+            "creates on distinct slots",
+            one,
+            config.clients,
+            config.duration,
+            move |w, i| distinct_create(r, w, i),
+        ),
     )
     .await;
     check_invariants(&stack, &ids, "creates", &mut violations).await;
@@ -159,35 +173,49 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     if first.map(|(s, _)| s) != Some(201) {
         bail!("could not create the booking to replay");
     }
-    let (replays, _) = drive(
-        "replays of one completed key",
-        one,
-        config.clients,
-        config.duration,
-        move |_, _| Request::Post {
-            body: body.clone(),
-            key: "replay-key".into(),
-        },
+    let (replays, _) = on_cpu(
+        &stack,
+        1,
+        drive(
+            "replays of one completed key",
+            one,
+            config.clients,
+            config.duration,
+            move |_, _| Request::Post {
+                body: body.clone(),
+                key: "replay-key".into(),
+            },
+        ),
     )
     .await;
     measurements.push(replays.clone());
 
     // 100 clients racing for one slot, different keys, several rounds.
-    let race = race_one_slot(&stack, one, config.race_rounds, &mut violations).await;
+    let (race, _) = on_cpu(&stack, 1, async {
+        (
+            race_one_slot(&stack, one, config.race_rounds, &mut violations).await,
+            Vec::new(),
+        )
+    })
+    .await;
     measurements.push(race.clone());
 
     // A mix of creates, lists and cancels.
     let r = next_run();
-    let (mix, ids) = drive(
-        "mix: 70% create, 20% list, 10% cancel",
-        one,
-        config.clients,
-        config.duration,
-        move |w, i| match i % 10 {
-            0 if i > 0 => Request::Get(format!("/api/bookings/bench_{w}?status=all")),
-            1 | 2 => Request::Get(format!("/api/bookings/bench_{w}")),
-            _ => distinct_create(r, w, i),
-        },
+    let (mix, ids) = on_cpu(
+        &stack,
+        1,
+        drive(
+            "mix: 70% create, 20% list, 10% cancel",
+            one,
+            config.clients,
+            config.duration,
+            move |w, i| match i % 10 {
+                0 if i > 0 => Request::Get(format!("/api/bookings/bench_{w}?status=all")),
+                1 | 2 => Request::Get(format!("/api/bookings/bench_{w}")),
+                _ => distinct_create(r, w, i),
+            },
+        ),
     )
     .await;
     check_invariants(&stack, &ids, "mix", &mut violations).await;
@@ -197,12 +225,16 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     // Scaling: clients (1 replica) and replicas (main concurrency).
     for &clients in &config.client_steps {
         let r = next_run();
-        let (m, ids) = drive(
-            "scaling: creates vs clients",
-            one,
-            clients,
-            config.duration,
-            move |w, i| distinct_create(r, w, i),
+        let (m, ids) = on_cpu(
+            &stack,
+            1,
+            drive(
+                "scaling: creates vs clients",
+                one,
+                clients,
+                config.duration,
+                move |w, i| distinct_create(r, w, i),
+            ),
         )
         .await;
         check_invariants(&stack, &ids, "scaling", &mut violations).await;
@@ -211,12 +243,16 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     for &replicas in &config.replica_steps {
         let r = next_run();
         let targets = urls[..replicas.min(urls.len())].to_vec();
-        let (m, ids) = drive(
-            "scaling: creates vs replicas",
-            &targets,
-            config.clients,
-            config.duration,
-            move |w, i| distinct_create(r, w, i),
+        let (m, ids) = on_cpu(
+            &stack,
+            targets.len(),
+            drive(
+                "scaling: creates vs replicas",
+                &targets,
+                config.clients,
+                config.duration,
+                move |w, i| distinct_create(r, w, i),
+            ),
         )
         .await;
         check_invariants(&stack, &ids, "scaling", &mut violations).await;
@@ -226,31 +262,75 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     // Baselines of the parts, at the same concurrency.
     let pg = stack.postgres_port().await.context("no postgres")?;
     let pgbench = pgbench_inserts(pg, config.clients, config.duration)?;
+    let pgbench_booking = pgbench_booking_transactions(pg, config.clients, config.duration)?;
     let redis = stack.redis_port().await.context("no redis")?;
     let (set, get) = redis_benchmark(redis, config.clients)?;
     drop(stack);
 
+    // The embedded default: one replica on SQLite with its in-process coordinator.
+    let embedded = embedded_loads(config, &mut violations, next_run()).await?;
+    measurements.extend(embedded.iter().cloned());
+    let [embedded_health, embedded_creates, embedded_replays] = &embedded[..] else {
+        bail!("the embedded loads did not all run");
+    };
+
+    let p99_under = |name: &str, m: &Measurement, bound_ms: f64| Target {
+        name: name.into(),
+        wanted: format!("p99 < {bound_ms:.0} ms"),
+        measured: format!("p99 {:.1} ms", m.latency_ms.p99),
+        met: m.latency_ms.p99 < bound_ms,
+        gap: (m.latency_ms.p99 >= bound_ms)
+            .then(|| format!("{:.1} ms over", m.latency_ms.p99 - bound_ms)),
+    };
+    let cpu = creates.service_cpu_us.unwrap_or(f64::INFINITY);
     let targets = vec![
         ratio_target(
-            "creates ≥ 0.8 × pgbench inserts (32 clients, 1 replica)",
+            "creates ≥ 0.8 × pgbench's booking transaction (two rows; 32 clients, 1 replica)",
             creates.per_second,
-            pgbench,
+            pgbench_booking,
             0.8,
         ),
+        Target {
+            name: "service CPU per create ≤ 80 µs".into(),
+            wanted: "≤ 80 µs".into(),
+            measured: format!("{cpu:.0} µs"),
+            met: cpu <= 80.0,
+            gap: (cpu > 80.0).then(|| format!("{:.0} µs over", cpu - 80.0)),
+        },
         ratio_target(
-            "replays ≥ 0.5 × /health",
+            "replays ≥ 0.7 × /health",
             replays.per_second,
             health.per_second,
-            0.5,
+            0.7,
+        ),
+        p99_under(
+            "100 clients on one slot: p99 < 20 ms, exactly one booking (violations below)",
+            &race,
+            20.0,
+        ),
+        p99_under(
+            "embedded default, creates at 32 clients: p99 < 50 ms",
+            embedded_creates,
+            50.0,
         ),
         Target {
-            name: "100 clients on one slot: p99 < 25 ms, exactly one booking".into(),
-            wanted: "p99 < 25 ms".into(),
-            measured: format!("p99 {:.1} ms", race.latency_ms.p99),
-            met: race.latency_ms.p99 < 25.0,
-            gap: (race.latency_ms.p99 >= 25.0)
-                .then(|| format!("{:.1} ms over", race.latency_ms.p99 - 25.0)),
+            name: "embedded default, creates ≥ 3 000/s".into(),
+            wanted: "≥ 3000/s".into(),
+            measured: format!("{:.0}/s", embedded_creates.per_second),
+            met: embedded_creates.per_second >= 3000.0,
+            gap: (embedded_creates.per_second < 3000.0).then(|| {
+                format!(
+                    "{:.0}% short",
+                    (1.0 - embedded_creates.per_second / 3000.0) * 100.0
+                )
+            }),
         },
+        ratio_target(
+            "embedded default, replays ≥ 0.7 × its /health",
+            embedded_replays.per_second,
+            embedded_health.per_second,
+            0.7,
+        ),
         Target {
             name: "one replica under 50 MB RSS under load".into(),
             wanted: "< 50 MB".into(),
@@ -264,12 +344,102 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         duration_s: config.duration.as_secs_f64(),
         measurements,
         pgbench_inserts_per_second: pgbench,
+        pgbench_booking_transactions_per_second: pgbench_booking,
         redis_set_per_second: set,
         redis_get_per_second: get,
         replica_rss_mb: rss,
         targets,
         violations,
     })
+}
+
+/// Runs a load and adds the service's CPU time per request: the first
+/// `replicas` replicas' CPU time over the load, divided by its requests.
+async fn on_cpu<F>(stack: &Stack, replicas: usize, load: F) -> (Measurement, Vec<String>)
+where
+    F: std::future::Future<Output = (Measurement, Vec<String>)>,
+{
+    let before = stack.replicas_cpu_seconds(replicas).await;
+    let (mut m, ids) = load.await;
+    let after = stack.replicas_cpu_seconds(replicas).await;
+    if let (Some(before), Some(after)) = (before, after) {
+        if m.requests > 0 {
+            m.service_cpu_us = Some((after - before) * 1e6 / m.requests as f64);
+        }
+    }
+    (m, ids)
+}
+
+/// The embedded default (SQLite, in-process coordinator, one replica):
+/// `/health`, creates and replays at the main concurrency.
+async fn embedded_loads(
+    config: &BenchConfig,
+    violations: &mut Vec<String>,
+    run: u64,
+) -> Result<Vec<Measurement>> {
+    let scenario = Scenario {
+        mode: Mode::Embedded,
+        replicas: 1,
+        service_env: [
+            ("BOOKING_RESOURCES".to_owned(), catalogue()),
+            ("IDEMPOTENCY_KEY_QUOTA".to_owned(), "0".to_owned()),
+        ]
+        .into(),
+        ..Scenario::parse("name = \"bench-embedded\"")?
+    };
+    let stack = Stack::start(&scenario, &config.binary).await?;
+    let urls = stack.direct_urls().await;
+    let one = &urls[..1];
+    let (health, _) = on_cpu(
+        &stack,
+        1,
+        drive(
+            "embedded: GET /health",
+            one,
+            config.clients,
+            config.duration,
+            |_, _| Request::Get("/health".into()),
+        ),
+    )
+    .await;
+    let (creates, ids) = on_cpu(
+        &stack,
+        1,
+        drive(
+            "embedded: creates on distinct slots",
+            one,
+            config.clients,
+            config.duration,
+            move |w, i| distinct_create(run, w, i),
+        ),
+    )
+    .await;
+    check_invariants(&stack, &ids, "embedded creates", violations).await;
+    let body = json!({ "userId": "bench_replay", "resourceId": "bench_room_0", "date": date(100) });
+    let replay = Request::Post {
+        body: body.clone(),
+        key: "replay-key".into(),
+    };
+    if send(&reqwest::Client::new(), &one[0], &replay)
+        .await
+        .map(|(s, _)| s)
+        != Some(201)
+    {
+        bail!("could not create the booking to replay (embedded)");
+    }
+    let (replays, _) = on_cpu(
+        &stack,
+        1,
+        drive(
+            "embedded: replays of one completed key",
+            one,
+            config.clients,
+            config.duration,
+            move |_, _| replay.clone(),
+        ),
+    )
+    .await;
+    Ok(vec![health, creates, replays])
 }
 
 /// A target "measured ≥ wanted × baseline".
