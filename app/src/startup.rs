@@ -62,14 +62,14 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         crate::auth::AuthMode::Jwt => {}
     }
     let rate_limiter = Arc::new(crate::limits::ClientRateLimiter::new(settings.rate_limit));
-    Ok(AppState {
+    Ok(AppState::new(crate::state::Parts {
         rate_limiter,
         settings: Arc::new(settings),
         coordinator,
         store,
         metrics,
         auth,
-    })
+    }))
 }
 
 pub struct Application {
