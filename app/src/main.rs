@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use booking::cli::{Cli, Command};
 use clap::Parser;
 
+/// mimalloc rather than glibc's allocator: a request allocates and frees
+/// many small buffers across threads, which glibc served slowly (see
+/// docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
