@@ -11,7 +11,7 @@
 //! | `return(sleep(MS))` | delay the step by MS milliseconds without blocking a thread |
 //! | `panic`, `off`, `N*…`, `P%…` | the `fail` crate's own actions and modifiers      |
 //!
-//! The same grammar is used by `FAILPOINTS="after_claim=return(error);…"`,
+//! The same grammar is used by `FAILPOINTS="after_lock=return(error);…"`,
 //! by the admin endpoint `PUT /admin/failpoints/{name}` and by scenario files.
 //! Without the feature, [`hit`] compiles to nothing.
 
@@ -20,37 +20,30 @@ use std::fmt;
 /// The protocol steps that have a failpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// The idempotency key is claimed; nothing else has happened.
-    AfterClaim,
-    /// The slot lock is held; the transaction has not started.
+    /// The key is claimed and the slot lock held (one coordinator call);
+    /// the transaction has not started.
     AfterLock,
     /// The booking transaction has done its writes and is about to commit.
     BeforeCommit,
     /// The transaction committed; the Redis record is not yet completed.
     AfterCommitBeforeFinalize,
-    /// The record is completed; the slot lock is still held.
-    BeforeLockRelease,
     /// A cancel is about to run its transaction.
     Cancel,
 }
 
 impl Step {
-    pub const ALL: [Step; 6] = [
-        Step::AfterClaim,
+    pub const ALL: [Step; 4] = [
         Step::AfterLock,
         Step::BeforeCommit,
         Step::AfterCommitBeforeFinalize,
-        Step::BeforeLockRelease,
         Step::Cancel,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Step::AfterClaim => "after_claim",
             Step::AfterLock => "after_lock",
             Step::BeforeCommit => "before_commit",
             Step::AfterCommitBeforeFinalize => "after_commit_before_finalize",
-            Step::BeforeLockRelease => "before_lock_release",
             Step::Cancel => "cancel",
         }
     }

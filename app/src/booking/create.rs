@@ -4,10 +4,12 @@
 //! 1 validate            (the handler: domain types + catalogue)
 //! 2 resolve_key         key scoped to the user, payload fingerprint
 //! 3 claim               Redis: replay | in progress | this request owns the key
+//! 4 lock                Redis: one request per slot (contention only),
+//!                       in the same script as the claim (one round trip)
 //!   within_quota        DB: a key new to the store must fit the user's quota
-//! 4 lock                Redis: one request per slot (contention only)
 //! 5 book_in_transaction DB: earlier outcome | ALREADY_BOOKED | insert, + outcome
-//! 6 finalize, unlock    Redis: record completed (if still ours), lock released
+//! 6 finalize            Redis: record completed (if still ours) and lock
+//!                       released, in one script
 //! 7 release             on a transient failure: drop the claim so a retry runs again
 //! ```
 //!
@@ -45,9 +47,9 @@ pub async fn create_booking(
 ) -> Result<Reply, ApiError> {
     state.check_resource(&request.resource)?;
     let key = resolve_key(&request, client_key.as_ref(), &state.settings.idempotency);
-    let result = match claim(state, &key).await {
-        Ok(Claimed::Owner(token)) => {
-            let result = run_claimed(state, &key, &token, &request).await;
+    let result = match claim(state, &key, &request).await {
+        Ok(Claimed::Owner(token, lock)) => {
+            let result = run_claimed(state, &key, &token, lock, &request).await;
             if let Err(error) = &result {
                 release(state, &key, &token, error).await;
             }
@@ -68,24 +70,26 @@ pub async fn create_booking(
     result
 }
 
-/// Steps 4 to 6, while this request owns the key.
+/// Steps 4 to 6, while this request owns the key (`lock`: the slot lock
+/// step 3 took with the claim, `None` if the slot was busy).
 async fn run_claimed(
     state: &AppState,
     key: &ResolvedKey,
     token: &Token,
+    lock: Option<Token>,
     request: &NewBooking,
 ) -> Result<Reply, ApiError> {
-    failpoints::hit(Step::AfterClaim).await?;
-    within_quota(state, key).await?;
-    let lock = match lock(state, key, request).await? {
+    let lock = match slot(state, key, lock, request).await? {
         Slot::Held(token) => token,
         Slot::Decided(record) => {
             finalize(state, key, token, &record).await;
             return decide(state, key, record, true, "store");
         }
     };
+    let mut unlocked = false;
     let result = async {
         failpoints::hit(Step::AfterLock).await?;
+        within_quota(state, key).await?;
         let prepared = prepare_booking(key, request)?;
         #[cfg(feature = "failpoints")]
         if seeded_bug!(FinalizeBeforeCommit) {
@@ -109,26 +113,34 @@ async fn run_claimed(
                 .await;
             return decide(state, key, record, replayed, "store");
         }
-        finalize(state, key, token, &record).await;
-        failpoints::hit(Step::BeforeLockRelease).await?;
+        finalize_and_unlock(state, key, token, &record, request, &lock).await;
+        unlocked = true;
         decide(state, key, record, replayed, "store")
     }
     .await;
-    unlock(state, request, &lock).await;
+    if !unlocked {
+        unlock(state, request, &lock).await;
+    }
     result
 }
 
 enum Claimed {
-    Owner(Token),
+    /// This request owns the key; the slot lock, if step 4 got it.
+    Owner(Token, Option<Token>),
     Replay(Reply),
 }
 
-/// Step 3: claim the key, or answer from its record.
+/// Steps 3 and 4: claim the key (or answer from its record) and, once it is
+/// ours, take the slot lock, in one call to the coordinator.
 #[instrument(skip_all, fields(key = %key.scope.key, kind = key.scope.kind.as_str()))]
-async fn claim(state: &AppState, key: &ResolvedKey) -> Result<Claimed, ApiError> {
-    let claim = state
+async fn claim(
+    state: &AppState,
+    key: &ResolvedKey,
+    request: &NewBooking,
+) -> Result<Claimed, ApiError> {
+    let (claim, lock) = state
         .coordinator
-        .claim(
+        .claim_and_lock(
             &key.scope.record_name(),
             &key.fingerprint,
             if seeded_bug!(ClaimLivesForRetention) {
@@ -136,15 +148,17 @@ async fn claim(state: &AppState, key: &ResolvedKey) -> Result<Claimed, ApiError>
             } else {
                 state.settings.idempotency.lease
             },
+            &lock_name(request),
+            state.settings.lock_ttl,
         )
         .await?;
     match claim {
-        Claim::Acquired(token) => Ok(Claimed::Owner(token)),
+        Claim::Acquired(token) => Ok(Claimed::Owner(token, lock)),
         Claim::InProgress => Err(ApiError::IdempotencyInProgress),
         Claim::Completed(_)
             if key.scope.kind == KeyKind::Derived && !seeded_bug!(DerivedReplayUnverified) =>
         {
-            verify_derived_record(state, key).await
+            verify_derived_record(state, key, request).await
         }
         Claim::Completed(record) => {
             decide(state, key, record, true, "coordinator").map(Claimed::Replay)
@@ -158,23 +172,29 @@ async fn claim(state: &AppState, key: &ResolvedKey) -> Result<Claimed, ApiError>
 /// Redis stall leaves them for the derived retention). The store decides:
 /// its outcome is replayed; without one, the Redis copy is dropped and the
 /// request runs as new.
-async fn verify_derived_record(state: &AppState, key: &ResolvedKey) -> Result<Claimed, ApiError> {
+async fn verify_derived_record(
+    state: &AppState,
+    key: &ResolvedKey,
+    request: &NewBooking,
+) -> Result<Claimed, ApiError> {
     if let Some(stored) = state.store.find_outcome(&key.scope, Utc::now()).await? {
         return decide(state, key, stored, true, "store").map(Claimed::Replay);
     }
     state.coordinator.forget(&key.scope.record_name()).await?;
     match state
         .coordinator
-        .claim(
+        .claim_and_lock(
             &key.scope.record_name(),
             &key.fingerprint,
             state.settings.idempotency.lease,
+            &lock_name(request),
+            state.settings.lock_ttl,
         )
         .await?
     {
-        Claim::Acquired(token) => Ok(Claimed::Owner(token)),
+        (Claim::Acquired(token), lock) => Ok(Claimed::Owner(token, lock)),
         // Another request for the key got there first: it decides.
-        Claim::InProgress | Claim::Completed(_) => Err(ApiError::IdempotencyInProgress),
+        (Claim::InProgress | Claim::Completed(_), _) => Err(ApiError::IdempotencyInProgress),
     }
 }
 
@@ -207,19 +227,21 @@ enum Slot {
     Decided(CompletedRecord),
 }
 
-/// Step 4: the slot lock. It only spares the database doomed transactions;
-/// if it expires early, step 5 still decides correctly.
+/// Step 4: the slot lock (taken with the claim). It only spares the
+/// database doomed transactions; if it expires early, step 5 still decides
+/// correctly.
 ///
 /// When the slot is busy, the store is asked whether this key already has an
 /// outcome: a retry after a crash between commit and finalize then gets its
 /// original answer at once instead of `RESOURCE_LOCKED` until the crashed
 /// request's lock expires.
-async fn lock(state: &AppState, key: &ResolvedKey, request: &NewBooking) -> Result<Slot, ApiError> {
-    if let Some(token) = state
-        .coordinator
-        .lock(&lock_name(request), state.settings.lock_ttl)
-        .await?
-    {
+async fn slot(
+    state: &AppState,
+    key: &ResolvedKey,
+    lock: Option<Token>,
+    request: &NewBooking,
+) -> Result<Slot, ApiError> {
+    if let Some(token) = lock {
         return Ok(Slot::Held(token));
     }
     state.metrics.record_lock_contention();
@@ -330,16 +352,12 @@ fn render_created(booking: &Booking) -> Result<StoredResponse, ApiError> {
     Ok(StoredResponse::new(axum::http::StatusCode::CREATED, body))
 }
 
-/// Step 6a: remember the committed outcome in the coordinator, if this
-/// request still owns the key. A failure here loses nothing: the database
-/// answers the next retry.
+/// Step 6 without a lock to release: remember the committed outcome in the
+/// coordinator, if this request still owns the key. A failure here loses
+/// nothing: the database answers the next retry.
 async fn finalize(state: &AppState, key: &ResolvedKey, token: &Token, record: &CompletedRecord) {
     let name = key.scope.record_name();
-    let retention = if record.response.status == 201 {
-        key.retention
-    } else {
-        key.refusal_retention
-    };
+    let retention = retention_of(key, record);
     match state
         .coordinator
         .complete(&name, token, record, retention)
@@ -355,7 +373,51 @@ async fn finalize(state: &AppState, key: &ResolvedKey, token: &Token, record: &C
     }
 }
 
-/// Step 6b: release the slot lock by compare-and-delete on our token.
+/// Step 6: [`finalize`] and release the slot lock in one call.
+async fn finalize_and_unlock(
+    state: &AppState,
+    key: &ResolvedKey,
+    token: &Token,
+    record: &CompletedRecord,
+    request: &NewBooking,
+    lock: &Token,
+) {
+    match state
+        .coordinator
+        .complete_and_unlock(
+            &key.scope.record_name(),
+            token,
+            record,
+            retention_of(key, record),
+            &lock_name(request),
+            lock,
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            warn!(key = %key.scope.key, "claim lost before finalize; the store keeps the outcome")
+        }
+        Err(e) => warn!(
+            error = %e,
+            "could not finalize the idempotency record or release the slot lock; \
+             the store keeps the outcome and the lock expires by itself"
+        ),
+    }
+}
+
+/// How long the coordinator remembers `record`: bookings for the key's
+/// retention, refusals for the shorter refusal retention.
+fn retention_of(key: &ResolvedKey, record: &CompletedRecord) -> std::time::Duration {
+    if record.response.status == 201 {
+        key.retention
+    } else {
+        key.refusal_retention
+    }
+}
+
+/// Releases the slot lock by compare-and-delete on our token (when step 6
+/// did not run: a failure, or a seeded bug's early exit).
 async fn unlock(state: &AppState, request: &NewBooking, token: &Token) {
     if let Err(e) = state.coordinator.unlock(&lock_name(request), token).await {
         warn!(error = %e, "could not release the slot lock; it expires by itself");

@@ -91,4 +91,49 @@ pub trait Coordinator: Send + Sync + 'static {
 
     /// Releases the lock only if `token` still holds it (compare-and-delete).
     async fn unlock(&self, name: &str, token: &Token) -> Result<bool, DependencyError>;
+
+    /// Steps 3 and 4 at once: [`Self::claim`] the key and, only if this
+    /// request now owns it, [`Self::lock`] the slot (`None`: someone holds
+    /// it). Redis runs both in one script, one round trip; here they run one
+    /// after the other, and a failed lock gives the claim back, so that a
+    /// retry is not kept waiting for the lease.
+    async fn claim_and_lock(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        lease: Duration,
+        lock: &str,
+        ttl: Duration,
+    ) -> Result<(Claim, Option<Token>), DependencyError> {
+        let claim = self.claim(key, fingerprint, lease).await?;
+        let Claim::Acquired(token) = &claim else {
+            return Ok((claim, None));
+        };
+        match self.lock(lock, ttl).await {
+            Ok(held) => Ok((claim, held)),
+            Err(e) => {
+                let _ = self.release(key, token).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Step 6 at once: [`Self::complete`] the key (if `token` still owns it)
+    /// and [`Self::unlock`] the slot (if `lock_token` still holds it).
+    /// Redis runs both in one script; here, one after the other, the lock
+    /// released whatever became of the completion. Returns whether the key
+    /// was completed.
+    async fn complete_and_unlock(
+        &self,
+        key: &str,
+        token: &Token,
+        record: &CompletedRecord,
+        retention: Duration,
+        lock: &str,
+        lock_token: &Token,
+    ) -> Result<bool, DependencyError> {
+        let completed = self.complete(key, token, record, retention).await;
+        self.unlock(lock, lock_token).await?;
+        completed
+    }
 }
