@@ -16,6 +16,16 @@ pub enum ReusePolicy {
     Replay,
 }
 
+impl ReusePolicy {
+    /// As the command line and `IDEMPOTENCY_REUSE_POLICY` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::Replay => "replay",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencySettings {
     pub reuse_policy: ReusePolicy,

@@ -278,25 +278,18 @@ pub async fn run_on(
             None
         }
     };
+    // The TTLs and policy the replicas ran with, for the checkers.
+    let service = scenario.service_settings();
     let history = History {
         meta: RunMeta {
             scenario: scenario.name.clone(),
             seed: scenario.seed,
             mode: scenario.mode.as_str().into(),
             recovery_bound_ms: scenario.recovery_bound.as_secs_f64() * 1000.0,
-            derived_key_ttl_ms: scenario
-                .service_settings()
-                .idempotency
-                .derived_key_ttl
-                .as_secs_f64()
-                * 1000.0,
+            derived_key_ttl_ms: service.idempotency.derived_key_ttl.as_secs_f64() * 1000.0,
             settled_from_ms,
             settle_bound_ms: scenario.settle_bound().as_secs_f64() * 1000.0,
-            reuse_policy: scenario
-                .service_env
-                .get("IDEMPOTENCY_REUSE_POLICY")
-                .cloned()
-                .unwrap_or_else(|| "reject".into()),
+            reuse_policy: service.idempotency.reuse_policy.as_str().into(),
             resources: w.resources.clone(),
             dates: workload_dates,
             api: api.profile.clone(),
