@@ -20,8 +20,12 @@ use super::{Claim, CompletedRecord, Coordinator, Token};
 use crate::deps::{Classify, DependencyError, Guard};
 use crate::response::StoredResponse;
 
-/// `{"claimed"}`, `{"in_progress"}` or `{"completed", fp, status, body}`.
-const CLAIM: &str = r#"
+/// Claims `KEYS[1]` for owner `ARGV[1]` (fingerprint `ARGV[2]`, lease
+/// `ARGV[3]` ms), or returns `{"in_progress"}` or
+/// `{"completed", fp, status, body}`. The scripts below end it.
+macro_rules! claim_body {
+    () => {
+        r#"
 local r = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body')
 if r[1] == 'completed' then
   return {'completed', r[2], r[3], r[4]}
@@ -31,29 +35,16 @@ if r[1] then
 end
 redis.call('HSET', KEYS[1], 'state', 'in_progress', 'owner', ARGV[1], 'fp', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {'claimed'}
-"#;
+"#
+    };
+}
 
-/// CLAIM, then (only when claimed) the slot lock as `SET NX PX`:
-/// `{"claimed", "locked"}` or `{"claimed"}` when the slot is held.
-const CLAIM_AND_LOCK: &str = r#"
-local r = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body')
-if r[1] == 'completed' then
-  return {'completed', r[2], r[3], r[4]}
-end
-if r[1] then
-  return {'in_progress'}
-end
-redis.call('HSET', KEYS[1], 'state', 'in_progress', 'owner', ARGV[1], 'fp', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PX', ARGV[5]) then
-  return {'claimed', 'locked'}
-end
-return {'claimed'}
-"#;
-
-/// COMPLETE, then UNLOCK whatever the completion did; returns COMPLETE's answer.
-const COMPLETE_AND_UNLOCK: &str = r#"
+/// Completes `KEYS[1]` if owner `ARGV[1]` still holds its claim (status
+/// `ARGV[2]`, body `ARGV[3]`, retention `ARGV[4]` ms, fingerprint `ARGV[5]`);
+/// `done` says whether it did.
+macro_rules! complete_body {
+    () => {
+        r#"
 local done = 0
 local r = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if r[1] == 'in_progress' and r[2] == ARGV[1] then
@@ -61,21 +52,38 @@ if r[1] == 'in_progress' and r[2] == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   done = 1
 end
-if redis.call('GET', KEYS[2]) == ARGV[6] then
+"#
+    };
+}
+
+/// `{"claimed"}`, `{"in_progress"}` or `{"completed", fp, status, body}`.
+const CLAIM: &str = concat!(claim_body!(), "return {'claimed'}\n");
+
+/// The claim, then (only when claimed) the slot lock `KEYS[2]` as `SET NX
+/// PX` (token `ARGV[4]`, TTL `ARGV[5]` ms): `{"claimed", "locked"}`, or
+/// `{"claimed"}` when someone holds the slot.
+const CLAIM_AND_LOCK: &str = concat!(
+    claim_body!(),
+    r#"if redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PX', ARGV[5]) then
+  return {'claimed', 'locked'}
+end
+return {'claimed'}
+"#
+);
+
+/// 1 if completed, else 0.
+const COMPLETE: &str = concat!(complete_body!(), "return done\n");
+
+/// The completion, then the slot lock `KEYS[2]` released if token `ARGV[6]`
+/// still holds it, whatever the completion did; returns the completion's answer.
+const COMPLETE_AND_UNLOCK: &str = concat!(
+    complete_body!(),
+    r#"if redis.call('GET', KEYS[2]) == ARGV[6] then
   redis.call('DEL', KEYS[2])
 end
 return done
-"#;
-
-const COMPLETE: &str = r#"
-local r = redis.call('HMGET', KEYS[1], 'state', 'owner')
-if r[1] ~= 'in_progress' or r[2] ~= ARGV[1] then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'state', 'completed', 'status', ARGV[2], 'body', ARGV[3], 'fp', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
-"#;
+"#
+);
 
 const RELEASE: &str = r#"
 local r = redis.call('HMGET', KEYS[1], 'state', 'owner')
