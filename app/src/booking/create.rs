@@ -113,8 +113,7 @@ async fn run_claimed(
                 .await;
             return decide(state, key, record, replayed, "store");
         }
-        finalize_and_unlock(state, key, token, &record, request, &lock).await;
-        unlocked = true;
+        unlocked = finalize_and_unlock(state, key, token, &record, request, &lock).await;
         decide(state, key, record, replayed, "store")
     }
     .await;
@@ -198,9 +197,12 @@ async fn verify_derived_record(
     }
 }
 
-/// After step 3: a key the store does not know yet must fit the user's
-/// quota of live keys (`429 QUOTA_EXCEEDED`, nothing written, the claim
-/// released by step 7). A key the store knows always gets its answer, so
+/// After steps 3 and 4: a key the store does not know yet must fit the
+/// user's quota of live keys (`429 QUOTA_EXCEEDED`, nothing written, the
+/// lock and the claim released). It runs under the slot lock, which the
+/// claim took in the same round trip: a request over quota holds the lock
+/// for one bounded count query (and the per-client rate limit bounds how
+/// often), and on a busy slot it hears `RESOURCE_LOCKED` first. A key the store knows always gets its answer, so
 /// losing Redis never turns a replay into a refusal. Concurrent new keys
 /// are counted once they commit: a user can pass the quota by the number
 /// of requests in flight, no more.
@@ -373,7 +375,9 @@ async fn finalize(state: &AppState, key: &ResolvedKey, token: &Token, record: &C
     }
 }
 
-/// Step 6: [`finalize`] and release the slot lock in one call.
+/// Step 6: [`finalize`] and release the slot lock in one call. Returns
+/// whether the call went through (the lock is released); if it did not, the
+/// caller releases the lock on its own.
 async fn finalize_and_unlock(
     state: &AppState,
     key: &ResolvedKey,
@@ -381,7 +385,7 @@ async fn finalize_and_unlock(
     record: &CompletedRecord,
     request: &NewBooking,
     lock: &Token,
-) {
+) -> bool {
     match state
         .coordinator
         .complete_and_unlock(
@@ -394,15 +398,18 @@ async fn finalize_and_unlock(
         )
         .await
     {
-        Ok(true) => {}
+        Ok(true) => true,
         Ok(false) => {
-            warn!(key = %key.scope.key, "claim lost before finalize; the store keeps the outcome")
+            warn!(key = %key.scope.key, "claim lost before finalize; the store keeps the outcome");
+            true
         }
-        Err(e) => warn!(
-            error = %e,
-            "could not finalize the idempotency record or release the slot lock; \
-             the store keeps the outcome and the lock expires by itself"
-        ),
+        Err(e) => {
+            warn!(
+                error = %e,
+                "could not finalize the idempotency record; the store keeps the outcome"
+            );
+            false
+        }
     }
 }
 
