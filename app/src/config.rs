@@ -81,6 +81,8 @@ pub const DEFAULT_DEPENDENCY_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// Largest accepted request body.
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 16 * 1024;
+/// The longest any TTL, lease or retention may be.
+pub const MAX_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Live idempotency keys per user: far more than a person books in a day,
 /// few enough that one client cannot grow the store without bound.
 pub const DEFAULT_KEY_QUOTA: u32 = 1000;
@@ -204,6 +206,22 @@ impl Settings {
                 "the idempotency lease ({:?}) must be shorter than the key retentions",
                 i.lease
             ));
+        }
+        // Redis refuses expiry times past i64 milliseconds, after a script
+        // may have written half its work; nothing sensible is kept a year.
+        let longest = [
+            ("--lock-ttl-ms", self.lock_ttl),
+            ("--lease-ms", i.lease),
+            ("--key-ttl-secs", i.client_key_ttl),
+            ("--derived-key-ttl-secs", i.derived_key_ttl),
+            ("--refusal-ttl-secs", i.refusal_ttl),
+        ];
+        for (flag, value) in longest {
+            if value.is_zero() || value > MAX_RETENTION {
+                return Err(format!(
+                    "{flag} must be positive and at most a year ({value:?})"
+                ));
+            }
         }
         if self.dependency_timeout >= self.request_timeout {
             return Err("the dependency timeout must be shorter than the request timeout".into());
@@ -459,5 +477,15 @@ mod tests {
             s.validate().is_err(),
             "lease longer than the derived-key retention"
         );
+        let s = Settings {
+            lock_ttl: Duration::from_millis(u64::MAX),
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err(), "a lock TTL Redis would refuse");
+        let s = Settings {
+            lock_ttl: Duration::ZERO,
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err(), "a lock that never holds");
     }
 }
