@@ -385,26 +385,32 @@ async fn failpoint(
         Some(n) => vec![n],
         None => (0..stack.replicas.len()).collect(),
     };
-    let target = replica.map_or("replicas".to_owned(), |n| format!("replica:{n}"));
-    let event = events.begin(target, format!("{name}={action}"));
-    events.log.set_failpoint(event, name);
     let http = reqwest::Client::new();
-    for n in &targets {
+    for (i, n) in targets.iter().enumerate() {
         let url = stack.replicas[*n].process.lock().await.url();
-        let response = http
+        let refused = match http
             .put(format!("{url}/admin/failpoints/{name}"))
             .body(action.to_owned())
             .timeout(Duration::from_secs(2))
             .send()
             .await
-            .context("setting a failpoint")?;
-        if !response.status().is_success() {
-            anyhow::bail!(
+        {
+            Ok(response) if response.status().is_success() => None,
+            Ok(response) => Some(format!(
                 "replica {n} refused failpoint {name}={action}: {} (is it built with --features failpoints?)",
                 response.status()
-            );
+            )),
+            Err(e) => Some(format!("setting failpoint {name} on replica {n}: {e}")),
+        };
+        if let Some(why) = refused {
+            // The replicas that took it must not keep it.
+            clear_failpoint(stack, &http, &targets[..i], name).await;
+            anyhow::bail!(why);
         }
     }
+    let target = replica.map_or("replicas".to_owned(), |n| format!("replica:{n}"));
+    let event = events.begin(target, format!("{name}={action}"));
+    events.log.set_failpoint(event, name);
     let before = fired_counts(stack, &targets, name).await;
     let mut crashed = 0;
     if until_crash {
@@ -424,15 +430,22 @@ async fn failpoint(
         .map(|(b, a)| if a >= b { a - b } else { *a })
         .sum();
     events.log.set_fired(event, fired + crashed);
-    for n in &targets {
+    clear_failpoint(stack, &http, &targets, name).await;
+    events.end(event);
+    Ok(())
+}
+
+/// Removes failpoint `name` from `targets` (best effort: a replica that is
+/// down has lost it anyway).
+async fn clear_failpoint(stack: &Stack, http: &reqwest::Client, targets: &[usize], name: &str) {
+    for n in targets {
         let url = stack.replicas[*n].process.lock().await.url();
         let _ = http
             .delete(format!("{url}/admin/failpoints/{name}"))
+            .timeout(Duration::from_secs(2))
             .send()
             .await;
     }
-    events.end(event);
-    Ok(())
 }
 
 /// Runs `run`, and `heal` after `lasts`; a command that fails makes the

@@ -401,7 +401,10 @@ impl Stack {
     /// the store.
     pub async fn invariant_report(&self, acknowledged: &[String]) -> Result<Vec<String>> {
         // Read through `final_state`, so both stores (PostgreSQL, SQLite) are judged alike.
-        let rows = self.final_state().await?.unwrap_or_default();
+        let rows = self
+            .final_state()
+            .await?
+            .context("no store to read the invariants from")?;
         let mut found = Vec::new();
         let mut confirmed: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
         for r in rows.iter().filter(|r| r.status == "confirmed") {

@@ -32,7 +32,7 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
         "creates on distinct slots",
         "replays of one completed key",
         "100 clients racing one slot",
-        "mix: 70% create, 20% list, 10% cancel",
+        "mix: 70% create, 30% list",
         "embedded: GET /health",
         "embedded: creates on distinct slots",
         "embedded: replays of one completed key",

@@ -200,13 +200,13 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     .await;
     measurements.push(race.clone());
 
-    // A mix of creates, lists and cancels.
+    // A mix of creates and lists.
     let r = next_run();
     let (mix, ids) = on_cpu(
         &stack,
         1,
         drive(
-            "mix: 70% create, 20% list, 10% cancel",
+            "mix: 70% create, 30% list",
             one,
             config.clients,
             config.duration,
