@@ -104,6 +104,10 @@ enum Command {
         /// Rounds of 100 clients racing for one slot.
         #[arg(long, default_value_t = 20)]
         race_rounds: usize,
+        /// Live idempotency keys (seeded into PostgreSQL and Redis) of the
+        /// cost-against-live-keys curve; empty: no curve.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        live_key_steps: Vec<u64>,
         #[arg(long, default_value = "harness-results/bench")]
         out: PathBuf,
         #[arg(long, env = "BOOKING_BIN")]
@@ -276,6 +280,7 @@ fn main() -> ExitCode {
             client_steps,
             replica_steps,
             race_rounds,
+            live_key_steps,
             out,
             booking_bin,
         } => exit((|| {
@@ -289,6 +294,7 @@ fn main() -> ExitCode {
                 client_steps,
                 replica_steps,
                 race_rounds,
+                live_key_steps,
                 out_dir: out.clone(),
                 binary: service_binary(booking_bin)?,
             };

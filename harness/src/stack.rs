@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sqlx::Row;
 use tempfile::TempDir;
 use tokio::sync::Mutex;
@@ -395,6 +395,70 @@ impl Stack {
         .await?;
         pool.close().await;
         Ok(n)
+    }
+
+    /// Adds the completed idempotency keys `from..to` (a 201 outcome kept a
+    /// day, owned by 1 000 users) to PostgreSQL and to Redis, as live keys
+    /// would be after real traffic, without going through HTTP: the bench's
+    /// curve of cost against live keys. Local mode only.
+    pub async fn seed_live_keys(&self, from: u64, to: u64) -> Result<()> {
+        if to <= from {
+            return Ok(());
+        }
+        let pool = sqlx::PgPool::connect(&self.store_url).await?;
+        sqlx::query(
+            "INSERT INTO idempotency_records (user_id, key_kind, idem_key, fingerprint, resource_id, \
+             date, status_code, response_body, booking_id, created_at, expires_at) \
+             SELECT 'seed_' || (g % 1000), 'client', 'seed-' || g, 'fingerprint', 'room_S', \
+             date '2100-01-01', 201, repeat('x', 300), NULL, now(), now() + interval '1 day' \
+             FROM generate_series($1::bigint, $2::bigint - 1) AS g ON CONFLICT DO NOTHING",
+        )
+        .bind(from as i64)
+        .bind(to as i64)
+        .execute(&pool)
+        .await?;
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM idempotency_records WHERE user_id LIKE 'seed\\_%'",
+        )
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        if stored < to as i64 {
+            bail!("seeded {stored} live keys into PostgreSQL, wanted {to}");
+        }
+        let port = self.redis_port().await.context("no redis in this mode")?;
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        // In batches, so Redis is never blocked for long by one script.
+        let seed = redis::Script::new(
+            "for i = tonumber(ARGV[1]), tonumber(ARGV[2]) - 1 do \
+               local k = 'booking:idem:seed:' .. i \
+               redis.call('HSET', k, 'state', 'completed', 'status', '201', 'body', ARGV[3], 'fp', 'fingerprint') \
+               redis.call('PEXPIRE', k, 86400000) \
+             end return 0",
+        );
+        let body = "x".repeat(300);
+        let mut at = from;
+        while at < to {
+            let end = (at + 50_000).min(to);
+            let _: i64 = seed
+                .arg(at)
+                .arg(end)
+                .arg(&body)
+                .invoke_async(&mut conn)
+                .await?;
+            at = end;
+        }
+        for probe in [from, to - 1] {
+            let there: i64 = redis::cmd("EXISTS")
+                .arg(format!("booking:idem:seed:{probe}"))
+                .query_async(&mut conn)
+                .await?;
+            if there != 1 {
+                bail!("seeded live key {probe} is not in Redis");
+            }
+        }
+        Ok(())
     }
 
     /// Slots with two confirmed bookings, and acknowledged ids missing from

@@ -17,6 +17,7 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
         client_steps: vec![1, 4],
         replica_steps: vec![1, 2],
         race_rounds: 2,
+        live_key_steps: vec![500, 2_000],
         out_dir: out.path().to_owned(),
         binary: ServiceBinary(env!("CARGO_BIN_EXE_booking-harness").into()),
     };
@@ -55,6 +56,12 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
         "the service's CPU per request is reported for every workload: {:?}",
         report.measurements
     );
+    let live: Vec<u64> = report
+        .measurements
+        .iter()
+        .filter_map(|m| m.live_keys)
+        .collect();
+    assert_eq!(live, [500, 2_000], "the live-keys curve ran at each step");
     assert!(report.pgbench_inserts_per_second > 0.0, "pgbench ran");
     assert!(
         report.pgbench_booking_transactions_per_second > 0.0,

@@ -77,6 +77,7 @@ where
         per_second: requests as f64 / elapsed,
         latency_ms: Latency::of(all),
         service_cpu_us: None,
+        live_keys: None,
     };
     let ids = created.lock().map(|c| c.clone()).unwrap_or_default();
     (m, ids)

@@ -70,6 +70,12 @@ pub fn html(r: &BenchReport) -> String {
                 .map(|m| (x(m) as f64, y(m)))
                 .collect()
         };
+    let live_keys = |y: fn(&Measurement) -> f64| -> Vec<(f64, f64)> {
+        r.measurements
+            .iter()
+            .filter_map(|m| Some((m.live_keys? as f64, y(m))))
+            .collect()
+    };
     let plots = [
         line_plot(
             "throughput vs clients (1 replica)",
@@ -90,6 +96,18 @@ pub fn html(r: &BenchReport) -> String {
             ),
             "clients",
             "p99 ms",
+        ),
+        line_plot(
+            "throughput vs live keys (1 replica)",
+            &live_keys(|m| m.per_second),
+            "live keys",
+            "creates/s",
+        ),
+        line_plot(
+            "service CPU per create vs live keys",
+            &live_keys(|m| m.service_cpu_us.unwrap_or(0.0)),
+            "live keys",
+            "µs/create",
         ),
         line_plot(
             "throughput vs replicas",

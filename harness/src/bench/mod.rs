@@ -49,6 +49,8 @@ pub struct BenchConfig {
     pub replica_steps: Vec<usize>,
     /// Rounds of the 100-clients-on-one-slot race.
     pub race_rounds: usize,
+    /// Live idempotency keys of the cost-against-live-keys curve.
+    pub live_key_steps: Vec<u64>,
     pub out_dir: PathBuf,
     pub binary: ServiceBinary,
 }
@@ -67,6 +69,9 @@ pub struct Measurement {
     /// targeted replicas' CPU time over the load divided by its requests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_cpu_us: Option<f64>,
+    /// Live idempotency keys in the store and Redis during the load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_keys: Option<u64>,
 }
 
 /// A target of the issue, as read from the report.
@@ -256,6 +261,30 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         )
         .await;
         check_invariants(&stack, &ids, "scaling", &mut violations).await;
+        measurements.push(m);
+    }
+
+    // Cost against live keys: the same creates with more and more completed
+    // keys kept in PostgreSQL and Redis.
+    let mut seeded = 0;
+    for &keys in &config.live_key_steps {
+        stack.seed_live_keys(seeded, keys).await?;
+        seeded = seeded.max(keys);
+        let r = next_run();
+        let (mut m, ids) = on_cpu(
+            &stack,
+            1,
+            drive(
+                &format!("scaling: creates vs live keys ({keys})"),
+                one,
+                config.clients,
+                config.duration,
+                move |w, i| distinct_create(r, w, i),
+            ),
+        )
+        .await;
+        m.live_keys = Some(keys);
+        check_invariants(&stack, &ids, "live keys", &mut violations).await;
         measurements.push(m);
     }
 

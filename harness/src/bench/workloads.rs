@@ -102,6 +102,7 @@ pub(super) async fn race_one_slot(
         per_second: requests as f64 / started.elapsed().as_secs_f64(),
         latency_ms: Latency::of(latencies),
         service_cpu_us: None,
+        live_keys: None,
     }
 }
 
