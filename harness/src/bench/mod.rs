@@ -110,18 +110,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         .max()
         .unwrap_or(1)
         .max(1);
-    let scenario = Scenario {
-        mode: Mode::Local,
-        replicas: max_replicas,
-        // A load worker books as one user far past a person's key quota.
-        service_env: [
-            ("BOOKING_RESOURCES".to_owned(), catalogue()),
-            ("IDEMPOTENCY_KEY_QUOTA".to_owned(), "0".to_owned()),
-        ]
-        .into(),
-        ..Scenario::parse("name = \"bench\"")?
-    };
-    let stack = Stack::start(&scenario, &config.binary).await?;
+    let stack = start_stack(Mode::Local, max_replicas, &config.binary).await?;
     let urls = stack.direct_urls().await;
     let one = &urls[..1];
     let mut measurements = Vec::new();
@@ -382,6 +371,26 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     })
 }
 
+/// A stack for load runs: the bench's catalogue, and no key quota (a load
+/// worker books as one user far past a person's quota).
+async fn start_stack(
+    mode: Mode,
+    replicas: usize,
+    binary: &ServiceBinary,
+) -> Result<std::sync::Arc<Stack>> {
+    let scenario = Scenario {
+        mode,
+        replicas,
+        service_env: [
+            ("BOOKING_RESOURCES".to_owned(), catalogue()),
+            ("IDEMPOTENCY_KEY_QUOTA".to_owned(), "0".to_owned()),
+        ]
+        .into(),
+        ..Scenario::parse("name = \"bench\"")?
+    };
+    Stack::start(&scenario, binary).await
+}
+
 /// Runs a load and adds the service's CPU time per request: the first
 /// `replicas` replicas' CPU time over the load, divided by its requests.
 async fn on_cpu<F>(stack: &Stack, replicas: usize, load: F) -> (Measurement, Vec<String>)
@@ -406,17 +415,7 @@ async fn embedded_loads(
     violations: &mut Vec<String>,
     run: u64,
 ) -> Result<Vec<Measurement>> {
-    let scenario = Scenario {
-        mode: Mode::Embedded,
-        replicas: 1,
-        service_env: [
-            ("BOOKING_RESOURCES".to_owned(), catalogue()),
-            ("IDEMPOTENCY_KEY_QUOTA".to_owned(), "0".to_owned()),
-        ]
-        .into(),
-        ..Scenario::parse("name = \"bench-embedded\"")?
-    };
-    let stack = Stack::start(&scenario, &config.binary).await?;
+    let stack = start_stack(Mode::Embedded, 1, &config.binary).await?;
     let urls = stack.direct_urls().await;
     let one = &urls[..1];
     let (health, _) = on_cpu(
