@@ -23,7 +23,11 @@ pub enum Step {
     /// The key is claimed and the slot lock held (one coordinator call);
     /// the transaction has not started.
     AfterLock,
-    /// The booking transaction has done its writes and is about to commit.
+    /// Step 5 is about to commit: on SQLite the transaction has done its
+    /// writes; on PostgreSQL, whose step 5 is one autocommitted statement,
+    /// `error` and `crash` act before the statement is sent (nothing is
+    /// written) and `sleep` holds the statement's writes open before they
+    /// commit.
     BeforeCommit,
     /// The transaction committed; the Redis record is not yet completed.
     AfterCommitBeforeFinalize,
@@ -90,10 +94,22 @@ impl Action {
 }
 
 /// Passes the failpoint of `step`, carrying out its action if one is set.
-#[cfg(feature = "failpoints")]
 pub async fn hit(step: Step) -> Result<(), Injected> {
+    if let Some(delay) = hit_holding(step).await? {
+        tracing::warn!(failpoint = step.name(), ?delay, "injecting a delay");
+        tokio::time::sleep(delay).await;
+    }
+    Ok(())
+}
+
+/// Like [`hit`], but a `sleep(MS)` action is handed back instead of carried
+/// out: the caller waits where the step really waits. PostgreSQL's step 5
+/// is one autocommitted statement, so its `before_commit` delay is spent
+/// inside that statement, after its writes and before they commit.
+#[cfg(feature = "failpoints")]
+pub async fn hit_holding(step: Step) -> Result<Option<std::time::Duration>, Injected> {
     let Some(arg) = fail::eval(step.name(), |arg| arg.unwrap_or_default()) else {
-        return Ok(());
+        return Ok(None);
     };
     count_fired(step);
     match Action::parse(&arg) {
@@ -105,26 +121,22 @@ pub async fn hit(step: Step) -> Result<(), Injected> {
             tracing::warn!(failpoint = step.name(), "injecting an error");
             Err(Injected(step.name()))
         }
-        Some(Action::Sleep(delay)) => {
-            tracing::warn!(failpoint = step.name(), ?delay, "injecting a delay");
-            tokio::time::sleep(delay).await;
-            Ok(())
-        }
+        Some(Action::Sleep(delay)) => Ok(Some(delay)),
         None => {
             tracing::warn!(
                 failpoint = step.name(),
                 arg,
                 "unknown failpoint action ignored"
             );
-            Ok(())
+            Ok(None)
         }
     }
 }
 
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
-pub async fn hit(_step: Step) -> Result<(), Injected> {
-    Ok(())
+pub async fn hit_holding(_step: Step) -> Result<Option<std::time::Duration>, Injected> {
+    Ok(None)
 }
 
 /// Validates `actions` for the failpoint `name` and sets it.

@@ -9,6 +9,7 @@
 //! confirmed slots and a transaction covering the booking and its outcome.
 
 mod codec;
+mod group_commit;
 pub mod sql;
 
 use async_trait::async_trait;

@@ -5,9 +5,12 @@
 //! written once in [`sql_store!`]. A macro rather than generics because
 //! sqlx's bounds over `Database` for executors, binds and decodes would
 //! drown the SQL that a reader is here to see. Step 5 alone differs:
-//! PostgreSQL runs it as one statement (`PG_BOOK`), SQLite step by step.
+//! PostgreSQL runs it as one autocommitted statement (`PG_BOOK`), SQLite
+//! step by step in a transaction shared by a group of requests
+//! ([`super::group_commit`]).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +22,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::group_commit;
 use super::{BookCommand, BookOutcome, Cancellation, ListFilter, LiveKeys, Store, LIST_LIMIT};
 use crate::coordinator::CompletedRecord;
 use crate::deps::{Classify, DependencyError, Guard};
@@ -50,36 +54,14 @@ impl Classify for sqlx::Error {
     }
 }
 
-/// Deletes the key's outcome if it has expired, so the key can be used afresh.
-const DELETE_EXPIRED_KEY: &str = "DELETE FROM idempotency_records \
-     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at <= $4";
-
-/// Claims the key inside the transaction. A concurrent transaction holding
-/// the same key makes this wait until it commits (then nothing is inserted
-/// and its outcome is read) or rolls back (then this insert goes ahead).
-const CLAIM_KEY: &str = "INSERT INTO idempotency_records \
-     (user_id, key_kind, idem_key, fingerprint, resource_id, date, created_at, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-     ON CONFLICT (user_id, key_kind, idem_key) DO NOTHING";
-
-const READ_KEY: &str = "SELECT fingerprint, status_code, response_body FROM idempotency_records \
+pub(super) const READ_KEY: &str =
+    "SELECT fingerprint, status_code, response_body FROM idempotency_records \
      WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
 
 const FIND_OUTCOME: &str =
     "SELECT fingerprint, status_code, response_body FROM idempotency_records \
      WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $4 \
      AND status_code IS NOT NULL";
-
-/// The unique partial index decides: zero rows inserted means the slot
-/// already has a confirmed booking.
-const INSERT_BOOKING: &str = "INSERT INTO bookings \
-     (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
-     VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7) \
-     ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING";
-
-const RECORD_OUTCOME: &str = "UPDATE idempotency_records \
-     SET status_code = $4, response_body = $5, booking_id = $6, expires_at = $7 \
-     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
 
 /// Counts at most `$5` rows of one index range (the primary key starts with
 /// `user_id`), so the cost stays bounded by the quota, and looks the key up.
@@ -186,9 +168,9 @@ where
 }
 
 /// The fingerprint, status and body of a key's stored row (`READ_KEY`).
-type StoredRow = (String, Option<i32>, Option<String>);
+pub(super) type StoredRow = (String, Option<i32>, Option<String>);
 
-fn stored_row<R: Row>(row: &R) -> Result<StoredRow, sqlx::Error>
+pub(super) fn stored_row<R: Row>(row: &R) -> Result<StoredRow, sqlx::Error>
 where
     for<'r> &'r str: sqlx::ColumnIndex<R>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -468,7 +450,9 @@ pub struct SqliteStore {
     /// and retry, which made the embedded default's p99 hundreds of
     /// milliseconds under load; queued here, in arrival order, they wait
     /// only for the writer ahead of them.
-    writer: tokio::sync::Mutex<()>,
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Step 5's writer task (it takes `writer` for each group).
+    group: group_commit::GroupCommit,
 }
 
 impl SqliteStore {
@@ -511,10 +495,12 @@ impl SqliteStore {
                 .run("migrate", sqlx::query(DROP_SLOT_INDEX).execute(&pool))
                 .await?;
         }
+        let writer = Arc::new(tokio::sync::Mutex::new(()));
         Ok(Self {
+            group: group_commit::GroupCommit::start(pool.clone(), writer.clone()),
             pool,
             guard,
-            writer: tokio::sync::Mutex::new(()),
+            writer,
         })
     }
 }
@@ -532,101 +518,33 @@ sql_store!(PostgresStore, PgPool);
 sql_store!(SqliteStore, SqlitePool);
 
 impl SqliteStore {
-    /// Step 5 as separate statements in one transaction. SQLite has no
-    /// data-modifying CTEs; in process, extra statements cost no round trips.
+    /// Step 5, through the group commit (see [`super::group_commit`]).
     async fn book_tx(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError> {
-        let key = cmd.key;
-        let booking = cmd.booking;
-        let date = booking.date;
-        // One deadline covers the whole transaction; if it passes,
-        // the transaction is dropped and rolled back.
-        let outcome = self
-            .guard
-            .run("book", async {
-                let _turn = self.write_turn().await;
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(DELETE_EXPIRED_KEY)
-                    .bind(&key.user_id)
-                    .bind(key.kind)
-                    .bind(&key.key)
-                    .bind(booking.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                let claimed = sqlx::query(CLAIM_KEY)
-                    .bind(&key.user_id)
-                    .bind(key.kind)
-                    .bind(&key.key)
-                    .bind(cmd.fingerprint)
-                    .bind(&booking.resource_id)
-                    .bind(date)
-                    .bind(booking.created_at)
-                    .bind(cmd.expires_at)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if claimed == 0 {
-                    let row = sqlx::query(READ_KEY)
-                        .bind(&key.user_id)
-                        .bind(key.kind)
-                        .bind(&key.key)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    tx.rollback().await?;
-                    return Ok(Err(stored_row(&row)?));
-                }
-                let insert = if seeded_bug!(NoUniqueIndex) {
-                    INSERT_BOOKING_CHECKED
-                } else {
-                    INSERT_BOOKING
-                };
-                let inserted = sqlx::query(insert)
-                    .bind(booking.id)
-                    .bind(&booking.user_id)
-                    .bind(&booking.resource_id)
-                    .bind(date)
-                    .bind(booking.created_at)
-                    .bind(key.kind)
-                    .bind(&key.key)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                let (outcome, response, booking_id, expires_at) = if inserted == 1 {
-                    (
-                        BookOutcome::Created,
-                        cmd.created,
-                        Some(booking.id),
-                        cmd.expires_at,
-                    )
-                } else {
-                    let refused = (cmd.already_booked, cmd.refusal_expires_at);
-                    (BookOutcome::AlreadyBooked, refused.0, None, refused.1)
-                };
-                sqlx::query(RECORD_OUTCOME)
-                    .bind(&key.user_id)
-                    .bind(key.kind)
-                    .bind(&key.key)
-                    .bind(i32::from(response.status))
-                    .bind(&response.body)
-                    .bind(booking_id)
-                    .bind(expires_at)
-                    .execute(&mut *tx)
-                    .await?;
-                commit_step5(tx, &outcome).await?;
-                Ok::<_, sqlx::Error>(Ok(outcome))
-            })
-            .await?;
+        let request = group_commit::Request {
+            key: cmd.key.clone(),
+            fingerprint: cmd.fingerprint.to_owned(),
+            expires_at: cmd.expires_at,
+            refusal_expires_at: cmd.refusal_expires_at,
+            booking: cmd.booking.clone(),
+            created: cmd.created.clone(),
+            already_booked: cmd.already_booked.clone(),
+        };
+        // One deadline covers the wait for the group and its commit.
+        let outcome = self.guard.run("book", self.group.book(request)).await?;
         existing_outcome(&self.guard, outcome)
     }
 }
 
-/// Step 5 for PostgreSQL in one statement (three round trips with BEGIN and
-/// COMMIT instead of six): book unless the key has a live outcome, then
-/// record the outcome, inserting the key's row or taking over an expired
-/// one. No row back means a live outcome exists (seen, or committed by a
-/// concurrent transaction with the same key while this one waited on the
-/// key's primary key): the transaction is rolled back, undoing any booking
-/// it made, and the existing outcome is the answer. The unique partial index
-/// decides every race on the slot, as in SQLite's step-by-step statements.
+/// Step 5 for PostgreSQL as one autocommitted statement (one round trip;
+/// it was BEGIN, this statement, COMMIT): book unless the key has a live
+/// outcome, then record the outcome, inserting the key's row or taking over
+/// an expired one. No row back means the key's live outcome was seen, and
+/// nothing was written. If a concurrent request with the same key commits
+/// its outcome while this statement waits on the key's primary key, the
+/// statement raises `KEY_DECIDED_CONCURRENTLY` (migration 0002), so that it
+/// fails as a whole and any booking it made is undone; the existing outcome
+/// is then the answer. The unique partial index decides every race on the
+/// slot, as in SQLite's step-by-step transaction.
 const PG_BOOK: &str = "WITH live AS (\
         SELECT 1 FROM idempotency_records \
         WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $7\
@@ -647,32 +565,54 @@ const PG_BOOK: &str = "WITH live AS (\
     WHERE NOT EXISTS (SELECT 1 FROM live) \
     ON CONFLICT (user_id, key_kind, idem_key) DO UPDATE SET \
         fingerprint = EXCLUDED.fingerprint, resource_id = EXCLUDED.resource_id, date = EXCLUDED.date, \
-        created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
+        created_at = EXCLUDED.created_at, \
+        expires_at = CASE WHEN r.expires_at <= $7 THEN EXCLUDED.expires_at \
+            ELSE booking_key_decided_concurrently() END, \
         status_code = EXCLUDED.status_code, response_body = EXCLUDED.response_body, \
         booking_id = EXCLUDED.booking_id \
-        WHERE r.expires_at <= $7 \
     RETURNING status_code, booking_id";
 
-/// Seeded bug `no-unique-index`: the slot check moves into the insert
-/// (check-then-act), which two overlapping transactions both pass.
-fn pg_book_sql() -> std::borrow::Cow<'static, str> {
-    if !seeded_bug!(NoUniqueIndex) {
+/// The SQLSTATE that `booking_key_decided_concurrently()` raises.
+const KEY_DECIDED_CONCURRENTLY: &str = "BK001";
+
+fn key_decided_concurrently(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some(KEY_DECIDED_CONCURRENTLY))
+}
+
+/// `PG_BOOK` for this request: the seeded bug `no-unique-index` moves the
+/// slot check into the insert (check-then-act, which two overlapping
+/// statements both pass); a `before_commit` delay (`hold`) is spent inside
+/// the statement once its booking is written, so the uncommitted booking
+/// holds its slot in the index as a slow commit would.
+fn pg_book_sql(hold: Option<Duration>) -> std::borrow::Cow<'static, str> {
+    if !seeded_bug!(NoUniqueIndex) && hold.is_none() {
         return PG_BOOK.into();
     }
-    PG_BOOK
-        .replace(
+    let mut sql = PG_BOOK.to_string();
+    if seeded_bug!(NoUniqueIndex) {
+        sql = sql.replace(
             "WHERE NOT EXISTS (SELECT 1 FROM live) ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING",
             "WHERE NOT EXISTS (SELECT 1 FROM live) AND NOT EXISTS (SELECT 1 FROM bookings \
              WHERE resource_id = $5 AND date = $6 AND status = 'confirmed')",
-        )
-        .into()
+        );
+    }
+    if let Some(hold) = hold {
+        sql = sql
+            .replace(
+                ") INSERT INTO idempotency_records AS r",
+                &format!(
+                    "), held AS (SELECT pg_sleep({:.3}) FROM booked) INSERT INTO idempotency_records AS r",
+                    hold.as_secs_f64()
+                ),
+            )
+            .replace(
+                "(SELECT id FROM booked) WHERE NOT EXISTS (SELECT 1 FROM live)",
+                "(SELECT id FROM booked) WHERE NOT EXISTS (SELECT 1 FROM live) \
+                 AND (SELECT count(*) FROM held) >= 0",
+            );
+    }
+    sql.into()
 }
-
-/// Seeded bug `no-unique-index`, SQLite's step 5.
-const INSERT_BOOKING_CHECKED: &str = "INSERT INTO bookings \
-     (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
-     SELECT $1, $2, $3, $4, 'confirmed', $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM bookings \
-     WHERE resource_id = $3 AND date = $4 AND status = 'confirmed')";
 
 /// Seeded bug `no-unique-index`: the index that makes double booking impossible is dropped.
 const DROP_SLOT_INDEX: &str = "DROP INDEX IF EXISTS bookings_one_confirmed_per_slot";
@@ -681,76 +621,102 @@ impl PostgresStore {
     async fn book_tx(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError> {
         let key = cmd.key;
         let booking = cmd.booking;
-        let date = booking.date;
         let outcome = self
             .guard
             .run("book", async {
-                let mut tx = self.pool.begin().await?;
-                let row = sqlx::query(&pg_book_sql())
-                    .bind(&key.user_id)
-                    .bind(key.kind)
-                    .bind(&key.key)
-                    .bind(cmd.fingerprint)
-                    .bind(&booking.resource_id)
-                    .bind(date)
-                    .bind(booking.created_at)
-                    .bind(booking.id)
-                    .bind(&booking.user_id)
-                    .bind(cmd.expires_at)
-                    .bind(i32::from(cmd.created.status))
-                    .bind(&cmd.created.body)
-                    .bind(i32::from(cmd.already_booked.status))
-                    .bind(&cmd.already_booked.body)
-                    .bind(cmd.refusal_expires_at)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(row) = row else {
-                    tx.rollback().await?;
-                    let row = sqlx::query(READ_KEY)
+                let decided = commit_point(Some(BookOutcome::Created), |hold| async move {
+                    let row = sqlx::query(&pg_book_sql(hold))
                         .bind(&key.user_id)
                         .bind(key.kind)
                         .bind(&key.key)
-                        .fetch_one(&self.pool)
-                        .await?;
-                    return Ok(Err(stored_row(&row)?));
-                };
-                let booked: Option<Uuid> = row.try_get("booking_id")?;
-                let outcome = if booked.is_some() {
-                    BookOutcome::Created
-                } else {
-                    BookOutcome::AlreadyBooked
-                };
-                commit_step5(tx, &outcome).await?;
-                Ok::<_, sqlx::Error>(Ok(outcome))
+                        .bind(cmd.fingerprint)
+                        .bind(&booking.resource_id)
+                        .bind(booking.date)
+                        .bind(booking.created_at)
+                        .bind(booking.id)
+                        .bind(&booking.user_id)
+                        .bind(cmd.expires_at)
+                        .bind(i32::from(cmd.created.status))
+                        .bind(&cmd.created.body)
+                        .bind(i32::from(cmd.already_booked.status))
+                        .bind(&cmd.already_booked.body)
+                        .bind(cmd.refusal_expires_at)
+                        .fetch_optional(&self.pool)
+                        .await;
+                    match row {
+                        Ok(Some(row)) => {
+                            let booked: Option<Uuid> = row.try_get("booking_id")?;
+                            Ok(Some(if booked.is_some() {
+                                BookOutcome::Created
+                            } else {
+                                BookOutcome::AlreadyBooked
+                            }))
+                        }
+                        Ok(None) => Ok(None),
+                        Err(e) if key_decided_concurrently(&e) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await?;
+                match decided {
+                    Some(BookOutcome::AlreadyBooked) if seeded_bug!(AlreadyBookedNotRemembered) => {
+                        // Seeded bug: a refusal is not worth remembering.
+                        sqlx::query(FORGET_REFUSAL)
+                            .bind(&key.user_id)
+                            .bind(key.kind)
+                            .bind(&key.key)
+                            .execute(&self.pool)
+                            .await?;
+                        Ok(Ok(BookOutcome::AlreadyBooked))
+                    }
+                    Some(outcome) => Ok(Ok(outcome)),
+                    None => {
+                        let row = sqlx::query(READ_KEY)
+                            .bind(&key.user_id)
+                            .bind(key.kind)
+                            .bind(&key.key)
+                            .fetch_one(&self.pool)
+                            .await?;
+                        Ok::<_, sqlx::Error>(Err(stored_row(&row)?))
+                    }
+                }
             })
             .await?;
         existing_outcome(&self.guard, outcome)
     }
 }
 
-/// The end of step 5 (shared by both stores): the `before_commit` failpoint,
-/// then the commit. An injected error looks like a lost connection: the
-/// transaction is rolled back and the client gets a 503.
-async fn commit_step5<DB: sqlx::Database>(
-    tx: sqlx::Transaction<'_, DB>,
-    outcome: &BookOutcome,
-) -> Result<(), sqlx::Error> {
-    if seeded_bug!(AlreadyBookedNotRemembered) && *outcome == BookOutcome::AlreadyBooked {
-        // Seeded bug: a refusal is not worth remembering.
-        return tx.rollback().await;
-    }
+/// Seeded bug `already-booked-not-remembered` on PostgreSQL, whose step 5
+/// has committed by the time its outcome is known: the refusal is deleted.
+const FORGET_REFUSAL: &str = "DELETE FROM idempotency_records \
+     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND booking_id IS NULL";
+
+/// The commit point of step 5, shared by both stores: the `before_commit`
+/// failpoint, then `commit` (SQLite's COMMIT; PostgreSQL's one statement,
+/// which commits as it ends). An injected error looks like a lost
+/// connection: nothing is written and the client gets a 503. A `sleep`
+/// action is handed to `commit` as the time to hold its writes open.
+/// `assumed` is what the seeded bug `commit-error-ignored` answers instead
+/// of the error.
+pub(super) async fn commit_point<T, F>(
+    assumed: T,
+    commit: impl FnOnce(Option<Duration>) -> F,
+) -> Result<T, sqlx::Error>
+where
+    F: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
     let committed = async {
-        crate::failpoints::hit(crate::failpoints::Step::BeforeCommit)
+        let hold = crate::failpoints::hit_holding(crate::failpoints::Step::BeforeCommit)
             .await
             .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
-        tx.commit().await
+        commit(hold).await
     }
     .await;
     match committed {
         Err(e) if seeded_bug!(CommitErrorIgnored) => {
             // Seeded bug: "the commit surely went through".
             tracing::warn!(error = %e, "commit failed; answering as if it had not");
-            Ok(())
+            Ok(assumed)
         }
         other => other,
     }
@@ -772,5 +738,27 @@ fn existing_outcome(
             }))
         }
         Err(_) => Err(guard.corrupt("book", "committed key without an outcome")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `before_commit` delay must land inside the statement, after the
+    /// booking and before the outcome (scenario 14 rests on it): a pattern
+    /// that stopped matching would leave the statement unchanged.
+    #[test]
+    fn a_held_statement_sleeps_after_booking_and_before_recording() {
+        assert_eq!(pg_book_sql(None), PG_BOOK);
+        let held = pg_book_sql(Some(Duration::from_millis(800)));
+        let sleep = held.find("held AS (SELECT pg_sleep(0.800) FROM booked)");
+        let used = held.find("AND (SELECT count(*) FROM held) >= 0");
+        let booked = held.find("booked AS (");
+        let record = held.find("INSERT INTO idempotency_records AS r");
+        assert!(
+            matches!((booked, sleep, record, used), (Some(b), Some(s), Some(r), Some(u)) if b < s && s < r && r < u),
+            "{held}"
+        );
     }
 }

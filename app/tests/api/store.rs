@@ -143,3 +143,81 @@ async fn an_expired_key_is_taken_over_and_a_live_one_is_not(backend: Backend) {
     }
     assert_eq!(app.count_rows().await, 1);
 }
+
+/// PostgreSQL's step 5 is one autocommitted statement: these tests reach
+/// inside it.
+mod postgres {
+    use super::*;
+    use crate::helpers::Db;
+    use std::time::Duration;
+
+    /// A statement that waits on its key's row while another request
+    /// decides the key must fail as a whole: the booking it made (another
+    /// slot) is undone, and the other request's outcome is the answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_that_loses_the_key_race_undoes_its_booking() {
+        let app = spawn_app(Backend::Real).await;
+        let Db::Postgres(pool) = &app.db else {
+            panic!("the real backend is PostgreSQL");
+        };
+        // Another request has written the key's outcome and not committed yet.
+        let mut other = pool.begin().await.expect("begin");
+        sqlx::query(
+            "INSERT INTO idempotency_records (user_id, key_kind, idem_key, fingerprint, \
+             resource_id, date, created_at, expires_at, status_code, response_body) \
+             VALUES ('user_carol', 'client', 'race-key', 'fp', 'room_A', '2031-03-01', \
+             now(), now() + interval '1 hour', 409, 'decided elsewhere')",
+        )
+        .execute(&mut *other)
+        .await
+        .expect("the other request's outcome");
+
+        let store = app.state.store.clone();
+        let waiting = tokio::spawn(async move {
+            let key = KeyScope {
+                user_id: UserId::parse("user_carol").expect("user"),
+                kind: KeyKind::Client,
+                key: "race-key".into(),
+            };
+            let mine = booking("user_carol", "room_B", "2031-03-02");
+            let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+            let cmd = BookCommand {
+                key: &key,
+                fingerprint: "fp",
+                expires_at: expires,
+                refusal_expires_at: expires,
+                booking: &mine,
+                created: &created(&mine),
+                already_booked: &TAKEN,
+            };
+            store.book(&cmd).await
+        });
+        // Bounded wait until the statement is blocked on the key's row
+        // (its booking of room_B is written by then).
+        let mut blocked = false;
+        for _ in 0..100 {
+            let waiting_on_lock: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("pg_stat_activity");
+            if waiting_on_lock > 0 {
+                blocked = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(blocked, "step 5 never waited on the key's row");
+        other.commit().await.expect("commit");
+
+        match waiting.await.expect("join").expect("book") {
+            BookOutcome::Existing(record) => {
+                assert_eq!(record.response.status, 409);
+                assert_eq!(record.response.body, "decided elsewhere");
+            }
+            other => panic!("expected the other request's outcome, got {other:?}"),
+        }
+        assert_eq!(app.count_rows().await, 0, "the losing booking is undone");
+    }
+}
