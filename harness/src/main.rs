@@ -105,9 +105,11 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         race_rounds: usize,
         /// Live idempotency keys (seeded into PostgreSQL and Redis) of the
-        /// cost-against-live-keys curve; empty: no curve.
-        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
-        live_key_steps: Vec<u64>,
+        /// cost-against-live-keys curve; empty (`--live-key-steps ""`): no curve.
+        // `std::vec::Vec` keeps clap from splitting the value itself, so that
+        // the empty list parses.
+        #[arg(long, value_parser = parse_key_steps, default_value = "10000,100000,1000000")]
+        live_key_steps: std::vec::Vec<u64>,
         #[arg(long, default_value = "harness-results/bench")]
         out: PathBuf,
         #[arg(long, env = "BOOKING_BIN")]
@@ -576,4 +578,39 @@ fn check(path: PathBuf, checkers: Vec<String>) -> Result<bool> {
         }
     }
     Ok(verdict.validity != Validity::Invalid)
+}
+
+/// `--live-key-steps`: comma-separated counts, or nothing at all.
+fn parse_key_steps(value: &str) -> Result<Vec<u64>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|step| !step.is_empty())
+        .map(|step| {
+            step.parse()
+                .map_err(|e| format!("{step:?} is not a number of keys: {e}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_key_steps_parse_a_list_or_nothing() {
+        let steps = |args: &[&str]| {
+            let mut argv = vec!["booking-harness", "bench"];
+            argv.extend_from_slice(args);
+            match Cli::try_parse_from(argv).map(|cli| cli.command) {
+                Ok(Command::Bench { live_key_steps, .. }) => Ok(live_key_steps),
+                Ok(_) => panic!("not the bench command"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        assert_eq!(steps(&[]), Ok(vec![10_000, 100_000, 1_000_000]));
+        assert_eq!(steps(&["--live-key-steps", "5,7"]), Ok(vec![5, 7]));
+        assert_eq!(steps(&["--live-key-steps", ""]), Ok(vec![]));
+        assert!(steps(&["--live-key-steps", "5,x"]).is_err());
+    }
 }
