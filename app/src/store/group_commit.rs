@@ -21,7 +21,7 @@
 
 use std::sync::Arc;
 
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::sql::{commit_point, stored_row, StoredRow, READ_KEY};
@@ -47,40 +47,22 @@ const CLAIM_KEY: &str = "INSERT INTO idempotency_records \
      status_code = NULL, response_body = NULL, booking_id = NULL \
      WHERE idempotency_records.expires_at <= excluded.created_at";
 
-/// After the booking's insert (same parameters), records the key's
-/// outcome: `201` if the booking `$1` now exists, else `ALREADY_BOOKED`.
-/// Returns the row's `booking_id`.
-macro_rules! then_record_outcome {
-    () => {
-        "; UPDATE idempotency_records SET \
-         status_code = CASE WHEN EXISTS (SELECT 1 FROM bookings WHERE id = $1) THEN $8 ELSE $10 END, \
-         response_body = CASE WHEN EXISTS (SELECT 1 FROM bookings WHERE id = $1) THEN $9 ELSE $11 END, \
-         booking_id = CASE WHEN EXISTS (SELECT 1 FROM bookings WHERE id = $1) THEN $1 END, \
-         expires_at = CASE WHEN EXISTS (SELECT 1 FROM bookings WHERE id = $1) THEN $12 ELSE $13 END \
-         WHERE user_id = $14 AND key_kind = $6 AND idem_key = $7 \
-         RETURNING booking_id"
-    };
-}
-
-/// Books the slot and records the outcome: two statements, one trip to
-/// SQLite's worker thread. The unique partial index decides: if it refused
-/// the insert, the booking does not exist and the outcome is the refusal.
-const BOOK_AND_RECORD: &str = concat!(
-    "INSERT INTO bookings \
+/// The unique partial index decides: zero rows inserted means the slot
+/// already has a confirmed booking.
+const INSERT_BOOKING: &str = "INSERT INTO bookings \
      (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
      VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7) \
-     ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING",
-    then_record_outcome!()
-);
+     ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING";
 
 /// Seeded bug `no-unique-index`: the slot is checked, then inserted.
-const BOOK_CHECKED_AND_RECORD: &str = concat!(
-    "INSERT INTO bookings \
+const INSERT_BOOKING_CHECKED: &str = "INSERT INTO bookings \
      (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
      SELECT $1, $2, $3, $4, 'confirmed', $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM bookings \
-     WHERE resource_id = $3 AND date = $4 AND status = 'confirmed')",
-    then_record_outcome!()
-);
+     WHERE resource_id = $3 AND date = $4 AND status = 'confirmed')";
+
+const RECORD_OUTCOME: &str = "UPDATE idempotency_records \
+     SET status_code = $4, response_body = $5, booking_id = $6, expires_at = $7 \
+     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
 
 /// Seeded bug `already-booked-not-remembered`: the refusal is deleted
 /// before the group commits.
@@ -229,12 +211,12 @@ async fn book_one(
             .await?;
         return Ok(Err(stored_row(&row)?));
     }
-    let book = if seeded_bug!(NoUniqueIndex) {
-        BOOK_CHECKED_AND_RECORD
+    let insert = if seeded_bug!(NoUniqueIndex) {
+        INSERT_BOOKING_CHECKED
     } else {
-        BOOK_AND_RECORD
+        INSERT_BOOKING
     };
-    let recorded = sqlx::query(book)
+    let inserted = sqlx::query(insert)
         .bind(booking.id)
         .bind(&booking.user_id)
         .bind(&booking.resource_id)
@@ -242,20 +224,19 @@ async fn book_one(
         .bind(booking.created_at)
         .bind(key.kind)
         .bind(&key.key)
-        .bind(i32::from(r.created.status))
-        .bind(&r.created.body)
-        .bind(i32::from(r.already_booked.status))
-        .bind(&r.already_booked.body)
-        .bind(r.expires_at)
-        .bind(r.refusal_expires_at)
-        .bind(&key.user_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let booked: Option<uuid::Uuid> = recorded.try_get("booking_id")?;
-    let outcome = if booked.is_some() {
-        BookOutcome::Created
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let (outcome, response, booking_id, expires_at) = if inserted == 1 {
+        (
+            BookOutcome::Created,
+            &r.created,
+            Some(booking.id),
+            r.expires_at,
+        )
     } else {
-        BookOutcome::AlreadyBooked
+        let refusal = (&r.already_booked, r.refusal_expires_at);
+        (BookOutcome::AlreadyBooked, refusal.0, None, refusal.1)
     };
     if seeded_bug!(AlreadyBookedNotRemembered) && outcome == BookOutcome::AlreadyBooked {
         // Seeded bug: a refusal is not worth remembering.
@@ -265,6 +246,17 @@ async fn book_one(
             .bind(&key.key)
             .execute(&mut *conn)
             .await?;
+        return Ok(Ok(outcome));
     }
+    sqlx::query(RECORD_OUTCOME)
+        .bind(&key.user_id)
+        .bind(key.kind)
+        .bind(&key.key)
+        .bind(i32::from(response.status))
+        .bind(&response.body)
+        .bind(booking_id)
+        .bind(expires_at)
+        .execute(&mut *conn)
+        .await?;
     Ok(Ok(outcome))
 }
