@@ -43,6 +43,7 @@ pub struct Metrics {
     replays: Family<ReplayLabels, Counter>,
     lock_contention: Counter,
     dependency_latency: HistogramFamily<DependencyLabels>,
+    commit_group_size: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -90,6 +91,13 @@ impl Metrics {
             "Latency of calls to the coordinator and the store",
             dependency_latency.clone(),
         );
+        // 1, 2, 4 … 64: a group holds at most 64 bookings.
+        let commit_group_size = Histogram::new(exponential_buckets(1.0, 2.0, 7));
+        registry.register(
+            "store_commit_group_size",
+            "Bookings made durable by one commit of SQLite's group commit",
+            commit_group_size.clone(),
+        );
         Self {
             registry,
             requests,
@@ -97,6 +105,7 @@ impl Metrics {
             replays,
             lock_contention,
             dependency_latency,
+            commit_group_size,
         }
     }
 
@@ -139,6 +148,10 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    pub fn observe_commit_group(&self, bookings: usize) {
+        self.commit_group_size.observe(bookings as f64);
+    }
+
     /// The OpenMetrics text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -161,6 +174,7 @@ mod tests {
         m.record_replay("redis");
         m.record_lock_contention();
         m.observe_dependency("redis", "claim", Duration::from_millis(3));
+        m.observe_commit_group(3);
         let text = m.render();
         assert!(
             text.contains(
@@ -174,5 +188,9 @@ mod tests {
         assert!(text.contains(
             r#"booking_dependency_call_seconds_count{dependency="redis",operation="claim"} 1"#
         ));
+        assert!(
+            text.contains("booking_store_commit_group_size_sum 3.0"),
+            "{text}"
+        );
     }
 }

@@ -28,6 +28,7 @@ use super::sql::{commit_point, stored_row, StoredRow, READ_KEY};
 use super::BookOutcome;
 use crate::deps::Classify;
 use crate::domain::{Booking, KeyScope};
+use crate::metrics::Metrics;
 use crate::response::StoredResponse;
 
 /// The most requests one commit makes durable.
@@ -126,9 +127,9 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the writer task. It takes `turn` for each group, as every other
     /// writer of this store does, and stops when the store is dropped.
-    pub fn start(pool: SqlitePool, turn: Arc<Mutex<()>>) -> Self {
+    pub fn start(pool: SqlitePool, turn: Arc<Mutex<()>>, metrics: Arc<Metrics>) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(pool, turn, queue));
+        tokio::spawn(writer(pool, turn, queue, metrics));
         Self { jobs }
     }
 
@@ -143,12 +144,20 @@ impl GroupCommit {
     }
 }
 
-async fn writer(pool: SqlitePool, turn: Arc<Mutex<()>>, mut queue: mpsc::Receiver<Job>) {
+async fn writer(
+    pool: SqlitePool,
+    turn: Arc<Mutex<()>>,
+    mut queue: mpsc::Receiver<Job>,
+    metrics: Arc<Metrics>,
+) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
         let _turn = turn.lock().await;
         let answers = match commit_group(&pool, &group).await {
-            Ok(answers) => answers.into_iter().map(Ok).collect(),
+            Ok(answers) => {
+                metrics.observe_commit_group(group.len());
+                answers.into_iter().map(Ok).collect()
+            }
             Err(e) => {
                 tracing::warn!(error = %e, requests = group.len(), "group commit rolled back");
                 let failed = GroupFailed::from_sqlx(&e);

@@ -497,7 +497,11 @@ impl SqliteStore {
         }
         let writer = Arc::new(tokio::sync::Mutex::new(()));
         Ok(Self {
-            group: group_commit::GroupCommit::start(pool.clone(), writer.clone()),
+            group: group_commit::GroupCommit::start(
+                pool.clone(),
+                writer.clone(),
+                guard.metrics.clone(),
+            ),
             pool,
             guard,
             writer,

@@ -221,3 +221,69 @@ mod postgres {
         assert_eq!(app.count_rows().await, 0, "the losing booking is undone");
     }
 }
+
+/// SQLite's step 5 runs through a group commit.
+mod sqlite {
+    use super::*;
+
+    fn sample(metrics: &str, name: &str) -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{metrics}"))
+    }
+
+    /// Bookings that arrive together are made durable together: 24 at once
+    /// on distinct slots all book, with fewer commits than bookings.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bookings_that_arrive_together_share_a_commit() {
+        let app = spawn_app(Backend::Embedded).await;
+        let keys: Vec<KeyScope> = (0..24)
+            .map(|i| KeyScope {
+                user_id: UserId::parse("user_dana").expect("user"),
+                kind: KeyKind::Client,
+                key: format!("group-{i}"),
+            })
+            .collect();
+        let bookings: Vec<Booking> = (0..24)
+            .map(|i| booking("user_dana", "room_A", &format!("2031-04-{:02}", i + 1)))
+            .collect();
+        let responses: Vec<StoredResponse> = bookings.iter().map(created).collect();
+        let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+        let outcomes = join_all(
+            keys.iter()
+                .zip(&bookings)
+                .zip(&responses)
+                .map(|((k, b), r)| {
+                    let store = app.state.store.clone();
+                    let cmd = BookCommand {
+                        key: k,
+                        fingerprint: "fp",
+                        expires_at: expires,
+                        refusal_expires_at: expires,
+                        booking: b,
+                        created: r,
+                        already_booked: &TAKEN,
+                    };
+                    async move { store.book(&cmd).await.expect("book") }
+                }),
+        )
+        .await;
+        assert!(
+            outcomes.iter().all(|o| *o == BookOutcome::Created),
+            "{outcomes:?}"
+        );
+        assert_eq!(app.count_rows().await, 24);
+        let metrics = app.state.metrics.render();
+        assert_eq!(
+            sample(&metrics, "booking_store_commit_group_size_sum"),
+            24.0
+        );
+        let commits = sample(&metrics, "booking_store_commit_group_size_count");
+        assert!(
+            commits < 24.0,
+            "{commits} commits for 24 bookings:\n{metrics}"
+        );
+    }
+}
