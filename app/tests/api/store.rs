@@ -39,6 +39,35 @@ static TAKEN: StoredResponse = StoredResponse {
     body: String::new(),
 };
 
+/// Step 5 for each (key, booking) pair at once, straight against the store.
+async fn book_at_once(
+    app: &crate::helpers::TestApp,
+    keys: &[KeyScope],
+    bookings: &[Booking],
+    responses: &[StoredResponse],
+) -> Vec<BookOutcome> {
+    let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    join_all(
+        keys.iter()
+            .zip(bookings)
+            .zip(responses)
+            .map(|((key, b), r)| {
+                let store = app.state.store.clone();
+                let cmd = BookCommand {
+                    key,
+                    fingerprint: "fp",
+                    expires_at: expires,
+                    refusal_expires_at: expires,
+                    booking: b,
+                    created: r,
+                    already_booked: &TAKEN,
+                };
+                async move { store.book(&cmd).await.expect("book") }
+            }),
+    )
+    .await
+}
+
 /// Ten transactions with one key and ten different slots at once (each
 /// passed Redis because Redis had lost the key): one books, the others
 /// answer with its outcome.
@@ -53,21 +82,8 @@ async fn concurrent_transactions_with_one_key_make_at_most_one_booking(backend: 
         .map(|i| booking("user_alice", "room_A", &format!("2031-01-{:02}", i + 1)))
         .collect();
     let responses: Vec<StoredResponse> = bookings.iter().map(created).collect();
-    let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
-    let outcomes = join_all(bookings.iter().zip(&responses).map(|(b, r)| {
-        let store = app.state.store.clone();
-        let cmd = BookCommand {
-            key: &key,
-            fingerprint: "fp",
-            expires_at: expires,
-            refusal_expires_at: expires,
-            booking: b,
-            created: r,
-            already_booked: &TAKEN,
-        };
-        async move { store.book(&cmd).await.expect("book") }
-    }))
-    .await;
+    let keys = vec![key; bookings.len()];
+    let outcomes = book_at_once(&app, &keys, &bookings, &responses).await;
     let created_count = outcomes
         .iter()
         .filter(|o| **o == BookOutcome::Created)
@@ -250,26 +266,7 @@ mod sqlite {
             .map(|i| booking("user_dana", "room_A", &format!("2031-04-{:02}", i + 1)))
             .collect();
         let responses: Vec<StoredResponse> = bookings.iter().map(created).collect();
-        let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
-        let outcomes = join_all(
-            keys.iter()
-                .zip(&bookings)
-                .zip(&responses)
-                .map(|((k, b), r)| {
-                    let store = app.state.store.clone();
-                    let cmd = BookCommand {
-                        key: k,
-                        fingerprint: "fp",
-                        expires_at: expires,
-                        refusal_expires_at: expires,
-                        booking: b,
-                        created: r,
-                        already_booked: &TAKEN,
-                    };
-                    async move { store.book(&cmd).await.expect("book") }
-                }),
-        )
-        .await;
+        let outcomes = book_at_once(&app, &keys, &bookings, &responses).await;
         assert!(
             outcomes.iter().all(|o| *o == BookOutcome::Created),
             "{outcomes:?}"
