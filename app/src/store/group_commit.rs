@@ -5,8 +5,9 @@
 //! Why by hand: with `synchronous = FULL` every commit waits for an fsync
 //! of the write-ahead log (about 0.3 ms on this project's machine, several
 //! ms on a busy disk), and SQLite lets one transaction write at a time, so
-//! one commit per booking capped the embedded default near 2 500 bookings a
-//! second whatever the CPU. Server databases group commits themselves
+//! one commit per booking capped the embedded default whatever the CPU
+//! (820 creates/s before, 2 300 after, side by side in
+//! `docs/PERFORMANCE.md`). Server databases group commits themselves
 //! (PostgreSQL's WAL writer); SQLite leaves it to the application, and no
 //! crate does it for sqlx.
 //!
@@ -165,7 +166,8 @@ async fn writer(
             }
         };
         for (job, answer) in group.drain(..).zip(answers) {
-            // A caller past its deadline has gone; its outcome stays stored.
+            // A caller past its deadline has answered 503 and gone; what the
+            // group committed for it stands, and its retry will read it.
             let _ = job.answer.send(answer);
         }
     }
