@@ -25,7 +25,7 @@ use std::sync::Arc;
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::sql::{commit_point, stored_row, StoredRow, READ_KEY};
+use super::sql::{commit_point, stored_row, StoredRow, FORGET_REFUSAL, READ_KEY};
 use super::BookOutcome;
 use crate::deps::Classify;
 use crate::domain::{Booking, KeyScope};
@@ -64,11 +64,6 @@ const INSERT_BOOKING_CHECKED: &str = "INSERT INTO bookings \
 
 const RECORD_OUTCOME: &str = "UPDATE idempotency_records \
      SET status_code = $4, response_body = $5, booking_id = $6, expires_at = $7 \
-     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
-
-/// Seeded bug `already-booked-not-remembered`: the refusal is deleted
-/// before the group commits.
-const FORGET_REFUSAL: &str = "DELETE FROM idempotency_records \
      WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
 
 /// Step 5's input, owned, so that it can wait in the queue.

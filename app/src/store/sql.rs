@@ -690,9 +690,10 @@ impl PostgresStore {
     }
 }
 
-/// Seeded bug `already-booked-not-remembered` on PostgreSQL, whose step 5
-/// has committed by the time its outcome is known: the refusal is deleted.
-const FORGET_REFUSAL: &str = "DELETE FROM idempotency_records \
+/// Seeded bug `already-booked-not-remembered`: the key's row is deleted
+/// when it holds no booking (PostgreSQL: after its one statement committed
+/// the refusal; SQLite: inside the group, before the outcome is recorded).
+pub(super) const FORGET_REFUSAL: &str = "DELETE FROM idempotency_records \
      WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND booking_id IS NULL";
 
 /// The commit point of step 5, shared by both stores: the `before_commit`
