@@ -170,6 +170,11 @@ impl Client {
     }
 
     /// Performs `call` with retries; returns the last recorded operation.
+    /// How many replicas (or target URLs) the client sends to.
+    pub fn replicas(&self) -> usize {
+        self.http.len()
+    }
+
     pub async fn perform(&self, intent: u64, call: &Call, first_replica: usize) -> Operation {
         let mut attempt = 1;
         loop {

@@ -317,6 +317,12 @@ pub struct RunMeta {
     pub recovery_bound_ms: f64,
     /// Retention of server-derived keys, in milliseconds.
     pub derived_key_ttl_ms: f64,
+    /// Retention of a client key's booking and of its refusal, in
+    /// milliseconds (0: unknown, taken as longer than any run).
+    #[serde(default)]
+    pub client_key_ttl_ms: f64,
+    #[serde(default)]
+    pub refusal_ttl_ms: f64,
     /// When the faults had healed and the settle phase began (0: no settle phase).
     #[serde(default)]
     pub settled_from_ms: f64,
@@ -351,6 +357,8 @@ impl Default for RunMeta {
             mode: String::new(),
             recovery_bound_ms: 0.0,
             derived_key_ttl_ms: 0.0,
+            client_key_ttl_ms: 0.0,
+            refusal_ttl_ms: 0.0,
             settled_from_ms: 0.0,
             settle_bound_ms: 0.0,
             reuse_policy: reject(),

@@ -242,10 +242,16 @@ pub async fn run_on(
         )?;
         let deadline = started + w.duration;
         let (delay, think) = (w.start_delay, w.think_time);
+        let replay_at = w.replay_at.clone();
         let seen = seen.clone();
         clients.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            run_client(client, n, plan, deadline, think, seen).await
+            let pace = Pace {
+                deadline,
+                think,
+                replay_at,
+            };
+            run_client(client, n, plan, pace, seen).await
         }));
     }
     for c in clients {
@@ -287,6 +293,8 @@ pub async fn run_on(
             mode: scenario.mode.as_str().into(),
             recovery_bound_ms: scenario.recovery_bound.as_secs_f64() * 1000.0,
             derived_key_ttl_ms: service.idempotency.derived_key_ttl.as_secs_f64() * 1000.0,
+            client_key_ttl_ms: service.idempotency.client_key_ttl.as_secs_f64() * 1000.0,
+            refusal_ttl_ms: service.idempotency.refusal_ttl.as_secs_f64() * 1000.0,
             settled_from_ms,
             settle_bound_ms: scenario.settle_bound().as_secs_f64() * 1000.0,
             reuse_policy: service.idempotency.reuse_policy.as_str().into(),
@@ -393,19 +401,29 @@ struct Acked {
     keyed: bool,
 }
 
-/// One client works through its plan until it ends or the deadline passes.
-/// Creates marked for replay are sent once more right after the client's
-/// next acknowledged cancel (a slot was just freed), or at the end.
-async fn run_client(
-    client: Client,
-    n: usize,
-    plan: Vec<Intent>,
+/// A client's timing: when its plan ends, its pause between intents, and
+/// when its replays go out (see [`crate::scenario::Workload::replay_at`]).
+struct Pace {
     deadline: Instant,
     think: Duration,
-    seen: Seen,
-) {
+    replay_at: Vec<Duration>,
+}
+
+/// One client works through its plan until it ends or the deadline passes.
+/// Creates marked for replay are sent once more right after the client's
+/// next acknowledged cancel (a slot was just freed), or at the end; with
+/// `replay_at`, at those times after their answer instead, to every
+/// replica in turn.
+async fn run_client(client: Client, n: usize, plan: Vec<Intent>, pace: Pace, seen: Seen) {
+    let Pace {
+        deadline,
+        think,
+        replay_at,
+    } = pace;
     let mut acknowledged: Vec<Acked> = Vec::new();
     let mut replays: Vec<(u64, Call)> = Vec::new();
+    // Replays on a timetable (`replay_at`), bounded by its last time.
+    let mut timed = tokio::task::JoinSet::new();
     let create = |user: &str, resource: &str, date: &str, key: Option<String>| Call {
         kind: OpKind::Create,
         user: user.to_owned(),
@@ -457,7 +475,17 @@ async fn run_client(
                     }
                 }
                 if replay && ops.iter().any(|o| o.is_definitive()) {
-                    replays.push((intent_id, call));
+                    if replay_at.is_empty() {
+                        replays.push((intent_id, call));
+                    } else {
+                        timed.spawn(replay_on_timetable(
+                            client.clone(),
+                            n,
+                            intent_id,
+                            call,
+                            replay_at.clone(),
+                        ));
+                    }
                 }
             }
             Intent::Cancel {
@@ -542,6 +570,26 @@ async fn run_client(
     }
     for (intent_id, call) in replays {
         client.perform(intent_id, &call, n).await;
+    }
+    while timed.join_next().await.is_some() {}
+}
+
+/// Sends `call` again at each time of `at` after now, once to every replica,
+/// starting with the client's own: a key asked again while its answer is
+/// kept, and again after its retention, on every replica's cache.
+async fn replay_on_timetable(
+    client: Client,
+    n: usize,
+    intent_id: u64,
+    call: Call,
+    at: Vec<Duration>,
+) {
+    let answered = Instant::now();
+    for delay in at {
+        tokio::time::sleep_until((answered + delay).into()).await;
+        for replica in 0..client.replicas() {
+            client.perform(intent_id, &call, n + replica).await;
+        }
     }
 }
 

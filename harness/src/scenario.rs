@@ -157,6 +157,16 @@ pub struct Workload {
     /// after the client's next acknowledged cancel or at the end of its plan
     /// (its answer must not have changed).
     pub replay_ratio: f64,
+    /// When set, creates marked for replay (`replay_ratio`) are sent again
+    /// at each of these times after their answer, to every replica in
+    /// turn, instead of after the next cancel: to ask a key again while its
+    /// answer is kept and once its retention has run out (`["2s", "4s"]`).
+    #[serde(
+        deserialize_with = "durations",
+        serialize_with = "write_durations",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub replay_at: Vec<Duration>,
     /// Reads of `/api/resources/available` among the intents.
     pub availability_ratio: f64,
     /// Clients wait this long before their first intent, so that faults
@@ -218,6 +228,7 @@ impl Default for Workload {
             foreign_cancel_ratio: 0.0,
             rebook_ratio: 0.0,
             replay_ratio: 0.0,
+            replay_at: Vec::new(),
             availability_ratio: 0.0,
             start_delay: Duration::ZERO,
         }
@@ -444,6 +455,18 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_duration(&raw).map_err(serde::de::Error::custom)
 }
 
+fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|raw| parse_duration(raw).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+fn write_durations<S: Serializer>(ds: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+    let written: Vec<String> = ds.iter().map(duration_text).collect();
+    written.serialize(s)
+}
+
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
 }
@@ -451,10 +474,14 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 /// A duration as [`parse_duration`] reads it back: `300ms`, or `0.25ms`
 /// below a millisecond's precision.
 fn write_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&duration_text(d))
+}
+
+fn duration_text(d: &Duration) -> String {
     if d.subsec_nanos().is_multiple_of(1_000_000) {
-        s.collect_str(&format_args!("{}ms", d.as_millis()))
+        format!("{}ms", d.as_millis())
     } else {
-        s.collect_str(&format_args!("{}ms", d.as_nanos() as f64 / 1e6))
+        format!("{}ms", d.as_nanos() as f64 / 1e6)
     }
 }
 

@@ -19,6 +19,7 @@ mod no_double_booking;
 mod no_lost_ack;
 mod no_phantom;
 mod no_stale_replay;
+mod no_superseded_answer;
 mod recovery;
 mod replay_consistency;
 
@@ -112,6 +113,7 @@ pub fn all() -> Vec<Box<dyn Checker>> {
         Box::new(definite_answer::DefiniteAnswer),
         Box::new(answer_matches_request::AnswerMatchesRequest),
         Box::new(no_stale_replay::NoStaleReplay),
+        Box::new(no_superseded_answer::NoSupersededAnswer),
         Box::new(isolation::Isolation),
         Box::new(availability::Availability),
     ]

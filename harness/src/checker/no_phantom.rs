@@ -1,11 +1,22 @@
 //! Invariant 5: No phantom: every booking row belongs to a create that was invoked
 //! (with its key and slot), and no client key that was definitively refused
-//! with `ALREADY_BOOKED` has a booking.
+//! with `ALREADY_BOOKED` has a booking — unless the refusal and the booking
+//! were answers of different lives of the key: one came after the other's
+//! retention had run out (the key was then decided anew).
 
 use std::collections::BTreeSet;
 
 use super::{CheckResult, Checker, Violation};
-use crate::history::{History, OpKind};
+use crate::history::{History, OpKind, Operation};
+
+/// A retention in ms, 0 (unknown) meaning longer than any run.
+fn lasting(ms: f64) -> f64 {
+    if ms > 0.0 {
+        ms
+    } else {
+        f64::INFINITY
+    }
+}
 
 pub struct NoPhantom;
 
@@ -45,12 +56,31 @@ impl Checker for NoPhantom {
                 });
             }
             if refused.contains(&scope) {
-                let ops = h
+                // When the key answered with this booking, if it did.
+                let booked: Option<&Operation> = h
+                    .ops
+                    .iter()
+                    .filter(|o| {
+                        o.scope().as_ref() == Some(&scope)
+                            && o.returned_booking_id().as_deref() == Some(row.id.as_str())
+                    })
+                    .min_by(|a, b| a.invoke_ms.total_cmp(&b.invoke_ms));
+                let another_life = |refusal: &Operation| {
+                    booked.is_some_and(|b| {
+                        b.invoke_ms + lasting(h.meta.client_key_ttl_ms) <= refusal.invoke_ms
+                            || refusal.complete_ms + lasting(h.meta.refusal_ttl_ms) <= b.invoke_ms
+                    })
+                };
+                let ops: Vec<usize> = h
                     .ops
                     .iter()
                     .filter(|o| o.scope().as_ref() == Some(&scope) && o.has_code("ALREADY_BOOKED"))
+                    .filter(|o| !another_life(o))
                     .map(|o| o.index)
                     .collect();
+                if ops.is_empty() {
+                    continue;
+                }
                 violations.push(Violation {
                     message: format!(
                         "key {scope} was refused with ALREADY_BOOKED but booked {}",
@@ -88,6 +118,24 @@ mod tests {
         b.failed("bob", "room_A", Some("k"), 409, "ALREADY_BOOKED");
         b.row("b2", "bob", "room_A", "confirmed", Some("k"));
         assert_eq!(NoPhantom.check(&b.history).validity, Validity::Invalid);
+    }
+
+    #[test]
+    fn a_refusal_after_the_keys_booking_expired_is_another_life_of_the_key() {
+        let mut b = Builder::new();
+        b.history.meta.client_key_ttl_ms = 100.0;
+        b.history.meta.refusal_ttl_ms = 100.0;
+        b.created("bob", "room_A", Some("k"), "b2");
+        let refusal = b.failed("bob", "room_A", Some("k"), 409, "ALREADY_BOOKED");
+        b.row("b2", "bob", "room_A", "confirmed", Some("k"));
+        assert_eq!(
+            NoPhantom.check(&b.history).validity,
+            Validity::Invalid,
+            "refused within the booking's retention"
+        );
+        b.history.ops[refusal].invoke_ms += 100.0;
+        b.history.ops[refusal].complete_ms += 100.0;
+        assert_eq!(NoPhantom.check(&b.history).validity, Validity::Valid);
     }
 
     #[test]

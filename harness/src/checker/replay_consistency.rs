@@ -4,7 +4,10 @@
 //! Server-derived keys are short-lived and forgotten when their slot is
 //! cancelled, so two answers for one derived key are only compared when no
 //! cancel on that slot was invoked in between and they lie within the
-//! derived key's retention.
+//! derived key's retention. A client key's answer lasts its retention (a
+//! booking's, or a refusal's): a request that ends before the first answer
+//! was sent plus that retention must get the same answer; later ones may be
+//! decided anew (`no_superseded_answer` judges those).
 
 use std::collections::BTreeMap;
 
@@ -55,11 +58,28 @@ impl Checker for ReplayConsistency {
             120_000.0
         };
 
+        // A client key's retention; 0 (an old history): longer than any run.
+        let client_ttl = |first: &Operation| {
+            let ttl = if first.is_created() {
+                h.meta.client_key_ttl_ms
+            } else {
+                h.meta.refusal_ttl_ms.min(h.meta.client_key_ttl_ms)
+            };
+            if ttl > 0.0 {
+                ttl
+            } else {
+                f64::INFINITY
+            }
+        };
+
         let mut violations = Vec::new();
         for (scope, ops) in by_scope {
             let derived = scope.kind == "derived";
             let first = ops[0];
             for other in &ops[1..] {
+                if !derived && other.complete_ms >= first.invoke_ms + client_ttl(first) {
+                    continue;
+                }
                 if derived {
                     let slot = first.slot();
                     let cancelled_between = cancels.iter().any(|(t, s)| {
@@ -129,6 +149,24 @@ mod tests {
         b.created("alice", "room_A", Some("k"), "b1");
         // The same key of another user is another scope.
         b.created("bob", "room_B", Some("k"), "b2");
+        assert_eq!(
+            ReplayConsistency.check(&b.history).validity,
+            Validity::Valid
+        );
+    }
+
+    #[test]
+    fn a_client_key_may_answer_anew_once_its_retention_has_run_out() {
+        let mut b = Builder::new();
+        b.history.meta.client_key_ttl_ms = 100.0;
+        b.history.meta.refusal_ttl_ms = 100.0;
+        let first = b.created("alice", "room_A", Some("k"), "b1");
+        let within = b.failed("alice", "room_A", Some("k"), 409, "ALREADY_BOOKED");
+        let r = ReplayConsistency.check(&b.history);
+        assert_eq!(r.validity, Validity::Invalid, "within the retention");
+        // The same second answer, ending after the retention: decided anew.
+        b.history.ops[within].invoke_ms = b.history.ops[first].invoke_ms + 95.0;
+        b.history.ops[within].complete_ms = b.history.ops[first].invoke_ms + 100.0;
         assert_eq!(
             ReplayConsistency.check(&b.history).validity,
             Validity::Valid
