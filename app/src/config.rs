@@ -42,6 +42,9 @@ pub struct IdempotencySettings {
     /// Lifetime of an in-progress claim. Longer than the request timeout,
     /// far shorter than the retention, so a crashed request frees its key soon.
     pub lease: Duration,
+    /// Completed client-key outcomes each replica keeps in memory to answer
+    /// replays without Redis (`booking::replay_cache`); `0`: none.
+    pub replay_cache_entries: usize,
 }
 
 impl Default for IdempotencySettings {
@@ -53,6 +56,7 @@ impl Default for IdempotencySettings {
             refusal_ttl: Duration::from_secs(DEFAULT_REFUSAL_TTL_SECS),
             key_quota: DEFAULT_KEY_QUOTA,
             lease: Duration::from_millis(DEFAULT_LEASE_MS),
+            replay_cache_entries: DEFAULT_REPLAY_CACHE_ENTRIES,
         }
     }
 }
@@ -71,6 +75,8 @@ pub const DEFAULT_KEY_TTL_SECS: u64 = 24 * 3600;
 pub const DEFAULT_DERIVED_KEY_TTL_SECS: u64 = 120;
 /// Seconds a refusal is kept for a client key.
 pub const DEFAULT_REFUSAL_TTL_SECS: u64 = 3600;
+/// Completed outcomes a replica caches: about 6 MB at 0.6 KB each.
+pub const DEFAULT_REPLAY_CACHE_ENTRIES: usize = 10_000;
 /// Milliseconds an in-progress claim lasts.
 pub const DEFAULT_LEASE_MS: u64 = 30_000;
 /// Milliseconds the slot lock lasts.
@@ -282,6 +288,10 @@ pub struct ServeArgs {
     /// Milliseconds an in-progress claim lasts (must exceed the request timeout).
     #[arg(long, env = "IDEMPOTENCY_LEASE_MS", default_value_t = DEFAULT_LEASE_MS)]
     pub lease_ms: u64,
+    /// Completed client-key outcomes kept in memory to answer replays
+    /// without Redis, each until shortly before the store forgets it; 0: none.
+    #[arg(long, env = "REPLAY_CACHE_ENTRIES", default_value_t = DEFAULT_REPLAY_CACHE_ENTRIES)]
+    pub replay_cache_entries: usize,
     /// Milliseconds the slot lock lasts.
     #[arg(long, env = "LOCK_TTL_MS", default_value_t = DEFAULT_LOCK_TTL_MS)]
     pub lock_ttl_ms: u64,
@@ -397,6 +407,7 @@ impl ServeArgs {
                 refusal_ttl: Duration::from_secs(self.refusal_ttl_secs),
                 key_quota: self.key_quota,
                 lease: Duration::from_millis(self.lease_ms),
+                replay_cache_entries: self.replay_cache_entries,
             },
             lock_ttl: Duration::from_millis(self.lock_ttl_ms),
             dependency_timeout: Duration::from_millis(self.dependency_timeout_ms),

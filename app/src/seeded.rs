@@ -34,6 +34,7 @@ pub enum Bug {
     DerivedKeyWithoutUser,
     AlreadyBookedNotRemembered,
     DerivedReplayUnverified,
+    ReplayCacheOutlivesStore,
 }
 
 /// Where a bug comes from.
@@ -204,6 +205,14 @@ pub const CATALOGUE: &[Entry] = &[
         origin: Origin::ThisProtocol,
         breaks: "a derived key's Redis record is replayed without asking the store: after a cancel whose Redis clean-up failed (a Redis stall), the owner's rebook without a key replays the cancelled booking as 201 confirmed",
         caught_by: &["no_stale_replay"],
+        needs: &[],
+    },
+    Entry {
+        bug: Bug::ReplayCacheOutlivesStore,
+        name: "replay-cache-outlives-store",
+        origin: Origin::ThisProtocol,
+        breaks: "a replica's replay cache keeps an outcome for the key's retention from when it saw it, not until the store's expiry: once the key has expired and been decided anew, that replica still replays the old answer",
+        caught_by: &["no_superseded_answer"],
         needs: &[],
     },
 ];

@@ -62,8 +62,12 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         crate::auth::AuthMode::Jwt => {}
     }
     let rate_limiter = Arc::new(crate::limits::ClientRateLimiter::new(settings.rate_limit));
+    let replay_cache = Arc::new(crate::booking::replay_cache::ReplayCache::new(
+        settings.idempotency.replay_cache_entries,
+    ));
     Ok(AppState::new(crate::state::Parts {
         rate_limiter,
+        replay_cache,
         settings: Arc::new(settings),
         coordinator,
         store,

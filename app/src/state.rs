@@ -40,6 +40,8 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub auth: Arc<crate::auth::Authenticator>,
     pub rate_limiter: Arc<crate::limits::ClientRateLimiter>,
+    /// Completed client-key outcomes, to answer replays without Redis.
+    pub replay_cache: Arc<crate::booking::replay_cache::ReplayCache>,
 }
 
 impl AppState {

@@ -145,6 +145,7 @@ impl World {
         let record = CompletedRecord {
             fingerprint: "fp".into(),
             response: response.clone(),
+            expires_at: None,
         };
         let done = self.coordinator.complete(key, token, &record, RETENTION);
         self.note(key, format!("finalize {} -> {done}", response.body));

@@ -58,6 +58,7 @@ fn coordinator(c: &mut Criterion) {
             status: 201,
             body: "{}".into(),
         },
+        expires_at: None,
     };
     let lease = Duration::from_secs(30);
     let n = AtomicU64::new(0);

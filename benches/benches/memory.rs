@@ -54,6 +54,8 @@ fn fill(core: &CoordinatorCore<std::sync::Mutex<Tables>, FixedClock>, n: usize) 
                 status: 201,
                 body: body.to_owned(),
             },
+            // The same size as `Some(expiry)`: the service's records carry one.
+            expires_at: None,
         };
         assert!(core.complete(&key, &token, &record, Duration::from_secs(86_400)));
     }

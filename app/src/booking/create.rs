@@ -3,6 +3,8 @@
 //! ```text
 //! 1 validate            (the handler: domain types + catalogue)
 //! 2 resolve_key         key scoped to the user, payload fingerprint
+//!   cached_replay       this replica's replay cache: a completed client key
+//!                       is answered here, until just before the store forgets it
 //! 3 claim               Redis: replay | in progress | this request owns the key
 //! 4 lock                Redis: one request per slot (contention only),
 //!                       in the same script as the claim (one round trip)
@@ -39,14 +41,35 @@ pub struct Reply {
     pub replayed: bool,
 }
 
-/// Runs the whole protocol for a validated request.
-pub async fn create_booking(
+/// A validated request, its resource checked and its key resolved (steps 1
+/// and 2): what [`cached_replay`] and [`create_booking`] take.
+pub struct Resolved {
+    request: NewBooking,
+    key: ResolvedKey,
+}
+
+/// Steps 1 (the catalogue) and 2.
+pub fn resolve(
     state: &AppState,
     request: NewBooking,
     client_key: Option<IdempotencyKey>,
-) -> Result<Reply, ApiError> {
+) -> Result<Resolved, ApiError> {
     state.check_resource(&request.resource)?;
     let key = resolve_key(&request, client_key.as_ref(), &state.settings.idempotency);
+    Ok(Resolved { request, key })
+}
+
+/// Step 2½: the answer this replica's replay cache holds for the key, if
+/// any (a replay, or `422` for another payload). Synchronous and in memory,
+/// so the handler asks it before it hands the protocol to a task of its own.
+pub fn cached_replay(state: &AppState, resolved: &Resolved) -> Option<Result<Reply, ApiError>> {
+    let record = state.replay_cache.get(&resolved.key)?;
+    Some(decide(state, &resolved.key, record, true, "cache"))
+}
+
+/// Runs the protocol from step 3 on.
+pub async fn create_booking(state: &AppState, resolved: Resolved) -> Result<Reply, ApiError> {
+    let Resolved { request, key } = resolved;
     let result = match claim(state, &key, &request).await {
         Ok(Claimed::Owner(token, lock)) => {
             let result = run_claimed(state, &key, &token, lock, &request).await;
@@ -83,6 +106,7 @@ async fn run_claimed(
         Slot::Held(token) => token,
         Slot::Decided(record) => {
             finalize(state, key, token, &record).await;
+            state.replay_cache.remember(key, &record);
             return decide(state, key, record, true, "store");
         }
     };
@@ -114,6 +138,7 @@ async fn run_claimed(
             return decide(state, key, record, replayed, "store");
         }
         unlocked = finalize_and_unlock(state, key, token, &record, request, &lock).await;
+        state.replay_cache.remember(key, &record);
         decide(state, key, record, replayed, "store")
     }
     .await;
@@ -160,6 +185,7 @@ async fn claim(
             verify_derived_record(state, key, request).await
         }
         Claim::Completed(record) => {
+            state.replay_cache.remember(key, &record);
             decide(state, key, record, true, "coordinator").map(Claimed::Replay)
         }
     }
@@ -327,13 +353,17 @@ async fn book_in_transaction(
         created: &prepared.created,
         already_booked: &prepared.already_booked,
     };
-    let fresh = |response: StoredResponse| CompletedRecord {
+    let fresh = |response: StoredResponse, expires_at| CompletedRecord {
         fingerprint: key.fingerprint.clone(),
         response,
+        expires_at: Some(expires_at),
     };
     match state.store.book(&cmd).await? {
-        BookOutcome::Created => Ok((fresh(prepared.created), false)),
-        BookOutcome::AlreadyBooked => Ok((fresh(prepared.already_booked), false)),
+        BookOutcome::Created => Ok((fresh(prepared.created, prepared.expires_at), false)),
+        BookOutcome::AlreadyBooked => Ok((
+            fresh(prepared.already_booked, prepared.refusal_expires_at),
+            false,
+        )),
         BookOutcome::Existing(record) => Ok((record, true)),
     }
 }
@@ -443,6 +473,7 @@ async fn release(state: &AppState, key: &ResolvedKey, token: &Token, error: &Api
         let record = CompletedRecord {
             fingerprint: key.fingerprint.clone(),
             response: error.to_stored(),
+            expires_at: None,
         };
         finalize(state, key, token, &record).await;
         return;
@@ -494,6 +525,7 @@ async fn seeded_bug_finalize_before_commit(
     let record = CompletedRecord {
         fingerprint: key.fingerprint.clone(),
         response: prepared.created.clone(),
+        expires_at: None,
     };
     finalize(state, key, token, &record).await;
     unlock(state, request, lock).await;

@@ -4,3 +4,4 @@
 pub mod cancel;
 pub mod create;
 pub mod key;
+pub mod replay_cache;

@@ -107,6 +107,7 @@ mod tests {
         CompletedRecord {
             fingerprint: "fp".into(),
             response,
+            expires_at: None,
         }
     }
 
@@ -131,7 +132,8 @@ mod tests {
             c.claim("k", "other", LEASE).await.expect("claim"),
             Claim::Completed(CompletedRecord {
                 fingerprint: "fp".into(),
-                response: created()
+                response: created(),
+                expires_at: None,
             })
         );
     }

@@ -16,6 +16,7 @@ pub mod redis;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::deps::DependencyError;
 use crate::response::StoredResponse;
@@ -41,6 +42,11 @@ impl Default for Token {
 pub struct CompletedRecord {
     pub fingerprint: String,
     pub response: StoredResponse,
+    /// When the store stops answering with this outcome (its row's
+    /// `expires_at`), where known: a replica may cache the outcome until
+    /// then (`booking::replay_cache`). `None` for an outcome whose store
+    /// expiry is unknown; it is never cached.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The result of trying to claim an idempotency key.

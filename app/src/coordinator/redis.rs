@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script};
 
@@ -22,13 +23,14 @@ use crate::response::StoredResponse;
 
 /// Claims `KEYS[1]` for owner `ARGV[1]` (fingerprint `ARGV[2]`, lease
 /// `ARGV[3]` ms), or returns `{"in_progress"}` or
-/// `{"completed", fp, status, body}`. The scripts below end it.
+/// `{"completed", fp, status, body, exp}` (`exp`: the store's expiry of the
+/// outcome in Unix ms, empty or missing when unknown). The scripts below end it.
 macro_rules! claim_body {
     () => {
         r#"
-local r = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body')
+local r = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body', 'exp')
 if r[1] == 'completed' then
-  return {'completed', r[2], r[3], r[4]}
+  return {'completed', r[2], r[3], r[4], r[5]}
 end
 if r[1] then
   return {'in_progress'}
@@ -40,7 +42,8 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 }
 
 /// Completes `KEYS[1]` if owner `ARGV[1]` still holds its claim (status
-/// `ARGV[2]`, body `ARGV[3]`, retention `ARGV[4]` ms, fingerprint `ARGV[5]`);
+/// `ARGV[2]`, body `ARGV[3]`, retention `ARGV[4]` ms, fingerprint `ARGV[5]`,
+/// the store's expiry `ARGV[6]` in Unix ms or empty);
 /// `done` says whether it did.
 macro_rules! complete_body {
     () => {
@@ -48,7 +51,7 @@ macro_rules! complete_body {
 local done = 0
 local r = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if r[1] == 'in_progress' and r[2] == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'state', 'completed', 'status', ARGV[2], 'body', ARGV[3], 'fp', ARGV[5])
+  redis.call('HSET', KEYS[1], 'state', 'completed', 'status', ARGV[2], 'body', ARGV[3], 'fp', ARGV[5], 'exp', ARGV[6])
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   done = 1
 end
@@ -74,11 +77,11 @@ return {'claimed'}
 /// 1 if completed, else 0.
 const COMPLETE: &str = concat!(complete_body!(), "return done\n");
 
-/// The completion, then the slot lock `KEYS[2]` released if token `ARGV[6]`
+/// The completion, then the slot lock `KEYS[2]` released if token `ARGV[7]`
 /// still holds it, whatever the completion did; returns the completion's answer.
 const COMPLETE_AND_UNLOCK: &str = concat!(
     complete_body!(),
-    r#"if redis.call('GET', KEYS[2]) == ARGV[6] then
+    r#"if redis.call('GET', KEYS[2]) == ARGV[7] then
   redis.call('DEL', KEYS[2])
 end
 return done
@@ -118,6 +121,20 @@ pub struct RedisCoordinator {
     complete_and_unlock: Script,
     release: Script,
     unlock: Script,
+}
+
+/// The `exp` field: the store's expiry in Unix milliseconds, empty when unknown.
+fn expiry_field(record: &CompletedRecord) -> String {
+    record
+        .expires_at
+        .map(|at| at.timestamp_millis().to_string())
+        .unwrap_or_default()
+}
+
+/// Reads the `exp` field back; empty, missing or unreadable is unknown (the
+/// record is then never cached, which is always safe).
+fn parse_expiry(field: Option<&str>) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(field?.parse().ok()?)
 }
 
 fn millis(d: Duration) -> u64 {
@@ -167,7 +184,9 @@ impl RedisCoordinator {
         match reply {
             [Some(state)] if state == "claimed" => Ok(Claim::Acquired(token)),
             [Some(state)] if state == "in_progress" => Ok(Claim::InProgress),
-            [Some(state), Some(fingerprint), Some(status), Some(body)] if state == "completed" => {
+            [Some(state), Some(fingerprint), Some(status), Some(body), exp @ ..]
+                if state == "completed" && exp.len() <= 1 =>
+            {
                 let status = status.parse().map_err(|_| {
                     self.guard
                         .corrupt("claim", "completed record with a bad status")
@@ -178,6 +197,7 @@ impl RedisCoordinator {
                         status,
                         body: body.clone(),
                     },
+                    expires_at: exp.first().and_then(|e| parse_expiry(e.as_deref())),
                 }))
             }
             _ => Err(self
@@ -281,6 +301,7 @@ impl Coordinator for RedisCoordinator {
                     .arg(&record.response.body)
                     .arg(millis(retention))
                     .arg(&record.fingerprint)
+                    .arg(expiry_field(record))
                     .arg(&lock_token.0)
                     .invoke_async(&mut conn),
             )
@@ -307,6 +328,7 @@ impl Coordinator for RedisCoordinator {
                     .arg(&record.response.body)
                     .arg(millis(retention))
                     .arg(&record.fingerprint)
+                    .arg(expiry_field(record))
                     .invoke_async(&mut conn),
             )
             .await?;

@@ -55,11 +55,11 @@ impl Classify for sqlx::Error {
 }
 
 pub(super) const READ_KEY: &str =
-    "SELECT fingerprint, status_code, response_body FROM idempotency_records \
+    "SELECT fingerprint, status_code, response_body, expires_at FROM idempotency_records \
      WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
 
 const FIND_OUTCOME: &str =
-    "SELECT fingerprint, status_code, response_body FROM idempotency_records \
+    "SELECT fingerprint, status_code, response_body, expires_at FROM idempotency_records \
      WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $4 \
      AND status_code IS NOT NULL";
 
@@ -167,8 +167,8 @@ where
     })
 }
 
-/// The fingerprint, status and body of a key's stored row (`READ_KEY`).
-pub(super) type StoredRow = (String, Option<i32>, Option<String>);
+/// The fingerprint, status, body and expiry of a key's stored row (`READ_KEY`).
+pub(super) type StoredRow = (String, Option<i32>, Option<String>, DateTime<Utc>);
 
 pub(super) fn stored_row<R: Row>(row: &R) -> Result<StoredRow, sqlx::Error>
 where
@@ -176,11 +176,13 @@ where
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<i32>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     Ok((
         row.try_get("fingerprint")?,
         row.try_get("status_code")?,
         row.try_get("response_body")?,
+        row.try_get("expires_at")?,
     ))
 }
 
@@ -229,6 +231,7 @@ macro_rules! sql_store {
                             status: u16::try_from(status).unwrap_or(500),
                             body: row.try_get("response_body")?,
                         },
+                        expires_at: Some(row.try_get("expires_at")?),
                     })
                 };
                 decode()
@@ -734,12 +737,13 @@ fn existing_outcome(
 ) -> Result<BookOutcome, DependencyError> {
     match outcome {
         Ok(outcome) => Ok(outcome),
-        Err((fingerprint, Some(status), Some(body))) => {
+        Err((fingerprint, Some(status), Some(body), expires_at)) => {
             let status = u16::try_from(status)
                 .map_err(|_| guard.corrupt("book", "stored status out of range"))?;
             Ok(BookOutcome::Existing(CompletedRecord {
                 fingerprint,
                 response: StoredResponse { status, body },
+                expires_at: Some(expires_at),
             }))
         }
         Err(_) => Err(guard.corrupt("book", "committed key without an outcome")),

@@ -121,6 +121,17 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
         ),
         Backend::Real => Db::Postgres(PgPool::connect(&settings.database_url).await.expect("pg")),
     };
+    serve(settings, db, redis, postgres, dir).await
+}
+
+/// Builds and runs the service on `settings`, as one [`TestApp`].
+async fn serve(
+    settings: Settings,
+    db: Db,
+    redis: Option<RedisServer>,
+    postgres: Option<PostgresServer>,
+    dir: TempDir,
+) -> TestApp {
     let app = Application::build(settings).await.expect("build app");
     let address = format!("http://{}", app.local_addr());
     let state = app.state().clone();
@@ -140,6 +151,27 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
         postgres,
         shutdown: Some(tx),
         _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// Another replica of the service on the same store and Redis, with the
+    /// same settings (its own port, its own memory: replay cache, limits).
+    pub async fn another_replica(&self) -> TestApp {
+        let mut settings = (*self.state.settings).clone();
+        settings.listen = "127.0.0.1:0".parse().expect("addr");
+        let db = match &self.db {
+            Db::Postgres(p) => Db::Postgres(p.clone()),
+            Db::Sqlite(p) => Db::Sqlite(p.clone()),
+        };
+        serve(
+            settings,
+            db,
+            None,
+            None,
+            tempfile::tempdir().expect("temp dir"),
+        )
+        .await
     }
 }
 

@@ -11,6 +11,7 @@ mod dependencies;
 mod idempotency;
 mod limits;
 mod quota;
+mod replay_cache;
 mod store;
 mod validation;
 

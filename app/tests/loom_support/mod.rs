@@ -72,5 +72,6 @@ pub fn record(body: &str) -> CompletedRecord {
             status: 201,
             body: body.into(),
         },
+        expires_at: None,
     }
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{acting_user, string_field};
-use crate::booking::create::create_booking;
+use crate::booking::create::{cached_replay, create_booking, resolve};
 use crate::domain::{BookingDate, IdempotencyKey, NewBooking, ResourceId};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, Principal};
@@ -94,13 +94,19 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let client_key = idempotency_key(&headers)?;
     let request = body.validate(&principal)?;
-    // The protocol runs in its own task: a client that hangs up, or a request
-    // timeout, must not cut it between its steps.
-    let task_state = state.clone();
-    let result =
-        tokio::spawn(async move { create_booking(&task_state, request, client_key).await })
-            .await
-            .unwrap_or_else(|e| Err(ApiError::Internal(format!("booking task failed: {e}"))));
+    let resolved = resolve(&state, request, client_key)?;
+    let result = match cached_replay(&state, &resolved) {
+        // Answered from memory: nothing to cut between steps.
+        Some(replayed) => replayed,
+        None => {
+            // The protocol runs in its own task: a client that hangs up, or
+            // a request timeout, must not cut it between its steps.
+            let task_state = state.clone();
+            tokio::spawn(async move { create_booking(&task_state, resolved).await })
+                .await
+                .unwrap_or_else(|e| Err(ApiError::Internal(format!("booking task failed: {e}"))))
+        }
+    };
     let outcome = match &result {
         Ok(reply) if reply.replayed => "REPLAYED",
         Ok(reply) if reply.response.status == 201 => "CREATED",
