@@ -406,7 +406,7 @@ struct Acked {
 struct Pace {
     deadline: Instant,
     think: Duration,
-    replay_at: Vec<Duration>,
+    replay_at: Vec<crate::scenario::ReplayAt>,
 }
 
 /// One client works through its plan until it ends or the deadline passes.
@@ -574,20 +574,24 @@ async fn run_client(client: Client, n: usize, plan: Vec<Intent>, pace: Pace, see
     while timed.join_next().await.is_some() {}
 }
 
-/// Sends `call` again at each time of `at` after now, once to every replica,
-/// starting with the client's own: a key asked again while its answer is
-/// kept, and again after its retention, on every replica's cache.
+/// Sends `call` again at each time of `at` after now, to the replica each
+/// names (or to every replica in turn): a key asked again while its answer
+/// is kept, and again after its retention, on chosen replicas' caches.
 async fn replay_on_timetable(
     client: Client,
     n: usize,
     intent_id: u64,
     call: Call,
-    at: Vec<Duration>,
+    at: Vec<crate::scenario::ReplayAt>,
 ) {
     let answered = Instant::now();
-    for delay in at {
-        tokio::time::sleep_until((answered + delay).into()).await;
-        for replica in 0..client.replicas() {
+    for replay in at {
+        tokio::time::sleep_until((answered + replay.after).into()).await;
+        let replicas = match replay.replica {
+            Some(r) => r..r + 1,
+            None => 0..client.replicas(),
+        };
+        for replica in replicas {
             client.perform(intent_id, &call, n + replica).await;
         }
     }

@@ -158,15 +158,11 @@ pub struct Workload {
     /// (its answer must not have changed).
     pub replay_ratio: f64,
     /// When set, creates marked for replay (`replay_ratio`) are sent again
-    /// at each of these times after their answer, to every replica in
-    /// turn, instead of after the next cancel: to ask a key again while its
-    /// answer is kept and once its retention has run out (`["2s", "4s"]`).
-    #[serde(
-        deserialize_with = "durations",
-        serialize_with = "write_durations",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub replay_at: Vec<Duration>,
+    /// at these times after their answer, instead of after the next cancel:
+    /// to ask a key again while its answer is kept and once its retention
+    /// has run out, on chosen replicas.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replay_at: Vec<ReplayAt>,
     /// Reads of `/api/resources/available` among the intents.
     pub availability_ratio: f64,
     /// Clients wait this long before their first intent, so that faults
@@ -177,6 +173,19 @@ pub struct Workload {
         skip_serializing_if = "Duration::is_zero"
     )]
     pub start_delay: Duration,
+}
+
+/// One timed replay of a decided create (`replay_at`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayAt {
+    /// How long after the create's answer.
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
+    pub after: Duration,
+    /// To which replica, counted from the client's own (0); without it, to
+    /// every replica in turn, the client's own first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -453,18 +462,6 @@ pub fn parse_duration(raw: &str) -> Result<Duration> {
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let raw = String::deserialize(d)?;
     parse_duration(&raw).map_err(serde::de::Error::custom)
-}
-
-fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-    Vec::<String>::deserialize(d)?
-        .iter()
-        .map(|raw| parse_duration(raw).map_err(serde::de::Error::custom))
-        .collect()
-}
-
-fn write_durations<S: Serializer>(ds: &[Duration], s: S) -> Result<S::Ok, S::Error> {
-    let written: Vec<String> = ds.iter().map(duration_text).collect();
-    written.serialize(s)
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -765,6 +762,7 @@ mod tests {
             start_delay = "100ms"
             key_style = "counter"
             cancel_ratio = 0.1
+            replay_at = [{ after = "2500ms", replica = 1 }, { after = "4.5s" }]
             [[faults]]
             at = "0ms"
             for = "2s"

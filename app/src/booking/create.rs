@@ -3,8 +3,9 @@
 //! ```text
 //! 1 validate            (the handler: domain types + catalogue)
 //! 2 resolve_key         key scoped to the user, payload fingerprint
-//!   cached_replay       this replica's replay cache: a completed client key
-//!                       is answered here, until just before the store forgets it
+//!   cached_replay       this replica's replay cache: a client key that came
+//!                       back once is answered here, until just before the
+//!                       store forgets its outcome
 //! 3 claim               Redis: replay | in progress | this request owns the key
 //! 4 lock                Redis: one request per slot (contention only),
 //!                       in the same script as the claim (one round trip)
@@ -131,14 +132,13 @@ async fn run_claimed(
         }
         if seeded_bug!(AlreadyBookedNotRemembered) && record.response.status == 409 {
             // Seeded bug: the refusal is not remembered; the claim is dropped.
-            let _ = state
-                .coordinator
-                .release(&key.scope.record_name(), token)
-                .await;
+            let _ = state.coordinator.release(&key.record, token).await;
             return decide(state, key, record, replayed, "store");
         }
         unlocked = finalize_and_unlock(state, key, token, &record, request, &lock).await;
-        state.replay_cache.remember(key, &record);
+        if replayed {
+            state.replay_cache.remember(key, &record);
+        }
         decide(state, key, record, replayed, "store")
     }
     .await;
@@ -165,7 +165,7 @@ async fn claim(
     let (claim, lock) = state
         .coordinator
         .claim_and_lock(
-            &key.scope.record_name(),
+            &key.record,
             &key.fingerprint,
             if seeded_bug!(ClaimLivesForRetention) {
                 key.retention
@@ -205,11 +205,11 @@ async fn verify_derived_record(
     if let Some(stored) = state.store.find_outcome(&key.scope, Utc::now()).await? {
         return decide(state, key, stored, true, "store").map(Claimed::Replay);
     }
-    state.coordinator.forget(&key.scope.record_name()).await?;
+    state.coordinator.forget(&key.record).await?;
     match state
         .coordinator
         .claim_and_lock(
-            &key.scope.record_name(),
+            &key.record,
             &key.fingerprint,
             state.settings.idempotency.lease,
             &lock_name(request),
@@ -388,11 +388,10 @@ fn render_created(booking: &Booking) -> Result<StoredResponse, ApiError> {
 /// coordinator, if this request still owns the key. A failure here loses
 /// nothing: the database answers the next retry.
 async fn finalize(state: &AppState, key: &ResolvedKey, token: &Token, record: &CompletedRecord) {
-    let name = key.scope.record_name();
     let retention = retention_of(key, record);
     match state
         .coordinator
-        .complete(&name, token, record, retention)
+        .complete(&key.record, token, record, retention)
         .await
     {
         Ok(true) => {}
@@ -419,7 +418,7 @@ async fn finalize_and_unlock(
     match state
         .coordinator
         .complete_and_unlock(
-            &key.scope.record_name(),
+            &key.record,
             token,
             record,
             retention_of(key, record),
@@ -478,11 +477,7 @@ async fn release(state: &AppState, key: &ResolvedKey, token: &Token, error: &Api
         finalize(state, key, token, &record).await;
         return;
     }
-    if let Err(e) = state
-        .coordinator
-        .release(&key.scope.record_name(), token)
-        .await
-    {
+    if let Err(e) = state.coordinator.release(&key.record, token).await {
         warn!(error = %e, "could not release the claim; its lease expires by itself");
     }
 }

@@ -10,6 +10,9 @@ pub use crate::domain::{KeyKind, KeyScope};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedKey {
     pub scope: KeyScope,
+    /// The coordinator's name for the key's record (`scope.record_name()`,
+    /// a hash: computed once per request).
+    pub record: String,
     /// How long a booking's outcome answers retries.
     pub retention: Duration,
     /// How long a refusal's outcome does (never longer than `retention`).
@@ -51,8 +54,10 @@ pub fn resolve_key(
     if seeded_bug!(DerivedKeyWithoutUser) && kind == KeyKind::Derived {
         user_id = UserId::everyone();
     }
+    let scope = KeyScope { user_id, kind, key };
     ResolvedKey {
-        scope: KeyScope { user_id, kind, key },
+        record: scope.record_name(),
+        scope,
         retention,
         refusal_retention: retention.min(settings.refusal_ttl),
         fingerprint,

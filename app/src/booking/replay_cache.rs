@@ -17,6 +17,11 @@
 //! - Derived keys are never cached: a cancel on any replica deletes the
 //!   derived outcomes of its slot before they expire.
 //!
+//! Only keys that come back are kept: an outcome is cached when it is
+//! replayed (from Redis or the store), not when it is first decided, so the
+//! memory goes to the keys clients actually retry (a retry storm, a double
+//! click), and a create pays nothing for it.
+//!
 //! Losing Redis does not matter to it (the entries were true when made and
 //! stay true until their deadline), and a replica that restarts starts
 //! empty. Memory is bounded by the entry count (`--replay-cache-entries`),
@@ -62,12 +67,11 @@ impl ReplayCache {
         if key.scope.kind != KeyKind::Client {
             return None;
         }
-        let name = key.scope.record_name();
-        let entry = entries.get(&name)?;
+        let entry = entries.get(&key.record)?;
         if Instant::now() < entry.deadline {
             Some(entry.record.clone())
         } else {
-            entries.remove(&name);
+            entries.remove(&key.record);
             None
         }
     }
@@ -101,7 +105,7 @@ impl ReplayCache {
             return;
         };
         entries.insert(
-            key.scope.record_name(),
+            key.record.clone(),
             Arc::new(Entry {
                 record: record.clone(),
                 deadline,
@@ -118,12 +122,14 @@ mod tests {
     use chrono::TimeDelta;
 
     fn key(kind: KeyKind) -> ResolvedKey {
+        let scope = KeyScope {
+            user_id: crate::domain::UserId::parse("alice").expect("user"),
+            kind,
+            key: "k1".into(),
+        };
         ResolvedKey {
-            scope: KeyScope {
-                user_id: crate::domain::UserId::parse("alice").expect("user"),
-                kind,
-                key: "k1".into(),
-            },
+            record: scope.record_name(),
+            scope,
             retention: Duration::from_secs(3600),
             refusal_retention: Duration::from_secs(600),
             fingerprint: "fp".into(),
@@ -189,7 +195,7 @@ mod tests {
         let cache = ReplayCache::new(8);
         let mut k = key(KeyKind::Client);
         for i in 0..100 {
-            k.scope.key = format!("k{i}");
+            k.record = format!("k{i}");
             cache.remember(&k, &record(Some(TimeDelta::minutes(5))));
         }
         let kept = cache.entries.as_ref().map_or(0, |c| c.len());

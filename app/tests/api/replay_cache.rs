@@ -35,6 +35,10 @@ async fn a_replay_is_answered_from_the_cache_while_redis_is_down() {
         .await;
         let first = app.book("user_alice", "room_A", DATE, Some("k")).await;
         assert_eq!(first.status, 201, "{}", first.body);
+        // A key is cached once it comes back: this replay comes from Redis.
+        let from_redis = app.book("user_alice", "room_A", DATE, Some("k")).await;
+        assert_eq!(from_redis.body, first.body);
+        assert_eq!(cache_replays(&app).await, 0);
         app.redis.as_mut().expect("redis").kill().await;
 
         let replay = app.book("user_alice", "room_A", DATE, Some("k")).await;
