@@ -1,11 +1,14 @@
 //! Invariant 4: Exactly-once effect: one (user, client key) has at most one booking
 //! row. A server-derived key may book again after its booking was cancelled,
-//! so for derived keys at most one of its rows may be confirmed.
+//! so for derived keys at most one of its rows may be confirmed. A client key
+//! whose retention ran out may book again too: its rows are fine when each
+//! was acknowledged at least one retention after the one before (a run
+//! with the default 24 h retention never sees that).
 
 use std::collections::BTreeMap;
 
 use super::{CheckResult, Checker, Violation};
-use crate::history::History;
+use crate::history::{BookingRow, History, Scope};
 
 pub struct ExactlyOnce;
 
@@ -26,7 +29,7 @@ impl Checker for ExactlyOnce {
         for (scope, rows) in by_scope {
             let confirmed = rows.iter().filter(|r| r.status == "confirmed").count();
             let too_many = if scope.kind == "client" {
-                rows.len() > 1
+                rows.len() > 1 && !one_per_life(h, &scope, &rows)
             } else {
                 confirmed > 1
             };
@@ -48,6 +51,34 @@ impl Checker for ExactlyOnce {
     }
 }
 
+/// Whether each of a client key's rows was booked in a life of the key of
+/// its own: every row acknowledged, each at least the key's retention after
+/// the one before. Unknown retention or an unacknowledged row: no.
+fn one_per_life(h: &History, scope: &Scope, rows: &[&BookingRow]) -> bool {
+    let ttl = h.meta.client_key_ttl_ms;
+    if ttl <= 0.0 {
+        return false;
+    }
+    let mut booked_at = Vec::with_capacity(rows.len());
+    for row in rows {
+        let first = h
+            .ops
+            .iter()
+            .filter(|o| {
+                o.scope().as_ref() == Some(scope)
+                    && o.returned_booking_id().as_deref() == Some(row.id.as_str())
+            })
+            .map(|o| o.invoke_ms)
+            .min_by(f64::total_cmp);
+        match first {
+            Some(at) => booked_at.push(at),
+            None => return false,
+        }
+    }
+    booked_at.sort_by(f64::total_cmp);
+    booked_at.windows(2).all(|w| w[1] >= w[0] + ttl)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +93,25 @@ mod tests {
         let r = ExactlyOnce.check(&b.history);
         assert_eq!(r.validity, Validity::Invalid);
         assert_eq!(r.violations[0].rows, ["b1", "b2"]);
+    }
+
+    #[test]
+    fn a_client_key_may_book_again_once_its_retention_ran_out() {
+        use crate::history::Outcome;
+        let mut b = Builder::new();
+        b.history.meta.client_key_ttl_ms = 100.0;
+        let first = b.created("alice", "room_A", Some("k"), "b1");
+        b.cancel("alice", "b1", Outcome::Ok);
+        let again = b.created("alice", "room_A", Some("k"), "b2");
+        b.row("b1", "alice", "room_A", "cancelled", Some("k"));
+        b.row("b2", "alice", "room_A", "confirmed", Some("k"));
+        assert_eq!(
+            ExactlyOnce.check(&b.history).validity,
+            Validity::Invalid,
+            "booked again within the retention"
+        );
+        b.history.ops[again].invoke_ms = b.history.ops[first].invoke_ms + 100.0;
+        assert_eq!(ExactlyOnce.check(&b.history).validity, Validity::Valid);
     }
 
     #[test]
