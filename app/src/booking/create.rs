@@ -156,7 +156,7 @@ enum Claimed {
 
 /// Steps 3 and 4: claim the key (or answer from its record) and, once it is
 /// ours, take the slot lock, in one call to the coordinator.
-#[instrument(skip_all, fields(key = %key.scope.key, kind = key.scope.kind.as_str()))]
+#[instrument(level = "debug", skip_all, fields(key = %key.scope.key, kind = key.scope.kind.as_str()))]
 async fn claim(
     state: &AppState,
     key: &ResolvedKey,
@@ -338,7 +338,7 @@ fn prepare_booking(key: &ResolvedKey, request: &NewBooking) -> Result<Prepared, 
 
 /// Step 5: one transaction decides. Returns the key's outcome and whether it
 /// came from an earlier request.
-#[instrument(skip_all, fields(resource = %prepared.booking.resource_id, date = %prepared.booking.date))]
+#[instrument(level = "debug", skip_all, fields(resource = %prepared.booking.resource_id, date = %prepared.booking.date))]
 async fn book_in_transaction(
     state: &AppState,
     key: &ResolvedKey,
