@@ -184,6 +184,14 @@ impl Operation {
         }
     }
 
+    /// A create answered with what its key remembers: a booking (`201`)
+    /// or `ALREADY_BOOKED`, with the body (the bytes every replay repeats).
+    pub fn is_remembered_answer(&self) -> bool {
+        self.kind == OpKind::Create
+            && (self.is_created() || self.has_code("ALREADY_BOOKED"))
+            && self.body.is_some()
+    }
+
     /// A 4xx that asks the client to send the same request again later.
     pub fn says_try_again(&self) -> bool {
         self.code.as_deref().is_some_and(|c| TRY_AGAIN.contains(&c))
@@ -343,6 +351,27 @@ pub struct RunMeta {
     /// The prefix of this run's users and keys (empty on a stack of its own).
     #[serde(default)]
     pub namespace: String,
+}
+
+impl RunMeta {
+    /// How long a client key's booking is kept, in ms; a history that does
+    /// not say (0) gets longer than any run.
+    pub fn booking_retention_ms(&self) -> f64 {
+        known_or_forever(self.client_key_ttl_ms)
+    }
+
+    /// How long a client key's refusal is kept (never longer than a booking).
+    pub fn refusal_retention_ms(&self) -> f64 {
+        known_or_forever(self.refusal_ttl_ms).min(self.booking_retention_ms())
+    }
+}
+
+fn known_or_forever(ms: f64) -> f64 {
+    if ms > 0.0 {
+        ms
+    } else {
+        f64::INFINITY
+    }
 }
 
 fn reject() -> String {

@@ -55,8 +55,8 @@ impl Checker for ExactlyOnce {
 /// its own: every row acknowledged, each at least the key's retention after
 /// the one before. Unknown retention or an unacknowledged row: no.
 fn one_per_life(h: &History, scope: &Scope, rows: &[&BookingRow]) -> bool {
-    let ttl = h.meta.client_key_ttl_ms;
-    if ttl <= 0.0 {
+    let ttl = h.meta.booking_retention_ms();
+    if ttl.is_infinite() {
         return false;
     }
     let mut booked_at = Vec::with_capacity(rows.len());

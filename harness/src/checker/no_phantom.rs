@@ -9,15 +9,6 @@ use std::collections::BTreeSet;
 use super::{CheckResult, Checker, Violation};
 use crate::history::{History, OpKind, Operation};
 
-/// A retention in ms, 0 (unknown) meaning longer than any run.
-fn lasting(ms: f64) -> f64 {
-    if ms > 0.0 {
-        ms
-    } else {
-        f64::INFINITY
-    }
-}
-
 pub struct NoPhantom;
 
 impl Checker for NoPhantom {
@@ -67,8 +58,8 @@ impl Checker for NoPhantom {
                     .min_by(|a, b| a.invoke_ms.total_cmp(&b.invoke_ms));
                 let another_life = |refusal: &Operation| {
                     booked.is_some_and(|b| {
-                        b.invoke_ms + lasting(h.meta.client_key_ttl_ms) <= refusal.invoke_ms
-                            || refusal.complete_ms + lasting(h.meta.refusal_ttl_ms) <= b.invoke_ms
+                        b.invoke_ms + h.meta.booking_retention_ms() <= refusal.invoke_ms
+                            || refusal.complete_ms + h.meta.refusal_retention_ms() <= b.invoke_ms
                     })
                 };
                 let ops: Vec<usize> = h

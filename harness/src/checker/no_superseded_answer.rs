@@ -14,15 +14,9 @@
 use std::collections::BTreeMap;
 
 use super::{CheckResult, Checker, Violation};
-use crate::history::{History, OpKind, Operation};
+use crate::history::{History, Operation};
 
 pub struct NoSupersededAnswer;
-
-fn definitive(op: &Operation) -> bool {
-    op.kind == OpKind::Create
-        && (op.is_created() || op.has_code("ALREADY_BOOKED"))
-        && op.body.is_some()
-}
 
 impl Checker for NoSupersededAnswer {
     fn name(&self) -> &'static str {
@@ -32,7 +26,7 @@ impl Checker for NoSupersededAnswer {
     fn check(&self, h: &History) -> CheckResult {
         // Definitive answers by key and payload (the same slot), in invoke order.
         let mut by_request: BTreeMap<_, Vec<&Operation>> = BTreeMap::new();
-        for op in h.ops.iter().filter(|o| definitive(o)) {
+        for op in h.ops.iter().filter(|o| o.is_remembered_answer()) {
             if let (Some(scope), Some(slot)) = (op.scope(), op.slot()) {
                 by_request.entry((scope, slot)).or_default().push(op);
             }

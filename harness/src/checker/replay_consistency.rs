@@ -16,12 +16,6 @@ use crate::history::{History, OpKind, Operation};
 
 pub struct ReplayConsistency;
 
-fn definitive(op: &Operation) -> bool {
-    op.kind == OpKind::Create
-        && (op.is_created() || op.has_code("ALREADY_BOOKED"))
-        && op.body.is_some()
-}
-
 impl Checker for ReplayConsistency {
     fn name(&self) -> &'static str {
         "replay_consistency"
@@ -29,7 +23,7 @@ impl Checker for ReplayConsistency {
 
     fn check(&self, h: &History) -> CheckResult {
         let mut by_scope: BTreeMap<_, Vec<&Operation>> = BTreeMap::new();
-        for op in h.ops.iter().filter(|o| definitive(o)) {
+        for op in h.ops.iter().filter(|o| o.is_remembered_answer()) {
             if let Some(scope) = op.scope() {
                 by_scope.entry(scope).or_default().push(op);
             }
@@ -58,17 +52,11 @@ impl Checker for ReplayConsistency {
             120_000.0
         };
 
-        // A client key's retention; 0 (an old history): longer than any run.
         let client_ttl = |first: &Operation| {
-            let ttl = if first.is_created() {
-                h.meta.client_key_ttl_ms
+            if first.is_created() {
+                h.meta.booking_retention_ms()
             } else {
-                h.meta.refusal_ttl_ms.min(h.meta.client_key_ttl_ms)
-            };
-            if ttl > 0.0 {
-                ttl
-            } else {
-                f64::INFINITY
+                h.meta.refusal_retention_ms()
             }
         };
 
