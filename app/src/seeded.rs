@@ -163,7 +163,7 @@ pub const CATALOGUE: &[Entry] = &[
         bug: Bug::StoreReplaySkipsFingerprint,
         name: "store-replay-skips-fingerprint",
         origin: Origin::ThisProtocol,
-        breaks: "an outcome read from the database is replayed without comparing fingerprints: once Redis has lost a key, its reuse with another payload replays the first booking",
+        breaks: "an outcome read from the database (or the replay cache) is replayed without comparing fingerprints: once Redis has lost a key, its reuse with another payload replays the first booking",
         caught_by: &["answer_matches_request"],
         needs: &[],
     },

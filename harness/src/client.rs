@@ -169,12 +169,12 @@ impl Client {
         self.started.elapsed().as_secs_f64() * 1000.0
     }
 
-    /// Performs `call` with retries; returns the last recorded operation.
     /// How many replicas (or target URLs) the client sends to.
     pub fn replicas(&self) -> usize {
         self.http.len()
     }
 
+    /// Performs `call` with retries; returns the last recorded operation.
     pub async fn perform(&self, intent: u64, call: &Call, first_replica: usize) -> Operation {
         let mut attempt = 1;
         loop {

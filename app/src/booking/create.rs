@@ -491,7 +491,9 @@ fn decide(
     source: &'static str,
 ) -> Result<Reply, ApiError> {
     if replayed {
-        let skip_check = seeded_bug!(StoreReplaySkipsFingerprint) && source == "store";
+        // (The replay cache holds outcomes from the store too.)
+        let skip_check =
+            seeded_bug!(StoreReplaySkipsFingerprint) && matches!(source, "store" | "cache");
         if record.fingerprint != key.fingerprint
             && state.settings.idempotency.reuse_policy == ReusePolicy::Reject
             && !skip_check

@@ -28,9 +28,9 @@
 //! about 0.6 KB each; 0 switches the cache off.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::key::{KeyKind, ResolvedKey};
 use crate::coordinator::CompletedRecord;
@@ -44,7 +44,9 @@ pub const CLOCK_MARGIN: Duration = Duration::from_secs(1);
 
 struct Entry {
     record: CompletedRecord,
-    deadline: Instant,
+    /// On the wall clock, as the store's `expires_at` is: a replica whose
+    /// clock steps forward drops the entry with it.
+    deadline: DateTime<Utc>,
 }
 
 /// Completed client-key outcomes by record name, each until its deadline.
@@ -68,12 +70,12 @@ impl ReplayCache {
             return None;
         }
         let entry = entries.get(&key.record)?;
-        if Instant::now() < entry.deadline {
-            Some(entry.record.clone())
-        } else {
-            entries.remove(&key.record);
-            None
+        if Utc::now() < entry.deadline {
+            return Some(entry.record.clone());
         }
+        // Only this entry: another request may have put a fresh one there.
+        entries.remove_if(&key.record, |e| Arc::ptr_eq(e, &entry));
+        None
     }
 
     /// Keeps `record`, the completed outcome of `key`, until
@@ -84,24 +86,24 @@ impl ReplayCache {
         if key.scope.kind != KeyKind::Client {
             return;
         }
-        let left = if seeded_bug!(ReplayCacheOutlivesStore) {
+        let now = Utc::now();
+        let deadline = if seeded_bug!(ReplayCacheOutlivesStore) {
             // Seeded bug: "an outcome never changes, so keep it for the
             // key's retention", counted from now instead of from the commit.
-            Some(if record.response.status == 201 {
+            let retention = if record.response.status == 201 {
                 key.retention
             } else {
                 key.refusal_retention
-            })
+            };
+            TimeDelta::from_std(retention)
+                .ok()
+                .and_then(|r| now.checked_add_signed(r))
         } else {
-            record
-                .expires_at
-                .and_then(|at| (at - Utc::now()).to_std().ok())
-                .and_then(|left| left.checked_sub(CLOCK_MARGIN))
+            TimeDelta::from_std(CLOCK_MARGIN)
+                .ok()
+                .and_then(|margin| record.expires_at?.checked_sub_signed(margin))
         };
-        let Some(left) = left.filter(|left| !left.is_zero()) else {
-            return;
-        };
-        let Some(deadline) = Instant::now().checked_add(left) else {
+        let Some(deadline) = deadline.filter(|d| *d > now) else {
             return;
         };
         entries.insert(
@@ -119,7 +121,6 @@ mod tests {
     use super::*;
     use crate::domain::KeyScope;
     use crate::response::StoredResponse;
-    use chrono::TimeDelta;
 
     fn key(kind: KeyKind) -> ResolvedKey {
         let scope = KeyScope {
@@ -172,9 +173,10 @@ mod tests {
     fn an_entry_dies_at_its_deadline() {
         let cache = ReplayCache::new(16);
         let k = key(KeyKind::Client);
-        cache.remember(&k, &record(Some(TimeDelta::milliseconds(1_300))));
+        // Kept for one second: the first read comes at once, the second after.
+        cache.remember(&k, &record(Some(TimeDelta::milliseconds(2_000))));
         assert!(cache.get(&k).is_some());
-        std::thread::sleep(Duration::from_millis(400));
+        std::thread::sleep(Duration::from_millis(1_200));
         assert_eq!(cache.get(&k), None);
     }
 

@@ -59,7 +59,7 @@ end
     };
 }
 
-/// `{"claimed"}`, `{"in_progress"}` or `{"completed", fp, status, body}`.
+/// `{"claimed"}`, `{"in_progress"}` or `{"completed", fp, status, body, exp}`.
 const CLAIM: &str = concat!(claim_body!(), "return {'claimed'}\n");
 
 /// The claim, then (only when claimed) the slot lock `KEYS[2]` as `SET NX

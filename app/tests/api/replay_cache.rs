@@ -4,7 +4,7 @@
 //! (Scenario 19 runs the same expiry against the seeded bug
 //! `replay-cache-outlives-store` and catches it.)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use booking::domain::{KeyKind, KeyScope, UserId};
 use sqlx::Row;
@@ -75,17 +75,7 @@ async fn the_redis_record_carries_the_stores_expiry() {
     let first = app.book("user_alice", "room_A", DATE, Some("k-exp")).await;
     assert_eq!(first.status, 201, "{}", first.body);
 
-    let Db::Postgres(pool) = &app.db else {
-        panic!("a real backend has PostgreSQL")
-    };
-    let row = sqlx::query(
-        "SELECT (EXTRACT(EPOCH FROM expires_at) * 1000)::BIGINT AS ms FROM idempotency_records \
-         WHERE idem_key = 'k-exp'",
-    )
-    .fetch_one(pool)
-    .await
-    .expect("the key's row");
-    let stored: i64 = row.get("ms");
+    let stored = stored_expiry(&app, "k-exp").await.timestamp_millis();
 
     let scope = KeyScope {
         user_id: UserId::parse("user_alice").expect("user"),
@@ -107,14 +97,34 @@ async fn the_redis_record_carries_the_stores_expiry() {
     assert_eq!(exp.parse::<i64>().expect("milliseconds"), stored);
 }
 
+/// The store's expiry of `key`'s outcome (PostgreSQL).
+async fn stored_expiry(app: &TestApp, key: &str) -> chrono::DateTime<chrono::Utc> {
+    let Db::Postgres(pool) = &app.db else {
+        panic!("a real backend has PostgreSQL")
+    };
+    sqlx::query("SELECT expires_at FROM idempotency_records WHERE idem_key = $1")
+        .bind(key)
+        .fetch_one(pool)
+        .await
+        .expect("the key's row")
+        .get("expires_at")
+}
+
+/// Sleeps until `at` on the wall clock (the clock the store's expiry is on).
+async fn sleep_until(at: chrono::DateTime<chrono::Utc>) {
+    if let Ok(left) = (at - chrono::Utc::now()).to_std() {
+        tokio::time::sleep(left).await;
+    }
+}
+
 /// A key asked on replica B late in its life (so that a cache counting the
 /// retention from that moment would outlive the store), then decided anew
 /// on replica A once it expired: B must give the new answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_replica_replays_an_outcome_past_the_stores_expiry() {
     let a = spawn_app_with(Backend::Real, |s| {
-        s.idempotency.client_key_ttl = Duration::from_secs(3);
-        s.idempotency.refusal_ttl = Duration::from_secs(3);
+        s.idempotency.client_key_ttl = Duration::from_secs(4);
+        s.idempotency.refusal_ttl = Duration::from_secs(4);
         s.idempotency.lease = Duration::from_millis(1_500);
         s.request_timeout = Duration::from_millis(1_000);
         s.dependency_timeout = Duration::from_millis(500);
@@ -122,11 +132,12 @@ async fn no_replica_replays_an_outcome_past_the_stores_expiry() {
     .await;
     let b = a.another_replica().await;
 
-    let sent = Instant::now();
     let first = a.book("user_alice", "room_A", DATE, Some("k")).await;
     assert_eq!(first.status, 201, "{}", first.body);
+    let expires = stored_expiry(&a, "k").await;
 
-    tokio::time::sleep_until((sent + Duration::from_millis(1_200)).into()).await;
+    // B caches the key until a second before `expires` (1.8 s from here).
+    sleep_until(expires - chrono::TimeDelta::milliseconds(2_800)).await;
     let from_redis = b.book("user_alice", "room_A", DATE, Some("k")).await;
     let from_cache = b.book("user_alice", "room_A", DATE, Some("k")).await;
     assert_eq!(from_redis.body, first.body);
@@ -138,8 +149,7 @@ async fn no_replica_replays_an_outcome_past_the_stores_expiry() {
         "B's second replay came from its cache"
     );
 
-    // Past the store's expiry (3 s after the booking was prepared).
-    tokio::time::sleep_until((sent + Duration::from_millis(3_600)).into()).await;
+    sleep_until(expires + chrono::TimeDelta::milliseconds(300)).await;
     let anew = a.book("user_alice", "room_A", DATE, Some("k")).await;
     assert_eq!(
         anew.status, 409,

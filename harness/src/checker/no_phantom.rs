@@ -2,7 +2,10 @@
 //! (with its key and slot), and no client key that was definitively refused
 //! with `ALREADY_BOOKED` has a booking — unless the refusal and the booking
 //! were answers of different lives of the key: one came after the other's
-//! retention had run out (the key was then decided anew).
+//! retention had run out (the key was then decided anew). A life is dated
+//! by its first answer; with faults, a decision whose answer was lost is
+//! older than that, so short retentions and faults together can blur the
+//! line between two lives.
 
 use std::collections::BTreeSet;
 
@@ -56,18 +59,37 @@ impl Checker for NoPhantom {
                             && o.returned_booking_id().as_deref() == Some(row.id.as_str())
                     })
                     .min_by(|a, b| a.invoke_ms.total_cmp(&b.invoke_ms));
-                let another_life = |refusal: &Operation| {
-                    booked.is_some_and(|b| {
-                        b.invoke_ms + h.meta.booking_retention_ms() <= refusal.invoke_ms
-                            || refusal.complete_ms + h.meta.refusal_retention_ms() <= b.invoke_ms
-                    })
-                };
-                let ops: Vec<usize> = h
+                // The key's refusals, grouped into lives: a refusal sent
+                // before the first one of a life has expired (its answer +
+                // the refusal retention) belongs to it, replays included.
+                let mut refusals: Vec<&Operation> = h
                     .ops
                     .iter()
                     .filter(|o| o.scope().as_ref() == Some(&scope) && o.has_code("ALREADY_BOOKED"))
-                    .filter(|o| !another_life(o))
-                    .map(|o| o.index)
+                    .collect();
+                refusals.sort_by(|a, b| a.invoke_ms.total_cmp(&b.invoke_ms));
+                let ttl = h.meta.refusal_retention_ms();
+                let mut life_end = f64::NEG_INFINITY;
+                let mut ends = Vec::with_capacity(refusals.len());
+                for r in &refusals {
+                    if r.invoke_ms >= life_end {
+                        life_end = r.complete_ms + ttl;
+                    }
+                    ends.push(life_end);
+                }
+                let another_life = |refusal: &Operation, life_end: f64| {
+                    booked.is_some_and(|b| {
+                        // The booking's life was over before the refusal was
+                        // sent, or the refusal's before the booking was.
+                        b.complete_ms + h.meta.booking_retention_ms() <= refusal.invoke_ms
+                            || life_end <= b.invoke_ms
+                    })
+                };
+                let ops: Vec<usize> = refusals
+                    .iter()
+                    .zip(ends)
+                    .filter(|(r, end)| !another_life(r, *end))
+                    .map(|(r, _)| r.index)
                     .collect();
                 if ops.is_empty() {
                     continue;
@@ -127,6 +149,27 @@ mod tests {
         b.history.ops[refusal].invoke_ms += 100.0;
         b.history.ops[refusal].complete_ms += 100.0;
         assert_eq!(NoPhantom.check(&b.history).validity, Validity::Valid);
+    }
+
+    #[test]
+    fn a_booking_after_the_refusals_life_is_another_life_even_with_replays() {
+        let mut b = Builder::new();
+        b.history.meta.client_key_ttl_ms = 100.0;
+        b.history.meta.refusal_ttl_ms = 100.0;
+        let first = b.failed("bob", "room_A", Some("k"), 409, "ALREADY_BOOKED");
+        let replay = b.failed("bob", "room_A", Some("k"), 409, "ALREADY_BOOKED");
+        let booked = b.created("bob", "room_A", Some("k"), "b2");
+        b.row("b2", "bob", "room_A", "confirmed", Some("k"));
+        // The replay comes late in the refusal's life; the booking after it ended.
+        let start = b.history.ops[first].invoke_ms;
+        b.history.ops[replay].invoke_ms = start + 80.0;
+        b.history.ops[replay].complete_ms = start + 85.0;
+        b.history.ops[booked].invoke_ms = start + 120.0;
+        b.history.ops[booked].complete_ms = start + 125.0;
+        assert_eq!(NoPhantom.check(&b.history).validity, Validity::Valid);
+        // Booked while the refusal still stood: caught.
+        b.history.ops[booked].invoke_ms = start + 90.0;
+        assert_eq!(NoPhantom.check(&b.history).validity, Validity::Invalid);
     }
 
     #[test]

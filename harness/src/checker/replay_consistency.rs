@@ -63,10 +63,36 @@ impl Checker for ReplayConsistency {
         let mut violations = Vec::new();
         for (scope, ops) in by_scope {
             let derived = scope.kind == "derived";
-            let first = ops[0];
+            // Every create of the key, answered or not: the earliest
+            // moment a life of the key can have been decided.
+            let attempts: Vec<&Operation> = h
+                .ops
+                .iter()
+                .filter(|o| o.scope().as_ref() == Some(&scope))
+                .collect();
+            let decided_from = |after: f64| {
+                attempts
+                    .iter()
+                    .filter(|a| a.complete_ms >= after)
+                    .map(|a| a.invoke_ms)
+                    .fold(f64::INFINITY, f64::min)
+            };
+            let mut first = ops[0];
+            // A client key's life: from (no earlier than) its decision,
+            // for its retention.
+            let mut life_start = decided_from(f64::NEG_INFINITY).min(first.invoke_ms);
             for other in &ops[1..] {
-                if !derived && other.complete_ms >= first.invoke_ms + client_ttl(first) {
-                    continue;
+                if !derived {
+                    let end = life_start + client_ttl(first);
+                    if other.complete_ms >= end {
+                        // Perhaps a later life; one that answers otherwise
+                        // is one, and later answers are held to it.
+                        if other.body != first.body {
+                            first = other;
+                            life_start = decided_from(end).min(other.invoke_ms);
+                        }
+                        continue;
+                    }
                 }
                 if derived {
                     let slot = first.slot();
@@ -159,6 +185,28 @@ mod tests {
             ReplayConsistency.check(&b.history).validity,
             Validity::Valid
         );
+    }
+
+    #[test]
+    fn answers_within_a_later_life_of_a_client_key_must_agree_too() {
+        let mut b = Builder::new();
+        b.history.meta.client_key_ttl_ms = 100.0;
+        b.history.meta.refusal_ttl_ms = 100.0;
+        let first = b.created("alice", "room_A", Some("k"), "b1");
+        let anew = b.failed("alice", "room_A", Some("k"), 409, "ALREADY_BOOKED");
+        let then = b.created("alice", "room_A", Some("k"), "b3");
+        let start = b.history.ops[first].invoke_ms;
+        for (op, at) in [(anew, 150.0), (then, 170.0)] {
+            b.history.ops[op].invoke_ms = start + at;
+            b.history.ops[op].complete_ms = start + at + 5.0;
+        }
+        let r = ReplayConsistency.check(&b.history);
+        assert_eq!(
+            r.validity,
+            Validity::Invalid,
+            "two answers in the second life"
+        );
+        assert_eq!(r.violations[0].ops, [anew, then]);
     }
 
     #[test]
