@@ -25,7 +25,7 @@ use std::sync::Arc;
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::sql::{commit_point, stored_row, StoredRow, FORGET_REFUSAL, READ_KEY};
+use super::step5::{commit_point, stored_row, StoredRow, FORGET_REFUSAL, READ_KEY};
 use super::BookOutcome;
 use crate::deps::Classify;
 use crate::domain::{Booking, KeyScope};

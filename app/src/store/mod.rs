@@ -11,6 +11,7 @@
 mod codec;
 mod group_commit;
 pub mod sql;
+mod step5;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -23,6 +23,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::group_commit;
+use super::step5::{commit_point, existing_outcome, stored_row, FORGET_REFUSAL, READ_KEY};
 use super::{BookCommand, BookOutcome, Cancellation, ListFilter, LiveKeys, Store, LIST_LIMIT};
 use crate::coordinator::CompletedRecord;
 use crate::deps::{Classify, DependencyError, Guard};
@@ -53,10 +54,6 @@ impl Classify for sqlx::Error {
         }
     }
 }
-
-pub(super) const READ_KEY: &str =
-    "SELECT fingerprint, status_code, response_body, expires_at FROM idempotency_records \
-     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
 
 const FIND_OUTCOME: &str =
     "SELECT fingerprint, status_code, response_body, expires_at FROM idempotency_records \
@@ -165,25 +162,6 @@ where
         created_at: row.try_get("created_at")?,
         cancelled_at: row.try_get("cancelled_at")?,
     })
-}
-
-/// The fingerprint, status, body and expiry of a key's stored row (`READ_KEY`).
-pub(super) type StoredRow = (String, Option<i32>, Option<String>, DateTime<Utc>);
-
-pub(super) fn stored_row<R: Row>(row: &R) -> Result<StoredRow, sqlx::Error>
-where
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<i32>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    Ok((
-        row.try_get("fingerprint")?,
-        row.try_get("status_code")?,
-        row.try_get("response_body")?,
-        row.try_get("expires_at")?,
-    ))
 }
 
 macro_rules! sql_store {
@@ -690,63 +668,6 @@ impl PostgresStore {
             })
             .await?;
         existing_outcome(&self.guard, outcome)
-    }
-}
-
-/// Seeded bug `already-booked-not-remembered`: the key's row is deleted
-/// when it holds no booking (PostgreSQL: after its one statement committed
-/// the refusal; SQLite: inside the group, before the outcome is recorded).
-pub(super) const FORGET_REFUSAL: &str = "DELETE FROM idempotency_records \
-     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND booking_id IS NULL";
-
-/// The commit point of step 5, shared by both stores: the `before_commit`
-/// failpoint, then `commit` (SQLite's COMMIT; PostgreSQL's one statement,
-/// which commits as it ends). An injected error looks like a lost
-/// connection: nothing is written and the client gets a 503. A `sleep`
-/// action is handed to `commit` as the time to hold its writes open.
-/// `assumed` is what the seeded bug `commit-error-ignored` answers instead
-/// of the error.
-pub(super) async fn commit_point<T, F>(
-    assumed: T,
-    commit: impl FnOnce(Option<Duration>) -> F,
-) -> Result<T, sqlx::Error>
-where
-    F: std::future::Future<Output = Result<T, sqlx::Error>>,
-{
-    let committed = async {
-        let hold = crate::failpoints::hit_holding(crate::failpoints::Step::BeforeCommit)
-            .await
-            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
-        commit(hold).await
-    }
-    .await;
-    match committed {
-        Err(e) if seeded_bug!(CommitErrorIgnored) => {
-            // Seeded bug: "the commit surely went through".
-            tracing::warn!(error = %e, "commit failed; answering as if it had not");
-            Ok(assumed)
-        }
-        other => other,
-    }
-}
-
-/// The `Existing` answer from a key's stored row (shared by both stores).
-fn existing_outcome(
-    guard: &Guard,
-    outcome: Result<BookOutcome, StoredRow>,
-) -> Result<BookOutcome, DependencyError> {
-    match outcome {
-        Ok(outcome) => Ok(outcome),
-        Err((fingerprint, Some(status), Some(body), expires_at)) => {
-            let status = u16::try_from(status)
-                .map_err(|_| guard.corrupt("book", "stored status out of range"))?;
-            Ok(BookOutcome::Existing(CompletedRecord {
-                fingerprint,
-                response: StoredResponse { status, body },
-                expires_at: Some(expires_at),
-            }))
-        }
-        Err(_) => Err(guard.corrupt("book", "committed key without an outcome")),
     }
 }
 

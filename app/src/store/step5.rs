@@ -1,0 +1,95 @@
+//! What step 5 of both stores shares: reading a key's stored row back,
+//! the commit point (the `before_commit` failpoint and the seeded
+//! `commit-error-ignored`), and the answer built from a stored row.
+//! PostgreSQL's statement ([`super::sql`]) and SQLite's group commit
+//! ([`super::group_commit`]) both use it; neither depends on the other.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::BookOutcome;
+use crate::coordinator::CompletedRecord;
+use crate::deps::{DependencyError, Guard};
+use crate::response::StoredResponse;
+
+pub(super) const READ_KEY: &str =
+    "SELECT fingerprint, status_code, response_body, expires_at FROM idempotency_records \
+     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
+
+/// The fingerprint, status, body and expiry of a key's stored row (`READ_KEY`).
+pub(super) type StoredRow = (String, Option<i32>, Option<String>, DateTime<Utc>);
+
+pub(super) fn stored_row<R: Row>(row: &R) -> Result<StoredRow, sqlx::Error>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i32>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok((
+        row.try_get("fingerprint")?,
+        row.try_get("status_code")?,
+        row.try_get("response_body")?,
+        row.try_get("expires_at")?,
+    ))
+}
+
+/// Seeded bug `already-booked-not-remembered`: the key's row is deleted
+/// when it holds no booking (PostgreSQL: after its one statement committed
+/// the refusal; SQLite: inside the group, before the outcome is recorded).
+pub(super) const FORGET_REFUSAL: &str = "DELETE FROM idempotency_records \
+     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND booking_id IS NULL";
+
+/// The commit point of step 5, shared by both stores: the `before_commit`
+/// failpoint, then `commit` (SQLite's COMMIT; PostgreSQL's one statement,
+/// which commits as it ends). An injected error looks like a lost
+/// connection: nothing is written and the client gets a 503. A `sleep`
+/// action is handed to `commit` as the time to hold its writes open.
+/// `assumed` is what the seeded bug `commit-error-ignored` answers instead
+/// of the error.
+pub(super) async fn commit_point<T, F>(
+    assumed: T,
+    commit: impl FnOnce(Option<Duration>) -> F,
+) -> Result<T, sqlx::Error>
+where
+    F: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let committed = async {
+        let hold = crate::failpoints::hit_holding(crate::failpoints::Step::BeforeCommit)
+            .await
+            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
+        commit(hold).await
+    }
+    .await;
+    match committed {
+        Err(e) if seeded_bug!(CommitErrorIgnored) => {
+            // Seeded bug: "the commit surely went through".
+            tracing::warn!(error = %e, "commit failed; answering as if it had not");
+            Ok(assumed)
+        }
+        other => other,
+    }
+}
+
+/// The `Existing` answer from a key's stored row (shared by both stores).
+pub(super) fn existing_outcome(
+    guard: &Guard,
+    outcome: Result<BookOutcome, StoredRow>,
+) -> Result<BookOutcome, DependencyError> {
+    match outcome {
+        Ok(outcome) => Ok(outcome),
+        Err((fingerprint, Some(status), Some(body), expires_at)) => {
+            let status = u16::try_from(status)
+                .map_err(|_| guard.corrupt("book", "stored status out of range"))?;
+            Ok(BookOutcome::Existing(CompletedRecord {
+                fingerprint,
+                response: StoredResponse { status, body },
+                expires_at: Some(expires_at),
+            }))
+        }
+        Err(_) => Err(guard.corrupt("book", "committed key without an outcome")),
+    }
+}
