@@ -10,8 +10,6 @@ pub mod resources;
 #[cfg(feature = "failpoints")]
 pub mod admin;
 
-use std::time::Duration;
-
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -69,12 +67,7 @@ pub fn router(state: AppState) -> Router {
     };
     api.layer(middleware::from_fn_with_state(
         state.clone(),
-        request_timeout,
-    ))
-    .layer(middleware::from_fn(problem_for_bare_errors))
-    .layer(middleware::from_fn_with_state(
-        state.clone(),
-        count_requests,
+        answer_in_time,
     ))
     .layer(DefaultBodyLimit::max(body_limit))
     .layer(CatchPanicLayer::custom(|_| {
@@ -90,42 +83,12 @@ pub fn router(state: AppState) -> Router {
         tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id)
     }))
     .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-    .layer(middleware::from_fn(bound_request_id))
-    .layer(middleware::from_fn(bound_request_head))
-    .layer(middleware::from_fn(no_sniff))
+    .layer(middleware::from_fn(screen_request_head))
     .with_state(state)
 }
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
-}
-
-/// Errors the router produces itself (a method a route does not have) carry
-/// no body; they get a problem document like every other error, and a 405
-/// keeps its `Allow` header.
-async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
-    let status = response.status();
-    let is_problem = response
-        .extensions()
-        .get::<crate::error::ErrorCode>()
-        .is_some();
-    if is_problem || !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let bare = match status {
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-        StatusCode::NOT_FOUND => ApiError::NotFound,
-        _ => return response,
-    };
-    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
-    let mut problem = bare.into_response();
-    if let Some(allow) = allow {
-        problem
-            .headers_mut()
-            .insert(axum::http::header::ALLOW, allow);
-    }
-    problem
 }
 
 /// The longest request target accepted (`414 URI_TOO_LONG`).
@@ -134,53 +97,54 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// Oversized request heads get problem documents like any other error.
-/// hyper reads heads up to a larger bound (`serve.rs`) and would answer
-/// those past it with an empty 431 of its own.
-async fn bound_request_head(req: Request, next: Next) -> Response {
+/// The outermost step of every request, before its id is set and its span
+/// opened (one function rather than three layers: each `from_fn` layer
+/// clones the stack below it and boxes a future on every request).
+///
+/// - Oversized request heads get problem documents like any other error;
+///   hyper reads heads up to a larger bound (`serve.rs`) and would answer
+///   those past it with an empty 431 of its own.
+/// - A client's `X-Request-Id` is echoed and logged: one longer than 128
+///   visible characters is replaced by a fresh id, not repeated.
+/// - Browsers must not guess a content type other than the one sent.
+async fn screen_request_head(mut req: Request, next: Next) -> Response {
+    let mut response = match head_too_large(&req) {
+        Some(error) => error.into_response(),
+        None => {
+            let acceptable = |v: &axum::http::HeaderValue| {
+                v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+            };
+            if req
+                .headers()
+                .get(&REQUEST_ID)
+                .is_some_and(|v| !acceptable(v))
+            {
+                req.headers_mut().remove(&REQUEST_ID);
+            }
+            next.run(req).await
+        }
+    };
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn head_too_large(req: &Request) -> Option<ApiError> {
     let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if uri > MAX_URI_BYTES {
-        return ApiError::UriTooLong(MAX_URI_BYTES).into_response();
+        return Some(ApiError::UriTooLong(MAX_URI_BYTES));
     }
     let headers = req.headers();
     let bytes: usize = headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
-        return ApiError::HeadersTooLarge {
-            count: MAX_HEADERS,
-            bytes: MAX_HEADER_BYTES,
-        }
-        .into_response();
-    }
-    next.run(req).await
-}
-
-/// A client's `X-Request-Id` is echoed and logged: one longer than 128
-/// visible characters is replaced by a fresh id, not repeated.
-async fn bound_request_id(mut req: Request, next: Next) -> Response {
-    let acceptable = |v: &axum::http::HeaderValue| {
-        v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
-    };
-    if req
-        .headers()
-        .get(&REQUEST_ID)
-        .is_some_and(|v| !acceptable(v))
-    {
-        req.headers_mut().remove(&REQUEST_ID);
-    }
-    next.run(req).await
-}
-
-/// Browsers must not guess a content type other than the one sent.
-async fn no_sniff(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
-    response.headers_mut().insert(
-        axum::http::header::X_CONTENT_TYPE_OPTIONS,
-        axum::http::HeaderValue::from_static("nosniff"),
-    );
-    response
+    (headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES).then_some(ApiError::HeadersTooLarge {
+        count: MAX_HEADERS,
+        bytes: MAX_HEADER_BYTES,
+    })
 }
 
 /// `429 RATE_LIMITED` for a client over its rate (see `limits.rs`). The
@@ -209,35 +173,61 @@ async fn limit_rate(State(state): State<AppState>, mut req: Request, next: Next)
     next.run(req).await
 }
 
-/// Answers `503` when a request outlives the request timeout. A booking in
-/// flight keeps running in its own task and its outcome is kept for the retry.
-async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let limit: Duration = state.settings.request_timeout;
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Timeout.into_response(),
-    }
-}
-
-async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+/// The innermost step around every route, after its span is open (one
+/// function rather than three layers, as [`screen_request_head`]):
+///
+/// - `503 TIMEOUT` when a request outlives the request timeout. A booking in
+///   flight keeps running in its own task and its outcome is kept for the
+///   retry.
+/// - Errors the router produces itself (a method a route does not have, an
+///   unknown path) carry no body; they get a problem document like every
+///   other error, and a 405 keeps its `Allow` header.
+/// - Every answer is counted by route, method and status.
+async fn answer_in_time(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().cloned();
     // A made-up method must not become a new label value each time.
     let method = match *req.method() {
-        Method::GET
-        | Method::POST
-        | Method::PATCH
-        | Method::PUT
-        | Method::DELETE
-        | Method::HEAD
-        | Method::OPTIONS => req.method().as_str().to_owned(),
-        _ => "OTHER".to_owned(),
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
     };
-    let response = next.run(req).await;
-    state
-        .metrics
-        .record_request(&route, &method, response.status().as_u16());
+    let response = match tokio::time::timeout(state.settings.request_timeout, next.run(req)).await {
+        Ok(response) => problem_for_bare_errors(response),
+        Err(_) => ApiError::Timeout.into_response(),
+    };
+    state.metrics.record_request(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method,
+        response.status().as_u16(),
+    );
     response
+}
+
+fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .extensions()
+        .get::<crate::error::ErrorCode>()
+        .is_some();
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let bare = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::NOT_FOUND => ApiError::NotFound,
+        _ => return response,
+    };
+    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
+    let mut problem = bare.into_response();
+    if let Some(allow) = allow {
+        problem
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow);
+    }
+    problem
 }

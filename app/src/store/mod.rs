@@ -10,6 +10,7 @@
 
 mod codec;
 mod group_commit;
+pub mod pg_conns;
 pub mod sql;
 mod step5;
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -23,6 +23,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::group_commit;
+use super::pg_conns::HotConnections;
 use super::step5::{commit_point, existing_outcome, stored_row, FORGET_REFUSAL, READ_KEY};
 use super::{BookCommand, BookOutcome, Cancellation, ListFilter, LiveKeys, Store, LIST_LIMIT};
 use crate::coordinator::CompletedRecord;
@@ -192,12 +193,13 @@ macro_rules! sql_store {
                     .guard
                     .run(
                         "find_outcome",
-                        sqlx::query(FIND_OUTCOME)
-                            .bind(&key.user_id)
-                            .bind(key.kind)
-                            .bind(&key.key)
-                            .bind(now)
-                            .fetch_optional(&self.pool),
+                        self.hot_fetch_optional(
+                            sqlx::query(FIND_OUTCOME)
+                                .bind(&key.user_id)
+                                .bind(key.kind)
+                                .bind(&key.key)
+                                .bind(now),
+                        ),
                     )
                     .await?;
                 let Some(row) = row else { return Ok(None) };
@@ -371,12 +373,17 @@ macro_rules! sql_store {
     };
 }
 
-/// Connections per replica: enough for two cores, small enough that several
-/// replicas stay well under PostgreSQL's default `max_connections`.
-const POOL_SIZE: u32 = 16;
+/// Connections per replica, 16 in all: enough for two cores, small enough
+/// that several replicas stay well under PostgreSQL's default
+/// `max_connections`. Most go to the protocol's hot statements
+/// ([`HotConnections`]); sqlx's pool serves the rest (lists, cancels,
+/// quota counts, replays that missed Redis, probes).
+const HOT_POOL_SIZE: usize = 10;
+const POOL_SIZE: u32 = 6;
 
 pub struct PostgresStore {
     pool: PgPool,
+    hot: HotConnections,
     guard: Guard,
 }
 
@@ -391,6 +398,10 @@ impl PostgresStore {
         // Requests are cut at the guard's deadline; the pool's own acquire
         // timeout only bounds start-up.
         let startup = guard.for_startup();
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| startup.corrupt("connect", e.to_string()))?;
+        let hot = HotConnections::new(options.clone(), HOT_POOL_SIZE)
+            .map_err(|e| startup.corrupt("connect", e.to_string()))?;
         let pool = startup
             .run(
                 "connect",
@@ -405,7 +416,7 @@ impl PostgresStore {
                     // of being replaced silently; each create saves a round
                     // trip.
                     .test_before_acquire(false)
-                    .connect(url),
+                    .connect_with(options),
             )
             .await?;
         startup
@@ -419,7 +430,18 @@ impl PostgresStore {
                 .run("migrate", sqlx::query(DROP_SLOT_INDEX).execute(&pool))
                 .await?;
         }
-        Ok(Self { pool, guard })
+        Ok(Self { pool, hot, guard })
+    }
+
+    /// A hot statement (the outcome lookup of a request whose slot is busy:
+    /// the losers of a race) on [`HotConnections`].
+    async fn hot_fetch_optional(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Option<sqlx::postgres::PgRow>, sqlx::Error> {
+        let mut conn = self.hot.checkout().await?;
+        let row = query.fetch_optional(conn.connection()).await;
+        conn.finish(row)
     }
 }
 
@@ -487,6 +509,14 @@ impl SqliteStore {
             guard,
             writer,
         })
+    }
+
+    /// SQLite has no round trip to save: its hot statements use the pool.
+    async fn hot_fetch_optional<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<Option<sqlx::sqlite::SqliteRow>, sqlx::Error> {
+        query.fetch_optional(&self.pool).await
     }
 }
 
@@ -610,6 +640,7 @@ impl PostgresStore {
             .guard
             .run("book", async {
                 let decided = commit_point(Some(BookOutcome::Created), |hold| async move {
+                    let mut conn = self.hot.checkout().await?;
                     let row = sqlx::query(&pg_book_sql(hold))
                         .bind(&key.user_id)
                         .bind(key.kind)
@@ -626,9 +657,9 @@ impl PostgresStore {
                         .bind(i32::from(cmd.already_booked.status))
                         .bind(&cmd.already_booked.body)
                         .bind(cmd.refusal_expires_at)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(conn.connection())
                         .await;
-                    match row {
+                    match conn.finish(row) {
                         Ok(Some(row)) => {
                             let booked: Option<Uuid> = row.try_get("booking_id")?;
                             Ok(Some(if booked.is_some() {

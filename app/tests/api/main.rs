@@ -8,6 +8,7 @@ mod auth;
 mod booking_rules;
 mod contract;
 mod dependencies;
+mod hot_connections;
 mod idempotency;
 mod limits;
 mod quota;
