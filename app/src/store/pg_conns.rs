@@ -27,12 +27,12 @@ pub struct HotConnections {
     pool: managed::Pool<Manager>,
 }
 
-pub struct Manager {
+struct Manager {
     options: PgConnectOptions,
 }
 
 /// A pooled connection and whether its last exchange ran to its end.
-pub struct Conn {
+struct Conn {
     raw: PgConnection,
     clean: bool,
 }

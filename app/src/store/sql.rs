@@ -413,8 +413,8 @@ impl PostgresStore {
                     // it if that fails). What this gives up: after a database
                     // restart, each idle connection fails one request with
                     // 503 (the client's retry gets a new connection) instead
-                    // of being replaced silently; each create saves a round
-                    // trip.
+                    // of being replaced silently; each statement saves a
+                    // round trip.
                     .test_before_acquire(false)
                     .connect_with(options),
             )
@@ -433,8 +433,8 @@ impl PostgresStore {
         Ok(Self { pool, hot, guard })
     }
 
-    /// A hot statement (the outcome lookup of a request whose slot is busy:
-    /// the losers of a race) on [`HotConnections`].
+    /// A hot statement (step 5, and the outcome lookup of a request whose
+    /// slot is busy: the losers of a race) on [`HotConnections`].
     async fn hot_fetch_optional(
         &self,
         query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -640,26 +640,28 @@ impl PostgresStore {
             .guard
             .run("book", async {
                 let decided = commit_point(Some(BookOutcome::Created), |hold| async move {
-                    let mut conn = self.hot.checkout().await?;
-                    let row = sqlx::query(&pg_book_sql(hold))
-                        .bind(&key.user_id)
-                        .bind(key.kind)
-                        .bind(&key.key)
-                        .bind(cmd.fingerprint)
-                        .bind(&booking.resource_id)
-                        .bind(booking.date)
-                        .bind(booking.created_at)
-                        .bind(booking.id)
-                        .bind(&booking.user_id)
-                        .bind(cmd.expires_at)
-                        .bind(i32::from(cmd.created.status))
-                        .bind(&cmd.created.body)
-                        .bind(i32::from(cmd.already_booked.status))
-                        .bind(&cmd.already_booked.body)
-                        .bind(cmd.refusal_expires_at)
-                        .fetch_optional(conn.connection())
+                    let sql = pg_book_sql(hold);
+                    let row = self
+                        .hot_fetch_optional(
+                            sqlx::query(&sql)
+                                .bind(&key.user_id)
+                                .bind(key.kind)
+                                .bind(&key.key)
+                                .bind(cmd.fingerprint)
+                                .bind(&booking.resource_id)
+                                .bind(booking.date)
+                                .bind(booking.created_at)
+                                .bind(booking.id)
+                                .bind(&booking.user_id)
+                                .bind(cmd.expires_at)
+                                .bind(i32::from(cmd.created.status))
+                                .bind(&cmd.created.body)
+                                .bind(i32::from(cmd.already_booked.status))
+                                .bind(&cmd.already_booked.body)
+                                .bind(cmd.refusal_expires_at),
+                        )
                         .await;
-                    match conn.finish(row) {
+                    match row {
                         Ok(Some(row)) => {
                             let booked: Option<Uuid> = row.try_get("booking_id")?;
                             Ok(Some(if booked.is_some() {
