@@ -101,7 +101,8 @@ enum Command {
         /// Replica counts of the scaling curve.
         #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
         replica_steps: Vec<usize>,
-        /// Rounds of 100 clients racing for one slot.
+        /// Rounds of 100 clients racing for one slot (after a first round
+        /// that also opens their connections, reported on its own).
         #[arg(long, default_value_t = 20)]
         race_rounds: usize,
         /// Live idempotency keys (seeded into PostgreSQL and Redis) of the
