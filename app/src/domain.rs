@@ -118,9 +118,18 @@ impl BookingDate {
         if !shape_ok {
             return Err(invalid());
         }
-        NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        // The shape is checked: read the digits directly (chrono's
+        // `parse_from_str` parses its pattern on every call).
+        let number = |range: std::ops::Range<usize>| {
+            raw.as_bytes()[range]
+                .iter()
+                .fold(0u32, |n, b| n * 10 + u32::from(b - b'0'))
+        };
+        i32::try_from(number(0..4))
+            .ok()
+            .and_then(|year| NaiveDate::from_ymd_opt(year, number(5..7), number(8..10)))
             .map(Self)
-            .map_err(|_| invalid())
+            .ok_or_else(invalid)
     }
 
     pub fn naive(self) -> NaiveDate {
@@ -348,6 +357,23 @@ mod tests {
                 BookingDate::parse(bad).is_err(),
                 "{bad:?} should be rejected"
             );
+        }
+    }
+
+    #[test]
+    fn dates_parse_as_chrono_reads_the_calendar() {
+        for year in [0, 1, 1900, 1999, 2000, 2024, 2026, 2100, 9999] {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    let raw = format!("{year:04}-{month:02}-{day:02}");
+                    let chrono = NaiveDate::parse_from_str(&raw, "%Y-%m-%d").ok();
+                    assert_eq!(
+                        BookingDate::parse(&raw).ok().map(BookingDate::naive),
+                        chrono,
+                        "{raw}"
+                    );
+                }
+            }
         }
     }
 
