@@ -32,6 +32,7 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
         "GET /health (HTTP limit)",
         "creates on distinct slots",
         "replays of one completed key",
+        "100 clients racing one slot, first round (new connections)",
         "100 clients racing one slot",
         "mix: 70% create, 30% list",
         "embedded: GET /health",
@@ -55,6 +56,23 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
             .all(|m| m.service_cpu_us.is_some()),
         "the service's CPU per request is reported for every workload: {:?}",
         report.measurements
+    );
+    let requests = |name: &str| {
+        report
+            .measurements
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.requests)
+    };
+    assert_eq!(
+        requests("100 clients racing one slot, first round (new connections)"),
+        Some(100),
+        "the first round is reported on its own"
+    );
+    assert_eq!(
+        requests("100 clients racing one slot"),
+        Some(200),
+        "--race-rounds rounds after the first"
     );
     let live: Vec<u64> = report
         .measurements

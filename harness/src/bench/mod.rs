@@ -336,7 +336,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
             0.7,
         ),
         p99_under(
-            "100 clients on one slot: p99 < 20 ms, exactly one booking (violations below)",
+            "100 clients on one slot (rounds on open connections): p99 < 20 ms, exactly one booking (violations below)",
             &race,
             20.0,
         ),
