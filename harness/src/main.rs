@@ -95,6 +95,10 @@ enum Command {
         /// Concurrency of the main comparisons.
         #[arg(long, default_value_t = 32)]
         clients: usize,
+        /// Runs of each main comparison (/health, creates, replays in turn,
+        /// and pgbench's booking transaction), reported as their medians.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
         /// Client counts of the scaling curve.
         #[arg(long, value_delimiter = ',', default_value = "1,8,32,64,128")]
         client_steps: Vec<usize>,
@@ -280,6 +284,7 @@ fn main() -> ExitCode {
         Command::Bench {
             seconds,
             clients,
+            repeat,
             client_steps,
             replica_steps,
             race_rounds,
@@ -294,6 +299,7 @@ fn main() -> ExitCode {
             let config = booking_harness::bench::BenchConfig {
                 duration: std::time::Duration::from_secs_f64(seconds.max(0.2)),
                 clients,
+                repeat,
                 client_steps,
                 replica_steps,
                 race_rounds,

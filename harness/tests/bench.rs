@@ -14,6 +14,7 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
     let config = BenchConfig {
         duration: Duration::from_millis(400),
         clients: 8,
+        repeat: 2,
         client_steps: vec![1, 4],
         replica_steps: vec![1, 2],
         race_rounds: 2,
@@ -57,6 +58,20 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
         "the service's CPU per request is reported for every workload: {:?}",
         report.measurements
     );
+    let runs = |name: &str| {
+        report
+            .measurements
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.runs)
+    };
+    assert_eq!(
+        runs("creates on distinct slots"),
+        Some(2),
+        "the main comparisons ran twice"
+    );
+    assert_eq!(runs("replays of one completed key"), Some(2));
+    assert_eq!(runs("scaling: creates vs clients"), Some(1));
     let requests = |name: &str| {
         report
             .measurements

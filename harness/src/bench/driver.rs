@@ -78,6 +78,7 @@ where
         latency_ms: Latency::of(all),
         service_cpu_us: None,
         live_keys: None,
+        runs: 1,
     };
     let ids = created.lock().map(|c| c.clone()).unwrap_or_default();
     (m, ids)

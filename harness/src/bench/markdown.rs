@@ -8,7 +8,7 @@ use crate::html::{from_markdown, line_plot};
 pub fn markdown(r: &BenchReport) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let _ = writeln!(s, "# Booking load report\n\nMachine: {}. Each load ran {:.0} s; all numbers from one run, side by side.\n", r.machine, r.duration_s);
+    let _ = writeln!(s, "# Booking load report\n\nMachine: {}. Each load ran {:.0} s; all numbers from one run, side by side; a workload run more than once (`runs`) shows the median of its runs, and its requests and errors summed.\n", r.machine, r.duration_s);
     let _ = writeln!(
         s,
         "## Targets\n\n| target | wanted | measured | met |\n|---|---|---|---|"
@@ -27,12 +27,13 @@ pub fn markdown(r: &BenchReport) -> String {
             }
         );
     }
-    let _ = writeln!(s, "\n## Workloads\n\n| workload | clients | replicas | requests | errors | per second | p50 ms | p99 ms | service CPU µs/request |\n|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "\n## Workloads\n\n| workload | runs | clients | replicas | requests | errors | per second | p50 ms | p99 ms | service CPU µs/request |\n|---|---|---|---|---|---|---|---|---|---|");
     for m in &r.measurements {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |",
             m.name,
+            m.runs,
             m.clients,
             m.replicas,
             m.requests,

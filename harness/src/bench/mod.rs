@@ -43,6 +43,10 @@ pub struct BenchConfig {
     pub duration: Duration,
     /// Concurrency of the main comparisons (creates vs pgbench, replays vs /health).
     pub clients: usize,
+    /// Runs of each main comparison (`/health`, creates, replays, in turn,
+    /// and pgbench's booking transaction): each is reported as the median
+    /// of its runs, so that one noisy run does not decide a target.
+    pub repeat: usize,
     /// Client counts of the scaling curve.
     pub client_steps: Vec<usize>,
     /// Replica counts of the scaling curve.
@@ -57,7 +61,7 @@ pub struct BenchConfig {
 }
 
 /// One measured load.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Measurement {
     pub name: String,
     pub clients: usize,
@@ -73,6 +77,8 @@ pub struct Measurement {
     /// Live idempotency keys in the store and Redis during the load.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live_keys: Option<u64>,
+    /// Runs this measurement is the median of (requests and errors: their sum).
+    pub runs: usize,
 }
 
 /// A target of the issue, as read from the report.
@@ -122,39 +128,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         run_id
     };
 
-    // Baseline: the HTTP limit of the service (same generator).
-    let (health, _) = on_cpu(
-        &stack,
-        1,
-        drive(
-            "GET /health (HTTP limit)",
-            one,
-            config.clients,
-            config.duration,
-            |_, _| Request::Get("/health".into()),
-        ),
-    )
-    .await;
-    measurements.push(health.clone());
-
-    // Creates on distinct slots, 1 replica, main concurrency.
-    let r = next_run();
-    let (creates, ids) = on_cpu(
-        &stack,
-        1,
-        drive(
-            "creates on distinct slots",
-            one,
-            config.clients,
-            config.duration,
-            move |w, i| distinct_create(r, w, i),
-        ),
-    )
-    .await;
-    check_invariants(&stack, &ids, "creates", &mut violations).await;
-    measurements.push(creates.clone());
-
-    // Replays of one completed key.
+    // The key the replays ask for, booked once.
     let body = json!({ "userId": "bench_replay", "resourceId": "bench_room_0", "date": date(100) });
     let first = send(
         &reqwest::Client::new(),
@@ -168,22 +142,66 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     if first.map(|(s, _)| s) != Some(201) {
         bail!("could not create the booking to replay");
     }
-    let (replays, _) = on_cpu(
-        &stack,
-        1,
-        drive(
-            "replays of one completed key",
-            one,
-            config.clients,
-            config.duration,
-            move |_, _| Request::Post {
-                body: body.clone(),
-                key: "replay-key".into(),
-            },
-        ),
-    )
-    .await;
-    measurements.push(replays.clone());
+
+    // The main comparisons, in turn and `repeat` times: the HTTP limit of
+    // the service (same generator), creates on distinct slots, replays of
+    // one completed key.
+    let (mut health_runs, mut create_runs, mut replay_runs) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..config.repeat.max(1) {
+        let (health, _) = on_cpu(
+            &stack,
+            1,
+            drive(
+                "GET /health (HTTP limit)",
+                one,
+                config.clients,
+                config.duration,
+                |_, _| Request::Get("/health".into()),
+            ),
+        )
+        .await;
+        health_runs.push(health);
+
+        let r = next_run();
+        let (creates, ids) = on_cpu(
+            &stack,
+            1,
+            drive(
+                "creates on distinct slots",
+                one,
+                config.clients,
+                config.duration,
+                move |w, i| distinct_create(r, w, i),
+            ),
+        )
+        .await;
+        check_invariants(&stack, &ids, "creates", &mut violations).await;
+        create_runs.push(creates);
+
+        let body = body.clone();
+        let (replays, _) = on_cpu(
+            &stack,
+            1,
+            drive(
+                "replays of one completed key",
+                one,
+                config.clients,
+                config.duration,
+                move |_, _| Request::Post {
+                    body: body.clone(),
+                    key: "replay-key".into(),
+                },
+            ),
+        )
+        .await;
+        replay_runs.push(replays);
+    }
+    let (health, creates, replays) = (
+        median_of(health_runs),
+        median_of(create_runs),
+        median_of(replay_runs),
+    );
+    measurements.extend([health.clone(), creates.clone(), replays.clone()]);
 
     // 100 clients racing for one slot, different keys: a first round that
     // also opens their connections, then the rounds on open connections.
@@ -294,7 +312,10 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     // Baselines of the parts, at the same concurrency.
     let pg = stack.postgres_port().await.context("no postgres")?;
     let pgbench = pgbench_inserts(pg, config.clients, config.duration)?;
-    let pgbench_booking = pgbench_booking_transactions(pg, config.clients, config.duration)?;
+    let mut pgbench_booking = (0..config.repeat.max(1))
+        .map(|_| pgbench_booking_transactions(pg, config.clients, config.duration))
+        .collect::<Result<Vec<f64>>>()?;
+    let pgbench_booking = median(&mut pgbench_booking);
     let redis = stack.redis_port().await.context("no redis")?;
     let (set, get) = redis_benchmark(redis, config.clients)?;
     drop(stack);
@@ -403,6 +424,45 @@ async fn start_stack(
 
 /// Runs a load and adds the service's CPU time per request: the first
 /// `replicas` replicas' CPU time over the load, divided by its requests.
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Runs of one workload as one measurement: each rate, latency and CPU
+/// figure the median of the runs' (so one noisy run does not decide a
+/// target), requests and errors summed.
+fn median_of(runs: Vec<Measurement>) -> Measurement {
+    let field =
+        |f: &dyn Fn(&Measurement) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+    let mut cpu: Vec<f64> = runs.iter().filter_map(|m| m.service_cpu_us).collect();
+    let Some(first) = runs.first() else {
+        return Measurement::default();
+    };
+    Measurement {
+        name: first.name.clone(),
+        clients: first.clients,
+        replicas: first.replicas,
+        requests: runs.iter().map(|m| m.requests).sum(),
+        errors: runs.iter().map(|m| m.errors).sum(),
+        per_second: field(&|m| m.per_second),
+        latency_ms: Latency {
+            p50: field(&|m| m.latency_ms.p50),
+            p95: field(&|m| m.latency_ms.p95),
+            p99: field(&|m| m.latency_ms.p99),
+            max: field(&|m| m.latency_ms.max),
+        },
+        service_cpu_us: (!cpu.is_empty()).then(|| median(&mut cpu)),
+        live_keys: first.live_keys,
+        runs: runs.iter().map(|m| m.runs).sum(),
+    }
+}
+
 async fn on_cpu<F>(stack: &Stack, replicas: usize, load: F) -> (Measurement, Vec<String>)
 where
     F: std::future::Future<Output = (Measurement, Vec<String>)>,
@@ -538,5 +598,49 @@ mod tests {
         assert!(!t.met);
         assert!(t.measured.starts_with("0.699×"), "{}", t.measured);
         assert_eq!(t.gap.as_deref(), Some("under 1% short"));
+    }
+
+    fn run(per_second: f64, p99: f64, cpu: Option<f64>, requests: u64) -> Measurement {
+        Measurement {
+            name: "creates on distinct slots".into(),
+            clients: 32,
+            replicas: 1,
+            requests,
+            errors: 1,
+            per_second,
+            latency_ms: Latency {
+                p50: p99 / 2.0,
+                p95: p99 - 1.0,
+                p99,
+                max: p99 * 2.0,
+            },
+            service_cpu_us: cpu,
+            live_keys: None,
+            runs: 1,
+        }
+    }
+
+    #[test]
+    fn repeated_runs_report_each_figure_as_its_median() {
+        let m = median_of(vec![
+            run(4000.0, 30.0, Some(100.0), 10),
+            run(5000.0, 10.0, Some(70.0), 20),
+            run(4500.0, 12.0, Some(90.0), 30),
+        ]);
+        assert_eq!(
+            (m.per_second, m.latency_ms.p99, m.service_cpu_us),
+            (4500.0, 12.0, Some(90.0))
+        );
+        assert_eq!((m.latency_ms.p50, m.latency_ms.max), (6.0, 24.0));
+        assert_eq!((m.requests, m.errors, m.runs), (60, 3, 3));
+        assert_eq!(m.name, "creates on distinct slots");
+        let even = median_of(vec![run(1.0, 1.0, None, 1), run(3.0, 5.0, Some(80.0), 1)]);
+        assert_eq!((even.per_second, even.latency_ms.p99), (2.0, 3.0));
+        assert_eq!(
+            even.service_cpu_us,
+            Some(80.0),
+            "a run without a CPU reading does not count as zero"
+        );
+        assert_eq!(median_of(vec![run(7.0, 2.0, None, 5)]).per_second, 7.0);
     }
 }

@@ -115,6 +115,7 @@ pub(super) async fn race_one_slot(
         latency_ms: Latency::of(latencies),
         service_cpu_us: None,
         live_keys: None,
+        runs: 1,
     }
 }
 
