@@ -41,7 +41,7 @@ pub fn init(format: LogFormat) {
     let _ = match format {
         // Colour only on a terminal: a file or a collector would get escape
         // codes, and the fmt layer styles every span's fields as it opens
-        // (a request's span: 3% of a create's CPU in the profile).
+        // (a request's span: about 3% of a replay's CPU in the profile).
         LogFormat::Text => registry
             .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))
             .try_init(),
