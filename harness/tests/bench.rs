@@ -58,13 +58,9 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
         "the service's CPU per request is reported for every workload: {:?}",
         report.measurements
     );
-    let runs = |name: &str| {
-        report
-            .measurements
-            .iter()
-            .find(|m| m.name == name)
-            .map(|m| m.runs)
-    };
+    let measured = |name: &str| report.measurements.iter().find(|m| m.name == name);
+    let runs = |name: &str| measured(name).map(|m| m.runs);
+    let requests = |name: &str| measured(name).map(|m| m.requests);
     assert_eq!(
         runs("creates on distinct slots"),
         Some(2),
@@ -72,13 +68,6 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
     );
     assert_eq!(runs("replays of one completed key"), Some(2));
     assert_eq!(runs("scaling: creates vs clients"), Some(1));
-    let requests = |name: &str| {
-        report
-            .measurements
-            .iter()
-            .find(|m| m.name == name)
-            .map(|m| m.requests)
-    };
     assert_eq!(
         requests("100 clients racing one slot, first round (new connections)"),
         Some(100),
