@@ -422,8 +422,6 @@ async fn start_stack(
     Stack::start(&scenario, binary).await
 }
 
-/// Runs a load and adds the service's CPU time per request: the first
-/// `replicas` replicas' CPU time over the load, divided by its requests.
 /// The median of `values` (the mean of the middle two for an even count).
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -463,6 +461,8 @@ fn median_of(runs: Vec<Measurement>) -> Measurement {
     }
 }
 
+/// Runs a load and adds the service's CPU time per request: the first
+/// `replicas` replicas' CPU time over the load, divided by its requests.
 async fn on_cpu<F>(stack: &Stack, replicas: usize, load: F) -> (Measurement, Vec<String>)
 where
     F: std::future::Future<Output = (Measurement, Vec<String>)>,
