@@ -9,8 +9,8 @@
 //! 3 claim               Redis: replay | in progress | this request owns the key
 //! 4 lock                Redis: one request per slot (contention only),
 //!                       in the same script as the claim (one round trip)
-//!   within_quota        DB: a key new to the store must fit the user's quota
-//! 5 book_in_transaction DB: earlier outcome | ALREADY_BOOKED | insert, + outcome
+//! 5 book_in_transaction DB: earlier outcome | QUOTA_EXCEEDED (a new key past
+//!                       the user's quota) | ALREADY_BOOKED | insert, + outcome
 //! 6 finalize            Redis: record completed (if still ours) and lock
 //!                       released, in one script
 //! 7 release             on a transient failure: drop the claim so a retry runs again
@@ -114,7 +114,6 @@ async fn run_claimed(
     let mut unlocked = false;
     let result = async {
         failpoints::hit(Step::AfterLock).await?;
-        within_quota(state, key).await?;
         let prepared = prepare_booking(key, request)?;
         #[cfg(feature = "failpoints")]
         if seeded_bug!(FinalizeBeforeCommit) {
@@ -223,32 +222,6 @@ async fn verify_derived_record(
     }
 }
 
-/// After steps 3 and 4: a key the store does not know yet must fit the
-/// user's quota of live keys (`429 QUOTA_EXCEEDED`, nothing written, the
-/// lock and the claim released). It runs under the slot lock, which the
-/// claim took in the same round trip: a request over quota holds the lock
-/// for one bounded count query (and the per-client rate limit bounds how
-/// often), and on a busy slot it hears `RESOURCE_LOCKED` first. A key the store knows always gets its answer, so
-/// losing Redis never turns a replay into a refusal. Concurrent new keys
-/// are counted once they commit: a user can pass the quota by the number
-/// of requests in flight, no more.
-async fn within_quota(state: &AppState, key: &ResolvedKey) -> Result<(), ApiError> {
-    let quota = state.settings.idempotency.key_quota;
-    if quota == 0 {
-        return Ok(());
-    }
-    let now = Utc::now();
-    let live = state.store.live_keys(&key.scope, now, quota).await?;
-    if live.includes_key || live.count < u64::from(quota) {
-        return Ok(());
-    }
-    let retry_after = live
-        .next_expiry
-        .and_then(|at| (at - now).to_std().ok())
-        .unwrap_or(state.settings.idempotency.lease);
-    Err(ApiError::QuotaExceeded { quota, retry_after })
-}
-
 enum Slot {
     Held(Token),
     /// The slot was busy but this key already has an outcome in the store.
@@ -338,6 +311,15 @@ fn prepare_booking(key: &ResolvedKey, request: &NewBooking) -> Result<Prepared, 
 
 /// Step 5: one transaction decides. Returns the key's outcome and whether it
 /// came from an earlier request.
+///
+/// The same transaction applies the key quota: a key the store does not
+/// know yet must fit the user's quota of live keys (`429 QUOTA_EXCEEDED`,
+/// nothing written, the lock and the claim released by the caller). A key
+/// the store knows always gets its answer, so losing Redis never turns a
+/// replay into a refusal. Concurrent new keys are counted once they commit:
+/// a user can pass the quota by the number of requests in flight, no more.
+/// Counting here rather than in a query of its own saves a round trip per
+/// booking (`docs/PERFORMANCE.md`, sixth round).
 #[instrument(level = "debug", skip_all, fields(resource = %prepared.booking.resource_id, date = %prepared.booking.date))]
 async fn book_in_transaction(
     state: &AppState,
@@ -352,6 +334,7 @@ async fn book_in_transaction(
         booking: &prepared.booking,
         created: &prepared.created,
         already_booked: &prepared.already_booked,
+        key_quota: state.settings.idempotency.key_quota,
     };
     let fresh = |response: StoredResponse, expires_at| CompletedRecord {
         fingerprint: key.fingerprint.clone(),
@@ -365,6 +348,12 @@ async fn book_in_transaction(
             false,
         )),
         BookOutcome::Existing(record) => Ok((record, true)),
+        BookOutcome::OverQuota { frees_at } => Err(ApiError::QuotaExceeded {
+            quota: state.settings.idempotency.key_quota,
+            retry_after: frees_at
+                .and_then(|at| (at - Utc::now()).to_std().ok())
+                .unwrap_or(state.settings.idempotency.lease),
+        }),
     }
 }
 

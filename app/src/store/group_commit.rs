@@ -62,6 +62,18 @@ const INSERT_BOOKING_CHECKED: &str = "INSERT INTO bookings \
      SELECT $1, $2, $3, $4, 'confirmed', $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM bookings \
      WHERE resource_id = $3 AND date = $4 AND status = 'confirmed')";
 
+/// Counts the user's live keys, at most `$5` rows of one index range (the
+/// primary key starts with `user_id`), and looks the key up.
+const LIVE_KEYS: &str = "SELECT \
+     (SELECT COUNT(*) FROM (SELECT 1 AS one FROM idempotency_records \
+        WHERE user_id = $1 AND expires_at > $4 LIMIT $5) AS recent) AS live, \
+     (SELECT COUNT(*) FROM idempotency_records \
+        WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $4) AS this_key";
+
+/// When the user's first live key expires (only asked when over the quota).
+const FIRST_KEY_EXPIRY: &str = "SELECT MIN(expires_at) FROM idempotency_records \
+     WHERE user_id = $1 AND expires_at > $2";
+
 const RECORD_OUTCOME: &str = "UPDATE idempotency_records \
      SET status_code = $4, response_body = $5, booking_id = $6, expires_at = $7 \
      WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
@@ -75,6 +87,7 @@ pub struct Request {
     pub booking: Booking,
     pub created: StoredResponse,
     pub already_booked: StoredResponse,
+    pub key_quota: u32,
 }
 
 /// One request's answer: its outcome, or the row of the key's earlier outcome.
@@ -195,6 +208,9 @@ async fn book_one(
 ) -> Result<Result<BookOutcome, StoredRow>, sqlx::Error> {
     let key = &r.key;
     let booking = &r.booking;
+    if let Some(frees_at) = over_quota(conn, r).await? {
+        return Ok(Ok(BookOutcome::OverQuota { frees_at }));
+    }
     let claimed = sqlx::query(CLAIM_KEY)
         .bind(&key.user_id)
         .bind(key.kind)
@@ -265,4 +281,34 @@ async fn book_one(
         .execute(&mut *conn)
         .await?;
     Ok(Ok(outcome))
+}
+
+/// The key quota, inside the group's transaction: `Some(when the user's
+/// first live key expires)` if the key is new and the user already holds
+/// the quota's live keys.
+async fn over_quota(
+    conn: &mut SqliteConnection,
+    r: &Request,
+) -> Result<Option<Option<chrono::DateTime<chrono::Utc>>>, sqlx::Error> {
+    if r.key_quota == 0 {
+        return Ok(None);
+    }
+    let now = r.booking.created_at;
+    let (live, this_key): (i64, i64) = sqlx::query_as(LIVE_KEYS)
+        .bind(&r.key.user_id)
+        .bind(r.key.kind)
+        .bind(&r.key.key)
+        .bind(now)
+        .bind(i64::from(r.key_quota))
+        .fetch_one(&mut *conn)
+        .await?;
+    if this_key > 0 || live < i64::from(r.key_quota) {
+        return Ok(None);
+    }
+    let frees_at = sqlx::query_scalar(FIRST_KEY_EXPIRY)
+        .bind(&r.key.user_id)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Some(frees_at))
 }

@@ -40,6 +40,9 @@ pub struct BookCommand<'a> {
     pub created: &'a StoredResponse,
     /// The `409 ALREADY_BOOKED` response for this slot.
     pub already_booked: &'a StoredResponse,
+    /// Live keys the user may hold: a key new to the store beyond them is
+    /// refused ([`BookOutcome::OverQuota`]) and nothing is written. 0: no quota.
+    pub key_quota: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +53,10 @@ pub enum BookOutcome {
     AlreadyBooked,
     /// The key already had an outcome (an earlier attempt committed).
     Existing(CompletedRecord),
+    /// The key is new to the store and the user already holds `key_quota`
+    /// live keys; nothing was written. `frees_at`: when the first of them
+    /// expires.
+    OverQuota { frees_at: Option<DateTime<Utc>> },
 }
 
 /// Filters of `GET /api/bookings/{userId}`.
@@ -69,18 +76,6 @@ pub struct Cancellation {
     pub forgotten: Vec<KeyScope>,
 }
 
-/// A user's live idempotency keys, for the key quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LiveKeys {
-    /// Keys whose outcome is still kept, counted up to the limit asked for.
-    pub count: u64,
-    /// The asked-about key is one of them.
-    pub includes_key: bool,
-    /// When the first of them expires; only known when `count` reached the
-    /// limit and the key is new.
-    pub next_expiry: Option<DateTime<Utc>>,
-}
-
 /// The most bookings one list call returns (newest first).
 pub const LIST_LIMIT: i64 = 1000;
 
@@ -91,7 +86,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn ping(&self) -> Result<(), DependencyError>;
 
-    /// Step 5 of the protocol, in one transaction.
+    /// Step 5 of the protocol, in one transaction (the key quota included:
+    /// counted where the booking is written, no round trip of its own).
     async fn book(&self, cmd: &BookCommand<'_>) -> Result<BookOutcome, DependencyError>;
 
     /// The unexpired outcome recorded for `key`, if any (read-only).
@@ -100,14 +96,6 @@ pub trait Store: Send + Sync + 'static {
         key: &KeyScope,
         now: DateTime<Utc>,
     ) -> Result<Option<CompletedRecord>, DependencyError>;
-
-    /// The live keys of `key`'s user, counted up to `limit` (read-only).
-    async fn live_keys(
-        &self,
-        key: &KeyScope,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<LiveKeys, DependencyError>;
 
     async fn list(
         &self,

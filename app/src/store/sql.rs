@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::group_commit;
 use super::pg_conns::HotConnections;
 use super::step5::{commit_point, existing_outcome, stored_row, FORGET_REFUSAL, READ_KEY};
-use super::{BookCommand, BookOutcome, Cancellation, ListFilter, LiveKeys, Store, LIST_LIMIT};
+use super::{BookCommand, BookOutcome, Cancellation, ListFilter, Store, LIST_LIMIT};
 use crate::coordinator::CompletedRecord;
 use crate::deps::{Classify, DependencyError, Guard};
 use crate::domain::{Booking, BookingDate, BookingStatus, ResourceId, UserId};
@@ -60,18 +60,6 @@ const FIND_OUTCOME: &str =
     "SELECT fingerprint, status_code, response_body, expires_at FROM idempotency_records \
      WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $4 \
      AND status_code IS NOT NULL";
-
-/// Counts at most `$5` rows of one index range (the primary key starts with
-/// `user_id`), so the cost stays bounded by the quota, and looks the key up.
-const LIVE_KEYS: &str = "SELECT \
-     (SELECT COUNT(*) FROM (SELECT 1 AS one FROM idempotency_records \
-        WHERE user_id = $1 AND expires_at > $4 LIMIT $5) AS recent) AS live, \
-     (SELECT COUNT(*) FROM idempotency_records \
-        WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $4) AS this_key";
-
-/// When the user's first live key expires (only asked when over the quota).
-const NEXT_KEY_EXPIRY: &str = "SELECT MIN(expires_at) AS next_expiry FROM idempotency_records \
-     WHERE user_id = $1 AND expires_at > $2";
 
 const BOOKING_COLUMNS: &str = "id, user_id, resource_id, date, status, created_at, cancelled_at";
 
@@ -217,47 +205,6 @@ macro_rules! sql_store {
                 decode()
                     .map(Some)
                     .map_err(|e| self.guard.corrupt("find_outcome", e.to_string()))
-            }
-
-            async fn live_keys(
-                &self,
-                key: &KeyScope,
-                now: DateTime<Utc>,
-                limit: u32,
-            ) -> Result<LiveKeys, DependencyError> {
-                let (live, this_key): (i64, i64) = self
-                    .guard
-                    .run(
-                        "live_keys",
-                        sqlx::query_as(LIVE_KEYS)
-                            .bind(&key.user_id)
-                            .bind(key.kind)
-                            .bind(&key.key)
-                            .bind(now)
-                            .bind(i64::from(limit))
-                            .fetch_one(&self.pool),
-                    )
-                    .await?;
-                let count = u64::try_from(live).unwrap_or(0);
-                let includes_key = this_key > 0;
-                let next_expiry = if count >= u64::from(limit) && !includes_key {
-                    self.guard
-                        .run(
-                            "live_keys",
-                            sqlx::query_scalar(NEXT_KEY_EXPIRY)
-                                .bind(&key.user_id)
-                                .bind(now)
-                                .fetch_one(&self.pool),
-                        )
-                        .await?
-                } else {
-                    None
-                };
-                Ok(LiveKeys {
-                    count,
-                    includes_key,
-                    next_expiry,
-                })
             }
 
             async fn list(
@@ -543,6 +490,7 @@ impl SqliteStore {
             booking: cmd.booking.clone(),
             created: cmd.created.clone(),
             already_booked: cmd.already_booked.clone(),
+            key_quota: cmd.key_quota,
         };
         // One deadline covers the wait for the group and its commit.
         let outcome = self.guard.run("book", self.group.book(request)).await?;
@@ -551,41 +499,61 @@ impl SqliteStore {
 }
 
 /// Step 5 for PostgreSQL as one autocommitted statement (one round trip;
-/// it was BEGIN, this statement, COMMIT): book unless the key has a live
-/// outcome, then record the outcome, inserting the key's row or taking over
-/// an expired one. No row back means the key's live outcome was seen, and
-/// nothing was written. If a concurrent request with the same key commits
-/// its outcome while this statement waits on the key's primary key, the
-/// statement raises `KEY_DECIDED_CONCURRENTLY` (migration 0002), so that it
-/// fails as a whole and any booking it made is undone; the existing outcome
-/// is then the answer. The unique partial index decides every race on the
-/// slot, as in SQLite's step-by-step transaction.
+/// it was BEGIN, this statement, COMMIT, and a quota count before them):
+/// book unless the key has a live outcome or is new to a user already
+/// holding `$16` live keys, then record the outcome, inserting the key's
+/// row or taking over an expired one. No row back means the key's live
+/// outcome was seen, and nothing was written; an `over_quota` row means the
+/// quota refused the key, nothing written either, with when the user's
+/// first live key expires. If a concurrent request with the same key
+/// commits its outcome while this statement waits on the key's primary
+/// key, the statement raises `KEY_DECIDED_CONCURRENTLY` (migration 0002),
+/// so that it fails as a whole and any booking it made is undone; the
+/// existing outcome is then the answer. The unique partial index decides
+/// every race on the slot, as in SQLite's step-by-step transaction. The
+/// quota counts at most `$16` rows of one index range (the primary key
+/// starts with `user_id`), so its cost stays bounded by the quota.
 const PG_BOOK: &str = "WITH live AS (\
         SELECT 1 FROM idempotency_records \
         WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $7\
+    ), over_quota AS (\
+        SELECT 1 WHERE $16 > 0 AND NOT EXISTS (SELECT 1 FROM live) AND \
+        (SELECT COUNT(*) FROM (SELECT 1 AS one FROM idempotency_records \
+            WHERE user_id = $1 AND expires_at > $7 LIMIT $16) AS recent) >= $16\
+    ), go AS (\
+        SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM live) AND NOT EXISTS (SELECT 1 FROM over_quota)\
     ), booked AS (\
         INSERT INTO bookings (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
-        SELECT $8, $9, $5, $6, 'confirmed', $7, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM live) \
+        SELECT $8, $9, $5, $6, 'confirmed', $7, $2, $3 FROM go \
         ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING \
         RETURNING id\
-    ) \
-    INSERT INTO idempotency_records AS r \
+    ), recorded AS (\
+        INSERT INTO idempotency_records AS r \
         (user_id, key_kind, idem_key, fingerprint, resource_id, date, created_at, expires_at, \
          status_code, response_body, booking_id) \
-    SELECT $1, $2, $3, $4, $5, $6, $7, \
+        SELECT $1, $2, $3, $4, $5, $6, $7, \
         CASE WHEN EXISTS (SELECT 1 FROM booked) THEN $10 ELSE $15 END, \
         CASE WHEN EXISTS (SELECT 1 FROM booked) THEN $11 ELSE $13 END, \
         CASE WHEN EXISTS (SELECT 1 FROM booked) THEN $12 ELSE $14 END, \
-        (SELECT id FROM booked) \
-    WHERE NOT EXISTS (SELECT 1 FROM live) \
-    ON CONFLICT (user_id, key_kind, idem_key) DO UPDATE SET \
+        (SELECT id FROM booked) FROM go \
+        ON CONFLICT (user_id, key_kind, idem_key) DO UPDATE SET \
         fingerprint = EXCLUDED.fingerprint, resource_id = EXCLUDED.resource_id, date = EXCLUDED.date, \
         created_at = EXCLUDED.created_at, \
         expires_at = CASE WHEN r.expires_at <= $7 THEN EXCLUDED.expires_at \
             ELSE booking_key_decided_concurrently() END, \
         status_code = EXCLUDED.status_code, response_body = EXCLUDED.response_body, \
         booking_id = EXCLUDED.booking_id \
-    RETURNING status_code, booking_id";
+        RETURNING status_code, booking_id\
+    ) \
+    SELECT status_code, booking_id, FALSE AS over_quota, NULL::timestamptz AS frees_at FROM recorded \
+    UNION ALL \
+    SELECT NULL, NULL, TRUE, (SELECT MIN(expires_at) FROM idempotency_records \
+        WHERE user_id = $1 AND expires_at > $7) FROM over_quota";
+
+/// Where `PG_BOOK` leaves the slot to the unique partial index (the seeded
+/// bug `no-unique-index` replaces it with a check).
+const SLOT_CONFLICT: &str =
+    "FROM go ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING";
 
 /// The SQLSTATE that `booking_key_decided_concurrently()` raises.
 const KEY_DECIDED_CONCURRENTLY: &str = "BK001";
@@ -606,24 +574,23 @@ fn pg_book_sql(hold: Option<Duration>) -> std::borrow::Cow<'static, str> {
     let mut sql = PG_BOOK.to_string();
     if seeded_bug!(NoUniqueIndex) {
         sql = sql.replace(
-            "WHERE NOT EXISTS (SELECT 1 FROM live) ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING",
-            "WHERE NOT EXISTS (SELECT 1 FROM live) AND NOT EXISTS (SELECT 1 FROM bookings \
+            SLOT_CONFLICT,
+            "FROM go WHERE NOT EXISTS (SELECT 1 FROM bookings \
              WHERE resource_id = $5 AND date = $6 AND status = 'confirmed')",
         );
     }
     if let Some(hold) = hold {
         sql = sql
             .replace(
-                ") INSERT INTO idempotency_records AS r",
+                "), recorded AS (INSERT INTO idempotency_records AS r",
                 &format!(
-                    "), held AS (SELECT pg_sleep({:.3}) FROM booked) INSERT INTO idempotency_records AS r",
+                    "), held AS (SELECT pg_sleep({:.3}) FROM booked), recorded AS (INSERT INTO idempotency_records AS r",
                     hold.as_secs_f64()
                 ),
             )
             .replace(
-                "(SELECT id FROM booked) WHERE NOT EXISTS (SELECT 1 FROM live)",
-                "(SELECT id FROM booked) WHERE NOT EXISTS (SELECT 1 FROM live) \
-                 AND (SELECT count(*) FROM held) >= 0",
+                "(SELECT id FROM booked) FROM go",
+                "(SELECT id FROM booked) FROM go WHERE (SELECT count(*) FROM held) >= 0",
             );
     }
     sql.into()
@@ -658,10 +625,16 @@ impl PostgresStore {
                                 .bind(&cmd.created.body)
                                 .bind(i32::from(cmd.already_booked.status))
                                 .bind(&cmd.already_booked.body)
-                                .bind(cmd.refusal_expires_at),
+                                .bind(cmd.refusal_expires_at)
+                                .bind(i64::from(cmd.key_quota)),
                         )
                         .await;
                     match row {
+                        Ok(Some(row)) if row.try_get::<bool, _>("over_quota")? => {
+                            Ok(Some(BookOutcome::OverQuota {
+                                frees_at: row.try_get("frees_at")?,
+                            }))
+                        }
                         Ok(Some(row)) => {
                             let booked: Option<Uuid> = row.try_get("booking_id")?;
                             Ok(Some(if booked.is_some() {
@@ -714,11 +687,15 @@ mod tests {
     #[test]
     fn a_held_statement_sleeps_after_booking_and_before_recording() {
         assert_eq!(pg_book_sql(None), PG_BOOK);
+        assert!(
+            PG_BOOK.contains(SLOT_CONFLICT),
+            "no-unique-index would change nothing"
+        );
         let held = pg_book_sql(Some(Duration::from_millis(800)));
         let sleep = held.find("held AS (SELECT pg_sleep(0.800) FROM booked)");
-        let used = held.find("AND (SELECT count(*) FROM held) >= 0");
+        let used = held.find("FROM go WHERE (SELECT count(*) FROM held) >= 0");
         let booked = held.find("booked AS (");
-        let record = held.find("INSERT INTO idempotency_records AS r");
+        let record = held.find("recorded AS (INSERT INTO idempotency_records AS r");
         assert!(
             matches!((booked, sleep, record, used), (Some(b), Some(s), Some(r), Some(u)) if b < s && s < r && r < u),
             "{held}"

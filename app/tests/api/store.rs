@@ -61,6 +61,7 @@ async fn book_at_once(
                     booking: b,
                     created: r,
                     already_booked: &TAKEN,
+                    key_quota: 0,
                 };
                 async move { store.book(&cmd).await.expect("book") }
             }),
@@ -121,6 +122,7 @@ async fn an_expired_key_is_taken_over_and_a_live_one_is_not(backend: Backend) {
         booking: &first,
         created: &created(&first),
         already_booked: &TAKEN,
+        key_quota: 0,
     };
     assert_eq!(
         app.state.store.book(&cmd).await.expect("book"),
@@ -137,6 +139,7 @@ async fn an_expired_key_is_taken_over_and_a_live_one_is_not(backend: Backend) {
         booking: &second,
         created: &created(&second),
         already_booked: &TAKEN,
+        key_quota: 0,
     };
     assert_eq!(
         app.state.store.book(&cmd).await.expect("book"),
@@ -152,6 +155,7 @@ async fn an_expired_key_is_taken_over_and_a_live_one_is_not(backend: Backend) {
         booking: &third,
         created: &created(&third),
         already_booked: &TAKEN,
+        key_quota: 0,
     };
     match app.state.store.book(&cmd).await.expect("book") {
         BookOutcome::Existing(record) => assert_eq!(record.response, TAKEN),
@@ -205,6 +209,7 @@ mod postgres {
                 booking: &mine,
                 created: &created(&mine),
                 already_booked: &TAKEN,
+                key_quota: 0,
             };
             store.book(&cmd).await
         });
