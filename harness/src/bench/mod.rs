@@ -32,7 +32,7 @@ use crate::stack::{ServiceBinary, Stack};
 use baselines::{machine, pgbench_booking_transactions, pgbench_inserts, redis_benchmark};
 use driver::{drive, send};
 use invariants::check_invariants;
-use workloads::{catalogue, date, distinct_create, race_client, race_one_slot};
+use workloads::{bench_user, catalogue, date, distinct_create, race_client, race_one_slot};
 
 pub use driver::Request;
 pub use markdown::{html, markdown};
@@ -236,9 +236,16 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
             one,
             config.clients,
             config.duration,
+            // Lists of the user who booked last (creates 3-9 of each ten).
             move |w, i| match i % 10 {
-                0 if i > 0 => Request::Get(format!("/api/bookings/bench_{w}?status=all")),
-                1 | 2 => Request::Get(format!("/api/bookings/bench_{w}")),
+                0 if i > 0 => Request::Get(format!(
+                    "/api/bookings/{}?status=all",
+                    bench_user(r, w, i - 3)
+                )),
+                1 | 2 => Request::Get(format!(
+                    "/api/bookings/{}",
+                    bench_user(r, w, i.saturating_sub(3))
+                )),
                 _ => distinct_create(r, w, i),
             },
         ),
@@ -402,8 +409,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     })
 }
 
-/// A stack for load runs: the bench's catalogue, and no key quota (a load
-/// worker books as one user far past a person's quota).
+/// A stack for load runs: the bench's catalogue, every other setting at its
+/// default (the key quota included: see [`workloads::BOOKINGS_PER_USER`]).
 async fn start_stack(
     mode: Mode,
     replicas: usize,
@@ -412,11 +419,7 @@ async fn start_stack(
     let scenario = Scenario {
         mode,
         replicas,
-        service_env: [
-            ("BOOKING_RESOURCES".to_owned(), catalogue()),
-            ("IDEMPOTENCY_KEY_QUOTA".to_owned(), "0".to_owned()),
-        ]
-        .into(),
+        service_env: [("BOOKING_RESOURCES".to_owned(), catalogue())].into(),
         ..Scenario::parse("name = \"bench\"")?
     };
     Stack::start(&scenario, binary).await

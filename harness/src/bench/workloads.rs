@@ -26,12 +26,23 @@ pub(super) fn date(offset: u64) -> String {
         .to_string()
 }
 
+/// Bookings one bench user makes: the service runs with its default key
+/// quota, which counts the user's live keys on every new key, so each user
+/// books as a person would (a handful of times), not as one user holding a
+/// whole run's keys.
+pub(super) const BOOKINGS_PER_USER: u64 = 10;
+
+/// The user of a worker's `i`-th create in a run.
+pub(super) fn bench_user(run: u64, w: usize, i: u64) -> String {
+    format!("bench_{run}_{w}_{}", i / BOOKINGS_PER_USER)
+}
+
 /// A distinct slot per (run, worker, i): runs and workers own disjoint
 /// ranges (dates from run × 20 000 days on; replays and races use earlier ones).
 pub(super) fn distinct_create(run: u64, w: usize, i: u64) -> Request {
     let n = run * 20_000 * ROOMS + (w as u64) * 100_000 + i;
     Request::Post {
-        body: json!({ "userId": format!("bench_{w}"), "resourceId": format!("bench_room_{}", n % ROOMS), "date": date(n / ROOMS) }),
+        body: json!({ "userId": bench_user(run, w, i), "resourceId": format!("bench_room_{}", n % ROOMS), "date": date(n / ROOMS) }),
         key: format!("bench-{run}-{w}-{i}"),
     }
 }
@@ -128,14 +139,23 @@ mod tests {
     fn distinct_creates_never_share_a_slot_or_key() {
         let mut slots = BTreeSet::new();
         let mut keys = BTreeSet::new();
-        for w in 0..32 {
-            for i in 0..500 {
-                let Request::Post { body, key } = distinct_create(3, w, i) else {
-                    panic!("a create")
-                };
-                assert!(slots.insert((body["resourceId"].to_string(), body["date"].to_string())));
-                assert!(keys.insert(key));
+        let mut per_user = std::collections::BTreeMap::<String, u64>::new();
+        for run in [3, 4] {
+            for w in 0..32 {
+                for i in 0..500 {
+                    let Request::Post { body, key } = distinct_create(run, w, i) else {
+                        panic!("a create")
+                    };
+                    assert!(
+                        slots.insert((body["resourceId"].to_string(), body["date"].to_string()))
+                    );
+                    assert!(keys.insert(key));
+                    *per_user.entry(body["userId"].to_string()).or_default() += 1;
+                }
             }
         }
+        // Well inside the default key quota, whatever the run count.
+        assert_eq!(per_user.values().max(), Some(&BOOKINGS_PER_USER));
+        assert_eq!(per_user.len() as u64, 2 * 32 * 500 / BOOKINGS_PER_USER);
     }
 }
