@@ -39,10 +39,16 @@ pub const MAX_GROUP: usize = 64;
 const QUEUE: usize = 1024;
 
 /// Claims the key: inserts its row, or takes over its expired row; a live
-/// row is left alone (no change: its outcome is read instead).
+/// row is left alone (no change: its outcome is read instead). With a key
+/// quota (`$9` > 0) nothing is inserted either while the user holds `$9`
+/// live keys, counted on one index range (the primary key starts with
+/// `user_id`): in the same statement, so the quota costs the group's
+/// single writer no statement of its own.
 const CLAIM_KEY: &str = "INSERT INTO idempotency_records \
      (user_id, key_kind, idem_key, fingerprint, resource_id, date, created_at, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+     WHERE $9 = 0 OR (SELECT COUNT(*) FROM (SELECT 1 FROM idempotency_records \
+        WHERE user_id = $1 AND expires_at > $7 LIMIT $9)) < $9 \
      ON CONFLICT (user_id, key_kind, idem_key) DO UPDATE SET \
      fingerprint = excluded.fingerprint, resource_id = excluded.resource_id, \
      date = excluded.date, created_at = excluded.created_at, expires_at = excluded.expires_at, \
@@ -61,14 +67,6 @@ const INSERT_BOOKING_CHECKED: &str = "INSERT INTO bookings \
      (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
      SELECT $1, $2, $3, $4, 'confirmed', $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM bookings \
      WHERE resource_id = $3 AND date = $4 AND status = 'confirmed')";
-
-/// Counts the user's live keys, at most `$5` rows of one index range (the
-/// primary key starts with `user_id`), and looks the key up.
-const LIVE_KEYS: &str = "SELECT \
-     (SELECT COUNT(*) FROM (SELECT 1 AS one FROM idempotency_records \
-        WHERE user_id = $1 AND expires_at > $4 LIMIT $5) AS recent) AS live, \
-     (SELECT COUNT(*) FROM idempotency_records \
-        WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $4) AS this_key";
 
 /// When the user's first live key expires (only asked when over the quota).
 const FIRST_KEY_EXPIRY: &str = "SELECT MIN(expires_at) FROM idempotency_records \
@@ -208,9 +206,6 @@ async fn book_one(
 ) -> Result<Result<BookOutcome, StoredRow>, sqlx::Error> {
     let key = &r.key;
     let booking = &r.booking;
-    if let Some(frees_at) = over_quota(conn, r).await? {
-        return Ok(Ok(BookOutcome::OverQuota { frees_at }));
-    }
     let claimed = sqlx::query(CLAIM_KEY)
         .bind(&key.user_id)
         .bind(key.kind)
@@ -220,18 +215,35 @@ async fn book_one(
         .bind(booking.date)
         .bind(booking.created_at)
         .bind(r.expires_at)
+        .bind(i64::from(r.key_quota))
         .execute(&mut *conn)
         .await?
         .rows_affected();
     if claimed == 0 {
-        // A live outcome: nothing was written for this request.
+        // Nothing was written for this request: the key has a live outcome,
+        // or (no live row) the quota refused a key new to the store.
         let row = sqlx::query(READ_KEY)
             .bind(&key.user_id)
             .bind(key.kind)
             .bind(&key.key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row {
+            let stored = stored_row(&row)?;
+            if stored.3 > booking.created_at {
+                return Ok(Err(stored));
+            }
+        }
+        if r.key_quota == 0 {
+            // Neither a live row nor a quota: the insert cannot have been refused.
+            return Err(sqlx::Error::RowNotFound);
+        }
+        let frees_at = sqlx::query_scalar(FIRST_KEY_EXPIRY)
+            .bind(&key.user_id)
+            .bind(booking.created_at)
             .fetch_one(&mut *conn)
             .await?;
-        return Ok(Err(stored_row(&row)?));
+        return Ok(Ok(BookOutcome::OverQuota { frees_at }));
     }
     let insert = if seeded_bug!(NoUniqueIndex) {
         INSERT_BOOKING_CHECKED
@@ -281,34 +293,4 @@ async fn book_one(
         .execute(&mut *conn)
         .await?;
     Ok(Ok(outcome))
-}
-
-/// The key quota, inside the group's transaction: `Some(when the user's
-/// first live key expires)` if the key is new and the user already holds
-/// the quota's live keys.
-async fn over_quota(
-    conn: &mut SqliteConnection,
-    r: &Request,
-) -> Result<Option<Option<chrono::DateTime<chrono::Utc>>>, sqlx::Error> {
-    if r.key_quota == 0 {
-        return Ok(None);
-    }
-    let now = r.booking.created_at;
-    let (live, this_key): (i64, i64) = sqlx::query_as(LIVE_KEYS)
-        .bind(&r.key.user_id)
-        .bind(r.key.kind)
-        .bind(&r.key.key)
-        .bind(now)
-        .bind(i64::from(r.key_quota))
-        .fetch_one(&mut *conn)
-        .await?;
-    if this_key > 0 || live < i64::from(r.key_quota) {
-        return Ok(None);
-    }
-    let frees_at = sqlx::query_scalar(FIRST_KEY_EXPIRY)
-        .bind(&r.key.user_id)
-        .bind(now)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(Some(frees_at))
 }
