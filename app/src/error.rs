@@ -142,12 +142,31 @@ impl ErrorCode {
         }
     }
 
-    /// The problem `type` URI reference: `/problems/already-booked`.
-    pub fn type_uri(self) -> String {
-        format!(
-            "/problems/{}",
-            self.as_str().to_ascii_lowercase().replace('_', "-")
-        )
+    /// The problem `type` URI reference: `/problems/already-booked` (the
+    /// code in kebab case; static, since every error response and every
+    /// create, which renders its refusal in advance, needs one).
+    pub fn type_uri(self) -> &'static str {
+        match self {
+            Self::ValidationFailed => "/problems/validation-failed",
+            Self::IdempotencyKeyInvalid => "/problems/idempotency-key-invalid",
+            Self::IdempotencyInProgress => "/problems/idempotency-in-progress",
+            Self::ResourceLocked => "/problems/resource-locked",
+            Self::AlreadyBooked => "/problems/already-booked",
+            Self::IdempotencyKeyReused => "/problems/idempotency-key-reused",
+            Self::UnknownResource => "/problems/unknown-resource",
+            Self::NotFound => "/problems/not-found",
+            Self::PayloadTooLarge => "/problems/payload-too-large",
+            Self::DependencyUnavailable => "/problems/dependency-unavailable",
+            Self::Internal => "/problems/internal",
+            Self::Unauthenticated => "/problems/unauthenticated",
+            Self::Forbidden => "/problems/forbidden",
+            Self::MethodNotAllowed => "/problems/method-not-allowed",
+            Self::RequestTimeout => "/problems/request-timeout",
+            Self::RateLimited => "/problems/rate-limited",
+            Self::QuotaExceeded => "/problems/quota-exceeded",
+            Self::UriTooLong => "/problems/uri-too-long",
+            Self::HeadersTooLarge => "/problems/headers-too-large",
+        }
     }
 }
 
@@ -234,7 +253,7 @@ fn describe_fields(errors: &[FieldError]) -> String {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
-    pub type_uri: String,
+    pub type_uri: &'static str,
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
@@ -424,6 +443,17 @@ mod tests {
         let response = ApiError::RateLimited(wait).into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn every_type_uri_is_its_code_in_kebab_case() {
+        for code in ErrorCode::ALL {
+            let derived = format!(
+                "/problems/{}",
+                code.as_str().to_ascii_lowercase().replace('_', "-")
+            );
+            assert_eq!(code.type_uri(), derived, "{code:?}");
+        }
     }
 
     #[test]

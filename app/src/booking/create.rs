@@ -260,8 +260,13 @@ async fn slot(
     }
 }
 
+/// `booking:lock:{resource}:{date}`, written in one allocation.
 fn lock_name(request: &NewBooking) -> String {
-    format!("booking:lock:{}", request.slot())
+    use std::fmt::Write;
+    let resource = request.resource.as_str();
+    let mut name = String::with_capacity(13 + resource.len() + 1 + 10);
+    let _ = write!(name, "booking:lock:{resource}:{}", request.date);
+    name
 }
 
 /// Everything step 5 writes, prepared before the transaction: the new

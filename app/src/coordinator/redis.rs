@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, Script};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, Script};
 
 use super::{Claim, CompletedRecord, Coordinator, Token};
 use crate::deps::{Classify, DependencyError, Guard};
@@ -123,14 +123,6 @@ pub struct RedisCoordinator {
     unlock: Script,
 }
 
-/// The `exp` field: the store's expiry in Unix milliseconds, empty when unknown.
-fn expiry_field(record: &CompletedRecord) -> String {
-    record
-        .expires_at
-        .map(|at| at.timestamp_millis().to_string())
-        .unwrap_or_default()
-}
-
 /// Reads the `exp` field back; empty, missing or unreadable is unknown (the
 /// record is then never cached, which is always safe).
 fn parse_expiry(field: Option<&str>) -> Option<DateTime<Utc>> {
@@ -139,6 +131,45 @@ fn parse_expiry(field: Option<&str>) -> Option<DateTime<Utc>> {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The `exp` argument: the store's expiry in Unix milliseconds, empty when
+/// unknown (written into the command, no string of its own).
+fn push_expiry(cmd: &mut Cmd, record: &CompletedRecord) {
+    match record.expires_at {
+        Some(at) => cmd.arg(at.timestamp_millis()),
+        None => cmd.arg(""),
+    };
+}
+
+/// `EVALSHA` of `script` over `keys`; its arguments follow. Built as one
+/// command rather than through `Script::key`/`arg`, which copy every
+/// argument into a vector of its own and then again into the command (a
+/// tenth of a create's allocations; `docs/PERFORMANCE.md`, seventh round).
+fn evalsha(script: &Script, keys: &[&str], args: usize, bytes: usize) -> Cmd {
+    let mut cmd = Cmd::with_capacity(3 + keys.len() + args, 64 + bytes);
+    cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());
+    for key in keys {
+        cmd.arg(*key);
+    }
+    cmd
+}
+
+/// Runs a command built by [`evalsha`]. After a Redis restart its script
+/// cache is empty (`NOSCRIPT`): the script is loaded and the command sent
+/// again, as `Script::invoke_async` does.
+async fn invoke<T: FromRedisValue>(
+    mut conn: ConnectionManager,
+    script: &Script,
+    cmd: Cmd,
+) -> RedisResult<T> {
+    match cmd.query_async(&mut conn).await {
+        Err(e) if e.kind() == ErrorKind::NoScriptError => {
+            script.load_async(&mut conn).await?;
+            cmd.query_async(&mut conn).await
+        }
+        other => other,
+    }
 }
 
 impl RedisCoordinator {
@@ -227,19 +258,12 @@ impl Coordinator for RedisCoordinator {
         fingerprint: &str,
         lease: Duration,
     ) -> Result<Claim, DependencyError> {
-        let mut conn = self.conn.clone();
         let token = Token::new();
+        let mut cmd = evalsha(&self.claim, &[key], 3, token.0.len() + fingerprint.len());
+        cmd.arg(&token.0).arg(fingerprint).arg(millis(lease));
         let reply: Vec<Option<String>> = self
             .guard
-            .run(
-                "claim",
-                self.claim
-                    .key(key)
-                    .arg(&token.0)
-                    .arg(fingerprint)
-                    .arg(millis(lease))
-                    .invoke_async(&mut conn),
-            )
+            .run("claim", invoke(self.conn.clone(), &self.claim, cmd))
             .await?;
         self.claim_reply(&reply, token)
     }
@@ -252,23 +276,19 @@ impl Coordinator for RedisCoordinator {
         lock: &str,
         ttl: Duration,
     ) -> Result<(Claim, Option<Token>), DependencyError> {
-        let mut conn = self.conn.clone();
         let (token, lock_token) = (Token::new(), Token::new());
+        let script = &self.claim_and_lock;
+        let bytes = key.len() + lock.len() + 2 * token.0.len() + fingerprint.len();
+        let mut cmd = evalsha(script, &[key, lock], 5, bytes);
+        cmd.arg(&token.0)
+            .arg(fingerprint)
+            .arg(millis(lease))
+            .arg(&lock_token.0)
+            .arg(millis(ttl));
         let reply: Vec<Option<String>> = self
             .guard
-            .run(
-                // Labelled by the step it answers (metrics, logs): the lock rides along.
-                "claim",
-                self.claim_and_lock
-                    .key(key)
-                    .key(lock)
-                    .arg(&token.0)
-                    .arg(fingerprint)
-                    .arg(millis(lease))
-                    .arg(&lock_token.0)
-                    .arg(millis(ttl))
-                    .invoke_async(&mut conn),
-            )
+            // Labelled by the step it answers (metrics, logs): the lock rides along.
+            .run("claim", invoke(self.conn.clone(), script, cmd))
             .await?;
         match reply.as_slice() {
             [Some(claimed), Some(locked)] if claimed == "claimed" && locked == "locked" => {
@@ -287,24 +307,20 @@ impl Coordinator for RedisCoordinator {
         lock: &str,
         lock_token: &Token,
     ) -> Result<bool, DependencyError> {
-        let mut conn = self.conn.clone();
+        let script = &self.complete_and_unlock;
+        let bytes = key.len() + lock.len() + record.response.body.len() + 160;
+        let mut cmd = evalsha(script, &[key, lock], 7, bytes);
+        cmd.arg(&token.0)
+            .arg(record.response.status)
+            .arg(&record.response.body)
+            .arg(millis(retention))
+            .arg(&record.fingerprint);
+        push_expiry(&mut cmd, record);
+        cmd.arg(&lock_token.0);
         let done: i64 = self
             .guard
-            .run(
-                // Labelled by the step it answers: the unlock rides along.
-                "complete",
-                self.complete_and_unlock
-                    .key(key)
-                    .key(lock)
-                    .arg(&token.0)
-                    .arg(record.response.status)
-                    .arg(&record.response.body)
-                    .arg(millis(retention))
-                    .arg(&record.fingerprint)
-                    .arg(expiry_field(record))
-                    .arg(&lock_token.0)
-                    .invoke_async(&mut conn),
-            )
+            // Labelled by the step it answers: the unlock rides along.
+            .run("complete", invoke(self.conn.clone(), script, cmd))
             .await?;
         Ok(done == 1)
     }
@@ -316,33 +332,27 @@ impl Coordinator for RedisCoordinator {
         record: &CompletedRecord,
         retention: Duration,
     ) -> Result<bool, DependencyError> {
-        let mut conn = self.conn.clone();
+        let bytes = key.len() + record.response.body.len() + 160;
+        let mut cmd = evalsha(&self.complete, &[key], 6, bytes);
+        cmd.arg(&token.0)
+            .arg(record.response.status)
+            .arg(&record.response.body)
+            .arg(millis(retention))
+            .arg(&record.fingerprint);
+        push_expiry(&mut cmd, record);
         let done: i64 = self
             .guard
-            .run(
-                "complete",
-                self.complete
-                    .key(key)
-                    .arg(&token.0)
-                    .arg(record.response.status)
-                    .arg(&record.response.body)
-                    .arg(millis(retention))
-                    .arg(&record.fingerprint)
-                    .arg(expiry_field(record))
-                    .invoke_async(&mut conn),
-            )
+            .run("complete", invoke(self.conn.clone(), &self.complete, cmd))
             .await?;
         Ok(done == 1)
     }
 
     async fn release(&self, key: &str, token: &Token) -> Result<bool, DependencyError> {
-        let mut conn = self.conn.clone();
+        let mut cmd = evalsha(&self.release, &[key], 1, key.len() + token.0.len());
+        cmd.arg(&token.0);
         let released: i64 = self
             .guard
-            .run(
-                "release",
-                self.release.key(key).arg(&token.0).invoke_async(&mut conn),
-            )
+            .run("release", invoke(self.conn.clone(), &self.release, cmd))
             .await?;
         Ok(released == 1)
     }
@@ -378,13 +388,11 @@ impl Coordinator for RedisCoordinator {
     }
 
     async fn unlock(&self, name: &str, token: &Token) -> Result<bool, DependencyError> {
-        let mut conn = self.conn.clone();
+        let mut cmd = evalsha(&self.unlock, &[name], 1, name.len() + token.0.len());
+        cmd.arg(&token.0);
         let deleted: i64 = self
             .guard
-            .run(
-                "unlock",
-                self.unlock.key(name).arg(&token.0).invoke_async(&mut conn),
-            )
+            .run("unlock", invoke(self.conn.clone(), &self.unlock, cmd))
             .await?;
         Ok(deleted == 1)
     }

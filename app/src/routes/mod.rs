@@ -65,26 +65,31 @@ pub fn router(state: AppState) -> Router {
             ),
         None => api.fallback(not_found),
     };
-    api.layer(middleware::from_fn_with_state(
-        state.clone(),
-        answer_in_time,
-    ))
-    .layer(DefaultBodyLimit::max(body_limit))
-    .layer(CatchPanicLayer::custom(|_| {
-        ApiError::Internal("handler panicked".into()).into_response()
-    }))
-    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-    .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-        let request_id = req
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
-        tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id)
-    }))
-    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-    .layer(middleware::from_fn(screen_request_head))
-    .with_state(state)
+    // One stack, applied once: every `Router::layer` call wraps each route
+    // in another boxed service, and a request cloned the whole nest (one
+    // allocation per level, 40 of a `/health` request's 96;
+    // `docs/PERFORMANCE.md`, seventh round). Outermost first.
+    let stack = tower::ServiceBuilder::new()
+        .layer(middleware::from_fn(screen_request_head))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            answer_in_time,
+        ));
+    api.layer(stack).with_state(state)
 }
 
 async fn not_found() -> ApiError {

@@ -41,6 +41,43 @@ async fn a_retry_after_redis_lost_its_data_returns_the_original_booking() {
     assert_eq!(app.count_rows().await, 2);
 }
 
+/// The coordinator's scripts run by hash (`EVALSHA`); a Redis whose script
+/// cache is empty (restarted, failed over, `SCRIPT FLUSH`) answers
+/// `NOSCRIPT`, and each script must be loaded again, not turned into a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_are_loaded_again_after_redis_forgets_them() {
+    let app = app().await;
+    let first = app.book("user_alice", "room_A", DATE, Some("k")).await;
+    assert_eq!(first.status, 201);
+
+    let url = app.redis.as_ref().expect("redis").url();
+    let client = redis::Client::open(url).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("script flush");
+
+    // claim_and_lock and complete_and_unlock, each loaded again.
+    let second = app.book("user_bob", "room_B", DATE, Some("k2")).await;
+    assert_eq!(second.status, 201, "{}", second.body);
+    assert!(!second.replayed);
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("script flush");
+    let retry = app.book("user_bob", "room_B", DATE, Some("k2")).await;
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert!(retry.replayed);
+    assert_eq!(retry.body, second.body);
+    assert_eq!(app.count_rows().await, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_gives_503_fast_and_readiness_names_it_then_recovers() {
     let mut app = app().await;

@@ -8,6 +8,7 @@ crate::suite!(
     an_oversized_body_is_413_and_writes_nothing,
     an_invalid_idempotency_key_is_rejected_and_writes_nothing,
     missing_fields_and_wrong_types_are_reported_together,
+    both_body_readers_answer_alike,
 );
 
 async fn assert_nothing_written(app: &crate::helpers::TestApp) {
@@ -31,6 +32,54 @@ async fn malformed_json_is_rejected_and_writes_nothing(backend: Backend) {
     let no_type = app.post_raw(r#"{"userId":"u"}"#, &[]).await;
     assert_eq!(no_type.code(), "VALIDATION_FAILED");
     assert_nothing_written(&app).await;
+}
+
+/// `Content-Type: application/json` takes the fast reader (straight into
+/// the request type), any other JSON type axum's reader: the same bodies
+/// get the same answers from both.
+async fn both_body_readers_answer_alike(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let message = |reply: &crate::helpers::Reply| {
+        reply.json["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let cases = [
+        ("{", "is not valid JSON"),
+        ("", "is not valid JSON"),
+        (
+            "  [\"user_alice\", \"room_A\", \"2026-12-01\"]",
+            "must be a JSON object",
+        ),
+        ("\"x\"", "must be a JSON object"),
+        (r#"{"userId":"user_alice"} trailing"#, "is not valid JSON"),
+    ];
+    for content_type in ["application/json", "application/json; charset=utf-8"] {
+        for (body, expected) in cases {
+            let reply = app.post_raw(body, &[("content-type", content_type)]).await;
+            assert_eq!(reply.status, 400, "{content_type} {body:?}: {}", reply.body);
+            assert_eq!(message(&reply), expected, "{content_type} {body:?}");
+        }
+    }
+    assert_nothing_written(&app).await;
+    // A repeated member: the last one counts, on both readers.
+    for (content_type, date) in [
+        ("application/json", "2026-12-01"),
+        ("application/json; charset=utf-8", "2026-12-02"),
+    ] {
+        let body = format!(
+            r#"{{"userId":"user_mallory","userId":"user_alice","resourceId":"room_A","date":"{date}"}}"#
+        );
+        let reply = app
+            .post_raw(
+                body,
+                &[("content-type", content_type), ("idempotency-key", date)],
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{content_type}: {}", reply.body);
+        assert_eq!(reply.json["booking"]["userId"], "user_alice");
+    }
 }
 
 async fn an_impossible_date_is_rejected_field_by_field(backend: Backend) {
