@@ -1,8 +1,9 @@
 //! The system under test, started by the harness: private Redis and
 //! PostgreSQL (or a SQLite file), N replicas of the service, and a fault
 //! proxy in front of each of them. Replicas reach Redis and the database
-//! through their proxies, clients reach replicas through theirs, and the
-//! checkers read the store directly.
+//! through their proxies (unless started with [`Links::Direct`], as load
+//! runs are), clients reach replicas through theirs, and the checkers read
+//! the store directly.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,8 +51,28 @@ pub struct Stack {
 #[derive(Debug, Clone)]
 pub struct ServiceBinary(pub PathBuf);
 
+/// How replicas reach Redis and PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// Through a fault proxy each, which the nemesis controls.
+    Proxied,
+    /// Straight to the servers, as in a deployment: for load runs, which
+    /// inject no faults and would otherwise count the proxy's extra hop
+    /// (its relaying, on the same cores) against the service.
+    Direct,
+}
+
 impl Stack {
     pub async fn start(scenario: &Scenario, binary: &ServiceBinary) -> Result<Arc<Stack>> {
+        Self::start_linked(scenario, binary, Links::Proxied).await
+    }
+
+    /// [`Stack::start`], choosing how replicas reach Redis and PostgreSQL.
+    pub async fn start_linked(
+        scenario: &Scenario,
+        binary: &ServiceBinary,
+        links: Links,
+    ) -> Result<Arc<Stack>> {
         let dir = tempfile::Builder::new()
             .prefix("booking-stack-")
             .tempdir()?;
@@ -104,17 +125,20 @@ impl Stack {
                 );
                 let (redis, postgres) = (redis?, postgres?);
                 stack.store_url = postgres.create_database("booking").await?;
-                let redis_proxy =
-                    Proxy::start("redis", &format!("127.0.0.1:{}", redis.port())).await?;
-                let db_proxy =
-                    Proxy::start("database", &format!("127.0.0.1:{}", postgres.port())).await?;
-                let database_url =
-                    format!("postgres://postgres@127.0.0.1:{}/booking", db_proxy.port());
-                let redis_url = format!("redis://127.0.0.1:{}/", redis_proxy.port());
+                let (mut redis_port, mut db_port) = (redis.port(), postgres.port());
+                if links == Links::Proxied {
+                    let redis_proxy =
+                        Proxy::start("redis", &format!("127.0.0.1:{redis_port}")).await?;
+                    let db_proxy =
+                        Proxy::start("database", &format!("127.0.0.1:{db_port}")).await?;
+                    (redis_port, db_port) = (redis_proxy.port(), db_proxy.port());
+                    stack.redis_proxy = Some(redis_proxy);
+                    stack.db_proxy = Some(db_proxy);
+                }
+                let database_url = format!("postgres://postgres@127.0.0.1:{db_port}/booking");
+                let redis_url = format!("redis://127.0.0.1:{redis_port}/");
                 *stack.redis.get_mut() = Some(redis);
                 *stack.postgres.get_mut() = Some(postgres);
-                stack.redis_proxy = Some(redis_proxy);
-                stack.db_proxy = Some(db_proxy);
                 (database_url, Some(redis_url))
             }
         };

@@ -109,3 +109,49 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
     let html = std::fs::read_to_string(out.path().join("bench.html")).expect("html");
     assert!(html.contains("<svg") && html.contains("throughput vs clients"));
 }
+
+/// The bench's stack links replicas straight to Redis and PostgreSQL (no
+/// fault proxy to relay, and be counted against, every round trip), and
+/// books through them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_runs_link_replicas_straight_to_redis_and_postgres() {
+    use booking_harness::scenario::{Mode, Scenario, Target};
+    use booking_harness::stack::{Links, Stack};
+
+    let scenario = Scenario {
+        mode: Mode::Local,
+        replicas: 1,
+        ..Scenario::parse("name = \"direct\"").expect("scenario")
+    };
+    let binary = ServiceBinary(env!("CARGO_BIN_EXE_booking-harness").into());
+    let stack = Stack::start_linked(&scenario, &binary, Links::Direct)
+        .await
+        .expect("stack");
+    assert!(stack.proxies_for(&Target::Redis).is_empty());
+    assert!(stack.proxies_for(&Target::Database).is_empty());
+    let base = &stack.direct_urls().await[0];
+    let http = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let response = http
+            .post(format!("{base}/api/bookings"))
+            .header("Idempotency-Key", "direct-1")
+            .json(&serde_json::json!({ "userId": "u1", "resourceId": "room_A", "date": "2040-03-01" }))
+            .send()
+            .await
+            .expect("answer");
+        answers.push((
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        ));
+    }
+    assert_eq!(answers[0].0, 201, "{answers:?}");
+    assert_eq!(answers[0], answers[1], "the retry replays the booking");
+    assert_eq!(
+        stack
+            .count_confirmed("room_A", "2040-03-01")
+            .await
+            .expect("count"),
+        1
+    );
+}

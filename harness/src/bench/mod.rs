@@ -27,7 +27,7 @@ use serde_json::json;
 
 use crate::runner::Latency;
 use crate::scenario::{Mode, Scenario};
-use crate::stack::{ServiceBinary, Stack};
+use crate::stack::{Links, ServiceBinary, Stack};
 
 use baselines::{machine, pgbench_booking_transactions, pgbench_inserts, redis_benchmark};
 use driver::{drive, send};
@@ -422,7 +422,9 @@ async fn start_stack(
         service_env: [("BOOKING_RESOURCES".to_owned(), catalogue())].into(),
         ..Scenario::parse("name = \"bench\"")?
     };
-    Stack::start(&scenario, binary).await
+    // Straight to Redis and PostgreSQL, as deployed: pgbench and
+    // redis-benchmark reach them that way too.
+    Stack::start_linked(&scenario, binary, Links::Direct).await
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
