@@ -62,6 +62,22 @@ pub enum Links {
     Direct,
 }
 
+/// CPU time a process spent, from `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuSeconds {
+    /// In the process's own code.
+    pub user: f64,
+    /// In the kernel on its behalf: system calls (loopback TCP, epoll,
+    /// futex), and the work they do for the receiving end.
+    pub system: f64,
+}
+
+impl CpuSeconds {
+    pub fn total(&self) -> f64 {
+        self.user + self.system
+    }
+}
+
 impl Stack {
     pub async fn start(scenario: &Scenario, binary: &ServiceBinary) -> Result<Arc<Stack>> {
         Self::start_linked(scenario, binary, Links::Proxied).await
@@ -357,9 +373,9 @@ impl Stack {
 
     /// CPU time (user + system, every thread, exited ones too) that the first
     /// `n` replicas have used so far, in seconds, from `/proc/PID/stat`.
-    pub async fn replicas_cpu_seconds(&self, n: usize) -> Option<f64> {
+    pub async fn replicas_cpu_seconds(&self, n: usize) -> Option<CpuSeconds> {
         let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()?? as f64;
-        let mut total = 0.0;
+        let mut total = CpuSeconds::default();
         for r in self.replicas.iter().take(n) {
             let pid = r.process.lock().await.pid()?;
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -368,7 +384,8 @@ impl Stack {
             let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
             let utime: f64 = fields.get(11)?.parse().ok()?;
             let stime: f64 = fields.get(12)?.parse().ok()?;
-            total += (utime + stime) / ticks;
+            total.user += utime / ticks;
+            total.system += stime / ticks;
         }
         Some(total)
     }

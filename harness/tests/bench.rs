@@ -58,6 +58,14 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
         "the service's CPU per request is reported for every workload: {:?}",
         report.measurements
     );
+    assert!(
+        report.measurements.iter().all(|m| matches!(
+            (m.service_cpu_us, m.service_kernel_cpu_us),
+            (Some(all), Some(kernel)) if (0.0..=all).contains(&kernel)
+        )),
+        "and the part of it spent in the kernel: {:?}",
+        report.measurements
+    );
     let measured = |name: &str| report.measurements.iter().find(|m| m.name == name);
     let runs = |name: &str| measured(name).map(|m| m.runs);
     let requests = |name: &str| measured(name).map(|m| m.requests);

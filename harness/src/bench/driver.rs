@@ -77,6 +77,7 @@ where
         per_second: requests as f64 / elapsed,
         latency_ms: Latency::of(all),
         service_cpu_us: None,
+        service_kernel_cpu_us: None,
         live_keys: None,
         runs: 1,
     };

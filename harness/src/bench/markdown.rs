@@ -27,7 +27,7 @@ pub fn markdown(r: &BenchReport) -> String {
             }
         );
     }
-    let _ = writeln!(s, "\n## Workloads\n\n| workload | runs | clients | replicas | requests | errors | per second | p50 ms | p99 ms | service CPU µs/request |\n|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "\n## Workloads\n\n| workload | runs | clients | replicas | requests | errors | per second | p50 ms | p99 ms | service CPU µs/request (in the kernel) |\n|---|---|---|---|---|---|---|---|---|---|");
     for m in &r.measurements {
         let _ = writeln!(
             s,
@@ -41,8 +41,11 @@ pub fn markdown(r: &BenchReport) -> String {
             m.per_second,
             m.latency_ms.p50,
             m.latency_ms.p99,
-            m.service_cpu_us
-                .map_or("—".to_owned(), |us| format!("{us:.0}"))
+            match (m.service_cpu_us, m.service_kernel_cpu_us) {
+                (Some(us), Some(kernel)) => format!("{us:.0} ({kernel:.0})"),
+                (Some(us), None) => format!("{us:.0}"),
+                _ => "—".to_owned(),
+            }
         );
     }
     let _ = writeln!(

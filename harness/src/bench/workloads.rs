@@ -125,6 +125,7 @@ pub(super) async fn race_one_slot(
         per_second: requests as f64 / started.elapsed().as_secs_f64(),
         latency_ms: Latency::of(latencies),
         service_cpu_us: None,
+        service_kernel_cpu_us: None,
         live_keys: None,
         runs: 1,
     }
