@@ -67,6 +67,14 @@ async fn a_short_load_run_keeps_every_invariant_and_writes_its_reports() {
         report.measurements
     );
     let measured = |name: &str| report.measurements.iter().find(|m| m.name == name);
+    let creates = measured("creates on distinct slots").expect("creates");
+    assert!(
+        matches!(
+            (creates.service_cpu_us, creates.service_kernel_cpu_us),
+            (Some(all), Some(kernel)) if kernel > 0.0 && kernel < all
+        ),
+        "a create spends time both in the kernel (its sockets) and in user space: {creates:?}"
+    );
     let runs = |name: &str| measured(name).map(|m| m.runs);
     let requests = |name: &str| measured(name).map(|m| m.requests);
     assert_eq!(

@@ -449,11 +449,7 @@ fn median(values: &mut [f64]) -> f64 {
 fn median_of(runs: Vec<Measurement>) -> Measurement {
     let field =
         |f: &dyn Fn(&Measurement) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
-    let mut cpu: Vec<f64> = runs.iter().filter_map(|m| m.service_cpu_us).collect();
-    let mut kernel: Vec<f64> = runs
-        .iter()
-        .filter_map(|m| m.service_kernel_cpu_us)
-        .collect();
+    let (cpu, kernel) = median_cpu(&runs);
     let Some(first) = runs.first() else {
         return Measurement::default();
     };
@@ -470,11 +466,35 @@ fn median_of(runs: Vec<Measurement>) -> Measurement {
             p99: field(&|m| m.latency_ms.p99),
             max: field(&|m| m.latency_ms.max),
         },
-        service_cpu_us: (!cpu.is_empty()).then(|| median(&mut cpu)),
-        service_kernel_cpu_us: (!kernel.is_empty()).then(|| median(&mut kernel)),
+        service_cpu_us: cpu,
+        service_kernel_cpu_us: kernel,
         live_keys: first.live_keys,
         runs: runs.iter().map(|m| m.runs).sum(),
     }
+}
+
+/// The median CPU per request of `runs` that have a reading, with the
+/// kernel's part *of those same runs* (a median of its own could come from
+/// another run than the total beside it).
+fn median_cpu(runs: &[Measurement]) -> (Option<f64>, Option<f64>) {
+    let mut read: Vec<(f64, Option<f64>)> = runs
+        .iter()
+        .filter_map(|m| Some((m.service_cpu_us?, m.service_kernel_cpu_us)))
+        .collect();
+    read.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let middle: &[(f64, Option<f64>)] = match read.len() {
+        0 => return (None, None),
+        n if n % 2 == 1 => &read[n / 2..=n / 2],
+        n => &read[n / 2 - 1..=n / 2],
+    };
+    let count = middle.len() as f64;
+    let total = middle.iter().map(|r| r.0).sum::<f64>() / count;
+    let kernel = middle
+        .iter()
+        .map(|r| r.1)
+        .sum::<Option<f64>>()
+        .map(|k| k / count);
+    (Some(total), kernel)
 }
 
 /// Runs a load and adds the service's CPU time per request (and its kernel
@@ -652,6 +672,31 @@ mod tests {
             (4500.0, 12.0, Some(90.0))
         );
         assert_eq!(m.service_kernel_cpu_us, Some(45.0));
+        let with_kernel = |cpu: f64, kernel: f64| Measurement {
+            service_kernel_cpu_us: Some(kernel),
+            ..run(1.0, 1.0, Some(cpu), 1)
+        };
+        let paired = median_of(vec![
+            with_kernel(100.0, 10.0),
+            with_kernel(70.0, 20.0),
+            with_kernel(90.0, 50.0),
+        ]);
+        assert_eq!(
+            (paired.service_cpu_us, paired.service_kernel_cpu_us),
+            (Some(90.0), Some(50.0)),
+            "the kernel's part of the median run, not a median of its own (20)"
+        );
+        let even = median_of(vec![
+            with_kernel(100.0, 10.0),
+            with_kernel(70.0, 20.0),
+            with_kernel(90.0, 50.0),
+            with_kernel(60.0, 30.0),
+        ]);
+        assert_eq!(
+            (even.service_cpu_us, even.service_kernel_cpu_us),
+            (Some(80.0), Some(35.0)),
+            "two middle runs: the mean of each of their figures"
+        );
         assert_eq!((m.latency_ms.p50, m.latency_ms.max), (6.0, 24.0));
         assert_eq!((m.requests, m.errors, m.runs), (60, 3, 3));
         assert_eq!(m.name, "creates on distinct slots");
