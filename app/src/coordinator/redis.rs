@@ -133,9 +133,16 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// The `exp` argument: the store's expiry in Unix milliseconds, empty when
-/// unknown (written into the command, no string of its own).
-fn push_expiry(cmd: &mut Cmd, record: &CompletedRecord) {
+/// The arguments that complete a record, in the scripts' order: token,
+/// status, body, retention, fingerprint and `exp` (the store's expiry in
+/// Unix milliseconds, empty when unknown; written into the command, no
+/// string of its own).
+fn push_completion(cmd: &mut Cmd, token: &Token, record: &CompletedRecord, retention: Duration) {
+    cmd.arg(&token.0)
+        .arg(record.response.status)
+        .arg(&record.response.body)
+        .arg(millis(retention))
+        .arg(&record.fingerprint);
     match record.expires_at {
         Some(at) => cmd.arg(at.timestamp_millis()),
         None => cmd.arg(""),
@@ -310,12 +317,7 @@ impl Coordinator for RedisCoordinator {
         let script = &self.complete_and_unlock;
         let bytes = key.len() + lock.len() + record.response.body.len() + 160;
         let mut cmd = evalsha(script, &[key, lock], 7, bytes);
-        cmd.arg(&token.0)
-            .arg(record.response.status)
-            .arg(&record.response.body)
-            .arg(millis(retention))
-            .arg(&record.fingerprint);
-        push_expiry(&mut cmd, record);
+        push_completion(&mut cmd, token, record, retention);
         cmd.arg(&lock_token.0);
         let done: i64 = self
             .guard
@@ -334,12 +336,7 @@ impl Coordinator for RedisCoordinator {
     ) -> Result<bool, DependencyError> {
         let bytes = key.len() + record.response.body.len() + 160;
         let mut cmd = evalsha(&self.complete, &[key], 6, bytes);
-        cmd.arg(&token.0)
-            .arg(record.response.status)
-            .arg(&record.response.body)
-            .arg(millis(retention))
-            .arg(&record.fingerprint);
-        push_expiry(&mut cmd, record);
+        push_completion(&mut cmd, token, record, retention);
         let done: i64 = self
             .guard
             .run("complete", invoke(self.conn.clone(), &self.complete, cmd))

@@ -56,26 +56,27 @@ async fn scripts_are_loaded_again_after_redis_forgets_them() {
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async::<()>(&mut conn)
-        .await
-        .expect("script flush");
+    flush_scripts(&mut conn).await;
 
     // claim_and_lock and complete_and_unlock, each loaded again.
     let second = app.book("user_bob", "room_B", DATE, Some("k2")).await;
     assert_eq!(second.status, 201, "{}", second.body);
     assert!(!second.replayed);
-    redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async::<()>(&mut conn)
-        .await
-        .expect("script flush");
+    flush_scripts(&mut conn).await;
     let retry = app.book("user_bob", "room_B", DATE, Some("k2")).await;
     assert_eq!(retry.status, 201, "{}", retry.body);
     assert!(retry.replayed);
     assert_eq!(retry.body, second.body);
     assert_eq!(app.count_rows().await, 2);
+}
+
+/// Empties Redis's script cache, as a restart or failover does.
+async fn flush_scripts(conn: &mut redis::aio::MultiplexedConnection) {
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(conn)
+        .await
+        .expect("script flush");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -436,11 +436,21 @@ async fn start_stack(
 /// The median of `values` (the mean of the middle two for an even count).
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    mean(middle(values).iter().copied()).unwrap_or(0.0)
+}
+
+/// The middle one (odd count) or two (even count) of `sorted`.
+fn middle<T>(sorted: &[T]) -> &[T] {
+    match sorted.len() {
+        0 => sorted,
+        n if n % 2 == 1 => &sorted[n / 2..=n / 2],
+        n => &sorted[n / 2 - 1..=n / 2],
     }
+}
+
+fn mean(values: impl ExactSizeIterator<Item = f64>) -> Option<f64> {
+    let count = values.len();
+    (count > 0).then(|| values.sum::<f64>() / count as f64)
 }
 
 /// Runs of one workload as one measurement: each rate, latency and CPU
@@ -482,19 +492,12 @@ fn median_cpu(runs: &[Measurement]) -> (Option<f64>, Option<f64>) {
         .filter_map(|m| Some((m.service_cpu_us?, m.service_kernel_cpu_us)))
         .collect();
     read.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let middle: &[(f64, Option<f64>)] = match read.len() {
-        0 => return (None, None),
-        n if n % 2 == 1 => &read[n / 2..=n / 2],
-        n => &read[n / 2 - 1..=n / 2],
-    };
-    let count = middle.len() as f64;
-    let total = middle.iter().map(|r| r.0).sum::<f64>() / count;
-    let kernel = middle
-        .iter()
-        .map(|r| r.1)
-        .sum::<Option<f64>>()
-        .map(|k| k / count);
-    (Some(total), kernel)
+    let middle = middle(&read);
+    let kernel: Option<Vec<f64>> = middle.iter().map(|r| r.1).collect();
+    (
+        mean(middle.iter().map(|r| r.0)),
+        kernel.and_then(|k| mean(k.into_iter())),
+    )
 }
 
 /// Runs a load and adds the service's CPU time per request (and its kernel
