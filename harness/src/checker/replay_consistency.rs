@@ -3,8 +3,9 @@
 //!
 //! Server-derived keys are short-lived and forgotten when their slot is
 //! cancelled, so two answers for one derived key are only compared when no
-//! cancel on that slot was invoked in between and they lie within the
-//! derived key's retention. A client key's answer lasts its retention (a
+//! cancel on that slot can have landed between them (one in flight when the
+//! first was sent counts, and one that got no answer may land any time
+//! later) and they lie within the derived key's retention. A client key's answer lasts its retention (a
 //! booking's, or a refusal's): a request that ends before the first answer
 //! was sent plus that retention must get the same answer; later ones may be
 //! decided anew (`no_superseded_answer` judges those).
@@ -12,9 +13,18 @@
 use std::collections::BTreeMap;
 
 use super::{CheckResult, Checker, Violation};
-use crate::history::{History, OpKind, Operation};
+use crate::history::{History, OpKind, Operation, Outcome};
 
 pub struct ReplayConsistency;
+
+/// When a cancel can have taken effect: from its invocation until its
+/// answer, or without end when it got none (it may still land); and its
+/// slot, when the booking it names was seen created.
+struct CancelWindow<'a> {
+    from: f64,
+    until: f64,
+    slot: Option<&'a (String, String)>,
+}
 
 impl Checker for ReplayConsistency {
     fn name(&self) -> &'static str {
@@ -35,15 +45,18 @@ impl Checker for ReplayConsistency {
                 slot_of.insert(id, slot);
             }
         }
-        let cancels: Vec<(f64, Option<&(String, String)>)> = h
+        let cancels: Vec<CancelWindow> = h
             .ops
             .iter()
             .filter(|o| o.kind == OpKind::Cancel)
-            .map(|o| {
-                (
-                    o.invoke_ms,
-                    o.booking_id.as_ref().and_then(|id| slot_of.get(id)),
-                )
+            .map(|o| CancelWindow {
+                from: o.invoke_ms,
+                until: if o.outcome == Outcome::Info {
+                    f64::INFINITY
+                } else {
+                    o.complete_ms
+                },
+                slot: o.booking_id.as_ref().and_then(|id| slot_of.get(id)),
             })
             .collect();
         let ttl = if h.meta.derived_key_ttl_ms > 0.0 {
@@ -96,11 +109,14 @@ impl Checker for ReplayConsistency {
                 }
                 if derived {
                     let slot = first.slot();
-                    let cancelled_between = cancels.iter().any(|(t, s)| {
-                        // A cancel whose slot is unknown may be on this slot.
-                        (s.is_none() || s.cloned() == slot)
-                            && *t > first.invoke_ms
-                            && *t < other.complete_ms
+                    // A cancel may have landed between the two decisions if
+                    // its window overlaps theirs: one still in flight when
+                    // the first request was sent counts too. A cancel whose
+                    // slot is unknown may be on this slot.
+                    let cancelled_between = cancels.iter().any(|c| {
+                        (c.slot.is_none() || c.slot.cloned() == slot)
+                            && c.until > first.invoke_ms
+                            && c.from < other.complete_ms
                     });
                     if cancelled_between || other.invoke_ms - first.complete_ms > ttl * 0.9 {
                         continue;
@@ -131,7 +147,6 @@ mod tests {
     use super::*;
     use crate::checker::testing::Builder;
     use crate::checker::Validity;
-    use crate::history::Outcome;
 
     #[test]
     fn two_different_201s_for_one_key_are_caught() {
@@ -227,5 +242,32 @@ mod tests {
             ReplayConsistency.check(&b.history).validity,
             Validity::Invalid
         );
+    }
+
+    #[test]
+    fn a_cancel_still_in_flight_when_the_first_answer_was_asked_for_counts() {
+        // Bob cancels his booking of the slot; Alice, without a key, is
+        // refused, then books the slot.
+        let mut b = Builder::new();
+        b.created("bob", "room_A", Some("kb"), "b1");
+        let cancel = b.cancel("bob", "b1", Outcome::Ok);
+        let refused = b.failed("alice", "room_A", None, 409, "ALREADY_BOOKED");
+        b.created("alice", "room_A", None, "b2");
+        // The cancel was answered before Alice's first request was sent:
+        // nothing can free the slot between her two answers.
+        let r = ReplayConsistency.check(&b.history);
+        assert_eq!(r.validity, Validity::Invalid, "cancel done before");
+        // The cancel was still in flight when she was refused: it may have
+        // landed after the refusal.
+        let sent = b.history.ops[refused].invoke_ms;
+        b.history.ops[cancel].complete_ms = sent + 5.0;
+        let r = ReplayConsistency.check(&b.history);
+        assert_eq!(r.validity, Validity::Valid, "cancel in flight");
+        // A cancel that got no answer may land any time after it was sent.
+        b.history.ops[cancel].complete_ms = sent - 5.0;
+        b.history.ops[cancel].outcome = Outcome::Info;
+        b.history.ops[cancel].status = None;
+        let r = ReplayConsistency.check(&b.history);
+        assert_eq!(r.validity, Validity::Valid, "cancel without an answer");
     }
 }
