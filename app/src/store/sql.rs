@@ -513,6 +513,16 @@ impl SqliteStore {
 /// every race on the slot, as in SQLite's step-by-step transaction. The
 /// quota counts at most `$16` rows of one index range (the primary key
 /// starts with `user_id`), so its cost stays bounded by the quota.
+///
+/// A refusal locks the booking that holds the slot (`DO UPDATE … WHERE
+/// FALSE` changes nothing but locks the conflicting row; `DO NOTHING`
+/// would not) until the refusal is committed. A cancel of that booking
+/// waits for it, and its delete of the slot's derived outcomes then sees
+/// the refusal. Without the lock, a cancel that ran while the statement
+/// was between its conflict check and its commit missed the refusal, which
+/// then answered `ALREADY_BOOKED` for the freed slot for the derived key's
+/// whole retention. The other order needs nothing: a statement that meets
+/// a booking being cancelled waits for the cancel and then books.
 const PG_BOOK: &str = "WITH live AS (\
         SELECT 1 FROM idempotency_records \
         WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND expires_at > $7\
@@ -525,7 +535,8 @@ const PG_BOOK: &str = "WITH live AS (\
     ), booked AS (\
         INSERT INTO bookings (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
         SELECT $8, $9, $5, $6, 'confirmed', $7, $2, $3 FROM go \
-        ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING \
+        ON CONFLICT (resource_id, date) WHERE status = 'confirmed' \
+        DO UPDATE SET status = bookings.status WHERE FALSE \
         RETURNING id\
     ), recorded AS (\
         INSERT INTO idempotency_records AS r \
@@ -552,8 +563,8 @@ const PG_BOOK: &str = "WITH live AS (\
 
 /// Where `PG_BOOK` leaves the slot to the unique partial index (the seeded
 /// bug `no-unique-index` replaces it with a check).
-const SLOT_CONFLICT: &str =
-    "FROM go ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING";
+const SLOT_CONFLICT: &str = "FROM go ON CONFLICT (resource_id, date) WHERE status = 'confirmed' \
+        DO UPDATE SET status = bookings.status WHERE FALSE";
 
 /// The SQLSTATE that `booking_key_decided_concurrently()` raises.
 const KEY_DECIDED_CONCURRENTLY: &str = "BK001";

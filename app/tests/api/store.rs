@@ -241,6 +241,131 @@ mod postgres {
         }
         assert_eq!(app.count_rows().await, 0, "the losing booking is undone");
     }
+
+    /// Backends of `pool` waiting on a lock.
+    async fn waiting_on_locks(pool: &sqlx::PgPool) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            .fetch_one(pool)
+            .await
+            .expect("pg_stat_activity")
+    }
+
+    /// A refusal that is still being committed when the slot's booking is
+    /// cancelled must not outlive the cancel: the cancel deletes the slot's
+    /// derived outcomes, and must see this one too. Otherwise the user who
+    /// was refused without a key hears `ALREADY_BOOKED` for the free slot
+    /// for the derived key's whole retention.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refusal_being_committed_when_its_slot_is_cancelled_is_forgotten() {
+        let app = spawn_app(Backend::Real).await;
+        let Db::Postgres(pool) = &app.db else {
+            panic!("the real backend is PostgreSQL");
+        };
+        let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+        // Erin holds the slot.
+        let erin = UserId::parse("user_erin").expect("user");
+        let held = booking("user_erin", "room_A", "2031-05-01");
+        let erins_key = KeyScope {
+            user_id: erin.clone(),
+            kind: KeyKind::Client,
+            key: "erin-1".into(),
+        };
+        let cmd = BookCommand {
+            key: &erins_key,
+            fingerprint: "fp",
+            expires_at: expires,
+            refusal_expires_at: expires,
+            booking: &held,
+            created: &created(&held),
+            already_booked: &TAKEN,
+            key_quota: 0,
+        };
+        assert_eq!(
+            app.state.store.book(&cmd).await.expect("book"),
+            BookOutcome::Created
+        );
+        // Frank asks for the slot without a key. His statement is held
+        // between its conflict check and its commit: an uncommitted row of
+        // another transaction on his key's primary key makes it wait there.
+        let franks_key = KeyScope {
+            user_id: UserId::parse("user_frank").expect("user"),
+            kind: KeyKind::Derived,
+            key: "room_A:2031-05-01".into(),
+        };
+        let mut holder = pool.begin().await.expect("begin");
+        sqlx::query(
+            "INSERT INTO idempotency_records (user_id, key_kind, idem_key, fingerprint, \
+             resource_id, date, created_at, expires_at) \
+             VALUES ('user_frank', 'derived', 'room_A:2031-05-01', 'fp', 'room_A', \
+             '2031-05-01', now(), now() + interval '1 hour')",
+        )
+        .execute(&mut *holder)
+        .await
+        .expect("hold frank's key");
+        let refusal = {
+            let store = app.state.store.clone();
+            let key = franks_key.clone();
+            tokio::spawn(async move {
+                let mine = booking("user_frank", "room_A", "2031-05-01");
+                let cmd = BookCommand {
+                    key: &key,
+                    fingerprint: "fp",
+                    expires_at: expires,
+                    refusal_expires_at: expires,
+                    booking: &mine,
+                    created: &created(&mine),
+                    already_booked: &TAKEN,
+                    key_quota: 0,
+                };
+                store.book(&cmd).await
+            })
+        };
+        let mut blocked = false;
+        for _ in 0..100 {
+            if waiting_on_locks(pool).await > 0 {
+                blocked = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(blocked, "frank's statement never waited on his key's row");
+        // Erin cancels meanwhile. (It waits for Frank's refusal to commit;
+        // a cancel that does not wait is done before the refusal exists.)
+        let cancel = {
+            let store = app.state.store.clone();
+            let id = held.id;
+            tokio::spawn(async move { store.cancel(id, &erin, chrono::Utc::now()).await })
+        };
+        for _ in 0..40 {
+            if cancel.is_finished() || waiting_on_locks(pool).await > 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        holder
+            .rollback()
+            .await
+            .expect("let frank's statement go on");
+
+        assert_eq!(
+            refusal.await.expect("join").expect("book"),
+            BookOutcome::AlreadyBooked,
+            "frank is refused: erin held the slot when he asked"
+        );
+        let cancellation = cancel
+            .await
+            .expect("join")
+            .expect("cancel")
+            .expect("erin's booking");
+        assert_eq!(cancellation.forgotten, vec![franks_key.clone()]);
+        let stale = app
+            .state
+            .store
+            .find_outcome(&franks_key, chrono::Utc::now())
+            .await
+            .expect("find_outcome");
+        assert_eq!(stale, None, "the refusal outlived the cancel of its slot");
+    }
 }
 
 /// SQLite's step 5 runs through a group commit.
