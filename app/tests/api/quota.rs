@@ -9,6 +9,7 @@ use crate::helpers::{spawn_app_with, Backend};
 crate::suite!(
     a_user_past_the_key_quota_gets_429_and_nothing_is_written,
     a_refusal_expires_sooner_than_a_booking_and_frees_its_key,
+    a_key_whose_outcome_expired_counts_as_new_against_the_quota,
 );
 
 async fn a_user_past_the_key_quota_gets_429_and_nothing_is_written(backend: Backend) {
@@ -112,4 +113,46 @@ async fn a_refusal_expires_sooner_than_a_booking_and_frees_its_key(backend: Back
     // An expired refusal no longer counts: bob holds one live key of two.
     let second = app.book("bob", "room_B", "2027-04-01", Some("b2")).await;
     assert_eq!(second.status, 201, "{}", second.body);
+}
+
+/// A key whose stored outcome has expired is a new key: at the quota it is
+/// refused (`429`) like any other new key, and nothing is written, though
+/// its slot is free. (Below the quota it is decided anew:
+/// `a_refusal_expires_sooner_than_a_booking_and_frees_its_key`.)
+async fn a_key_whose_outcome_expired_counts_as_new_against_the_quota(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.request_timeout = Duration::from_millis(1_000);
+        s.dependency_timeout = Duration::from_millis(500);
+        s.idempotency.lease = Duration::from_millis(1_200);
+        s.idempotency.refusal_ttl = Duration::from_millis(2_000);
+        s.idempotency.key_quota = 2;
+    })
+    .await;
+    let held = app.book("alice", "room_A", "2027-05-01", Some("a1")).await;
+    assert_eq!(held.status, 201, "{}", held.body);
+    let refused = app.book("bob", "room_A", "2027-05-01", Some("b1")).await;
+    assert_eq!(refused.code(), "ALREADY_BOOKED");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // b1's refusal has expired: bob holds no live key, and books two.
+    for (key, resource) in [("b2", "room_B"), ("b3", "room_C")] {
+        let r = app.book("bob", resource, "2027-05-01", Some(key)).await;
+        assert_eq!(r.status, 201, "{key}: {}", r.body);
+    }
+    let records = app.count_idempotency_records().await;
+    assert_eq!(app.cancel(&held.booking_id(), "alice").await.status, 200);
+
+    // b1 again, for the slot that is free now: a new key past the quota.
+    let again = app.book("bob", "room_A", "2027-05-01", Some("b1")).await;
+    assert_eq!(
+        (again.status, again.code()),
+        (429, "QUOTA_EXCEEDED"),
+        "{}",
+        again.body
+    );
+    assert_eq!(app.confirmed("room_A", "2027-05-01").await, 0);
+    assert_eq!(
+        app.count_idempotency_records().await,
+        records,
+        "the refused request wrote nothing"
+    );
 }
