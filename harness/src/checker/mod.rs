@@ -18,6 +18,7 @@ mod isolation;
 mod no_double_booking;
 mod no_lost_ack;
 mod no_phantom;
+mod no_stale_refusal;
 mod no_stale_replay;
 mod no_superseded_answer;
 mod recovery;
@@ -113,6 +114,7 @@ pub fn all() -> Vec<Box<dyn Checker>> {
         Box::new(definite_answer::DefiniteAnswer),
         Box::new(answer_matches_request::AnswerMatchesRequest),
         Box::new(no_stale_replay::NoStaleReplay),
+        Box::new(no_stale_refusal::NoStaleRefusal),
         Box::new(no_superseded_answer::NoSupersededAnswer),
         Box::new(isolation::Isolation),
         Box::new(availability::Availability),
