@@ -35,6 +35,7 @@ pub enum Bug {
     AlreadyBookedNotRemembered,
     DerivedReplayUnverified,
     ReplayCacheOutlivesStore,
+    RefusalLeavesHolderUnlocked,
 }
 
 /// Where a bug comes from.
@@ -213,6 +214,14 @@ pub const CATALOGUE: &[Entry] = &[
         origin: Origin::ThisProtocol,
         breaks: "a replica's replay cache keeps an outcome for the key's retention from when it saw it, not until the store's expiry: once the key has expired and been decided anew, that replica still replays the old answer",
         caught_by: &["no_superseded_answer"],
+        needs: &[],
+    },
+    Entry {
+        bug: Bug::RefusalLeavesHolderUnlocked,
+        name: "refusal-leaves-holder-unlocked",
+        origin: Origin::ThisProtocol,
+        breaks: "PostgreSQL's step 5 refuses with ON CONFLICT DO NOTHING, which locks nothing: a cancel of the slot's booking that runs while a refusal commits misses it, and the refused user hears ALREADY_BOOKED for the free slot, without a key, for the derived retention",
+        caught_by: &["no_stale_refusal"],
         needs: &[],
     },
 ];

@@ -137,6 +137,7 @@ scenario_tests!(
     refusals_are_remembered, refusals_are_remembered_catches_its_bugs => "17-refusals-are-remembered.toml",
     cancel_during_a_redis_stall, cancel_during_a_redis_stall_catches_its_bugs => "18-cancel-during-a-redis-stall.toml",
     keys_expire_and_come_back, keys_expire_and_come_back_catches_its_bugs => "19-keys-expire-and-come-back.toml",
+    refusal_meets_cancel, refusal_meets_cancel_catches_its_bugs => "20-refusal-meets-cancel.toml",
 );
 
 #[test]

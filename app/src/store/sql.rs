@@ -566,6 +566,9 @@ const PG_BOOK: &str = "WITH live AS (\
 const SLOT_CONFLICT: &str = "FROM go ON CONFLICT (resource_id, date) WHERE status = 'confirmed' \
         DO UPDATE SET status = bookings.status WHERE FALSE";
 
+/// The part of `PG_BOOK` that locks the slot's holder on a refusal.
+const LOCK_THE_HOLDER: &str = "DO UPDATE SET status = bookings.status WHERE FALSE";
+
 /// The SQLSTATE that `booking_key_decided_concurrently()` raises.
 const KEY_DECIDED_CONCURRENTLY: &str = "BK001";
 
@@ -575,14 +578,20 @@ fn key_decided_concurrently(error: &sqlx::Error) -> bool {
 
 /// `PG_BOOK` for this request: the seeded bug `no-unique-index` moves the
 /// slot check into the insert (check-then-act, which two overlapping
-/// statements both pass); a `before_commit` delay (`hold`) is spent inside
-/// the statement once its booking is written, so the uncommitted booking
-/// holds its slot in the index as a slow commit would.
+/// statements both pass), `refusal-leaves-holder-unlocked` refuses without
+/// locking the holder; a `before_commit` delay (`hold`) is spent inside the
+/// statement once the slot is decided (booked or refused) and before the
+/// outcome is recorded, so the uncommitted booking holds its slot in the
+/// index, or the refusal stays uncommitted, as a slow commit would.
 fn pg_book_sql(hold: Option<Duration>) -> std::borrow::Cow<'static, str> {
-    if !seeded_bug!(NoUniqueIndex) && hold.is_none() {
+    let unlocked = seeded_bug!(RefusalLeavesHolderUnlocked);
+    if !seeded_bug!(NoUniqueIndex) && !unlocked && hold.is_none() {
         return PG_BOOK.into();
     }
     let mut sql = PG_BOOK.to_string();
+    if unlocked {
+        sql = sql.replace(LOCK_THE_HOLDER, "DO NOTHING");
+    }
     if seeded_bug!(NoUniqueIndex) {
         sql = sql.replace(
             SLOT_CONFLICT,
@@ -595,7 +604,7 @@ fn pg_book_sql(hold: Option<Duration>) -> std::borrow::Cow<'static, str> {
             .replace(
                 "), recorded AS (INSERT INTO idempotency_records AS r",
                 &format!(
-                    "), held AS (SELECT pg_sleep({:.3}) FROM booked), recorded AS (INSERT INTO idempotency_records AS r",
+                    "), held AS (SELECT pg_sleep({:.3}) FROM (SELECT count(*) FROM booked) AS decided), recorded AS (INSERT INTO idempotency_records AS r",
                     hold.as_secs_f64()
                 ),
             )
@@ -693,17 +702,23 @@ mod tests {
     use super::*;
 
     /// The `before_commit` delay must land inside the statement, after the
-    /// booking and before the outcome (scenario 14 rests on it): a pattern
-    /// that stopped matching would leave the statement unchanged.
+    /// slot is decided and before the outcome (scenarios 14 and 20 rest on
+    /// it): a pattern that stopped matching would leave the statement
+    /// unchanged. So must the seeded bugs' replacements.
     #[test]
-    fn a_held_statement_sleeps_after_booking_and_before_recording() {
+    fn a_held_statement_sleeps_after_deciding_the_slot_and_before_recording() {
         assert_eq!(pg_book_sql(None), PG_BOOK);
         assert!(
             PG_BOOK.contains(SLOT_CONFLICT),
             "no-unique-index would change nothing"
         );
+        assert!(
+            SLOT_CONFLICT.ends_with(LOCK_THE_HOLDER),
+            "refusal-leaves-holder-unlocked would change nothing"
+        );
         let held = pg_book_sql(Some(Duration::from_millis(800)));
-        let sleep = held.find("held AS (SELECT pg_sleep(0.800) FROM booked)");
+        let sleep = held
+            .find("held AS (SELECT pg_sleep(0.800) FROM (SELECT count(*) FROM booked) AS decided)");
         let used = held.find("FROM go WHERE (SELECT count(*) FROM held) >= 0");
         let booked = held.find("booked AS (");
         let record = held.find("recorded AS (INSERT INTO idempotency_records AS r");
