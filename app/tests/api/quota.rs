@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use booking::config::Settings;
+
 use crate::helpers::{spawn_app_with, Backend};
 
 crate::suite!(
@@ -72,15 +74,18 @@ async fn a_user_past_the_key_quota_gets_429_and_nothing_is_written(backend: Back
     assert_eq!(bob.status, 201, "{}", bob.body);
 }
 
+/// Refusals are kept 2 s (the lease and the timeouts below it), and a user
+/// may hold two live keys.
+fn refusals_kept_two_seconds_and_a_quota_of_two(s: &mut Settings) {
+    s.request_timeout = Duration::from_millis(1_000);
+    s.dependency_timeout = Duration::from_millis(500);
+    s.idempotency.lease = Duration::from_millis(1_200);
+    s.idempotency.refusal_ttl = Duration::from_millis(2_000);
+    s.idempotency.key_quota = 2;
+}
+
 async fn a_refusal_expires_sooner_than_a_booking_and_frees_its_key(backend: Backend) {
-    let app = spawn_app_with(backend, |s| {
-        s.request_timeout = Duration::from_millis(1_000);
-        s.dependency_timeout = Duration::from_millis(500);
-        s.idempotency.lease = Duration::from_millis(1_200);
-        s.idempotency.refusal_ttl = Duration::from_millis(2_000);
-        s.idempotency.key_quota = 2;
-    })
-    .await;
+    let app = spawn_app_with(backend, refusals_kept_two_seconds_and_a_quota_of_two).await;
     let held = app.book("alice", "room_A", "2027-04-01", Some("a1")).await;
     assert_eq!(held.status, 201);
     let refused = app.book("bob", "room_A", "2027-04-01", Some("b1")).await;
@@ -120,14 +125,7 @@ async fn a_refusal_expires_sooner_than_a_booking_and_frees_its_key(backend: Back
 /// its slot is free. (Below the quota it is decided anew:
 /// `a_refusal_expires_sooner_than_a_booking_and_frees_its_key`.)
 async fn a_key_whose_outcome_expired_counts_as_new_against_the_quota(backend: Backend) {
-    let app = spawn_app_with(backend, |s| {
-        s.request_timeout = Duration::from_millis(1_000);
-        s.dependency_timeout = Duration::from_millis(500);
-        s.idempotency.lease = Duration::from_millis(1_200);
-        s.idempotency.refusal_ttl = Duration::from_millis(2_000);
-        s.idempotency.key_quota = 2;
-    })
-    .await;
+    let app = spawn_app_with(backend, refusals_kept_two_seconds_and_a_quota_of_two).await;
     let held = app.book("alice", "room_A", "2027-05-01", Some("a1")).await;
     assert_eq!(held.status, 201, "{}", held.body);
     let refused = app.book("bob", "room_A", "2027-05-01", Some("b1")).await;

@@ -168,8 +168,52 @@ async fn an_expired_key_is_taken_over_and_a_live_one_is_not(backend: Backend) {
 /// inside it.
 mod postgres {
     use super::*;
-    use crate::helpers::Db;
+    use crate::helpers::{Db, TestApp};
+    use booking::deps::DependencyError;
     use std::time::Duration;
+    use tokio::task::JoinHandle;
+
+    /// Step 5 for `booking` under `key`, in a task of its own; both answers
+    /// are kept for an hour.
+    fn book_in_task(
+        app: &TestApp,
+        key: KeyScope,
+        booking: Booking,
+    ) -> JoinHandle<Result<BookOutcome, DependencyError>> {
+        let store = app.state.store.clone();
+        tokio::spawn(async move {
+            let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+            let created = created(&booking);
+            let cmd = BookCommand {
+                key: &key,
+                fingerprint: "fp",
+                expires_at: expires,
+                refusal_expires_at: expires,
+                booking: &booking,
+                created: &created,
+                already_booked: &TAKEN,
+                key_quota: 0,
+            };
+            store.book(&cmd).await
+        })
+    }
+
+    /// Waits (5 s at most) until `n` backends wait on a lock; whether they did.
+    async fn lock_waiters_reach(pool: &sqlx::PgPool, n: i64) -> bool {
+        for _ in 0..100 {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("pg_stat_activity");
+            if waiting >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
 
     /// A statement that waits on its key's row while another request
     /// decides the key must fail as a whole: the booking it made (another
@@ -192,44 +236,18 @@ mod postgres {
         .await
         .expect("the other request's outcome");
 
-        let store = app.state.store.clone();
-        let waiting = tokio::spawn(async move {
-            let key = KeyScope {
-                user_id: UserId::parse("user_carol").expect("user"),
-                kind: KeyKind::Client,
-                key: "race-key".into(),
-            };
-            let mine = booking("user_carol", "room_B", "2031-03-02");
-            let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
-            let cmd = BookCommand {
-                key: &key,
-                fingerprint: "fp",
-                expires_at: expires,
-                refusal_expires_at: expires,
-                booking: &mine,
-                created: &created(&mine),
-                already_booked: &TAKEN,
-                key_quota: 0,
-            };
-            store.book(&cmd).await
-        });
-        // Bounded wait until the statement is blocked on the key's row
-        // (its booking of room_B is written by then).
-        let mut blocked = false;
-        for _ in 0..100 {
-            let waiting_on_lock: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-            )
-            .fetch_one(pool)
-            .await
-            .expect("pg_stat_activity");
-            if waiting_on_lock > 0 {
-                blocked = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(blocked, "step 5 never waited on the key's row");
+        let key = KeyScope {
+            user_id: UserId::parse("user_carol").expect("user"),
+            kind: KeyKind::Client,
+            key: "race-key".into(),
+        };
+        let waiting = book_in_task(&app, key, booking("user_carol", "room_B", "2031-03-02"));
+        // The statement is blocked on the key's row (its booking of room_B
+        // is written by then).
+        assert!(
+            lock_waiters_reach(pool, 1).await,
+            "step 5 never waited on the key's row"
+        );
         other.commit().await.expect("commit");
 
         match waiting.await.expect("join").expect("book") {
@@ -240,14 +258,6 @@ mod postgres {
             other => panic!("expected the other request's outcome, got {other:?}"),
         }
         assert_eq!(app.count_rows().await, 0, "the losing booking is undone");
-    }
-
-    /// Backends of `pool` waiting on a lock.
-    async fn waiting_on_locks(pool: &sqlx::PgPool) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            .fetch_one(pool)
-            .await
-            .expect("pg_stat_activity")
     }
 
     /// A refusal that is still being committed when the slot's booking is
@@ -302,33 +312,15 @@ mod postgres {
         .execute(&mut *holder)
         .await
         .expect("hold frank's key");
-        let refusal = {
-            let store = app.state.store.clone();
-            let key = franks_key.clone();
-            tokio::spawn(async move {
-                let mine = booking("user_frank", "room_A", "2031-05-01");
-                let cmd = BookCommand {
-                    key: &key,
-                    fingerprint: "fp",
-                    expires_at: expires,
-                    refusal_expires_at: expires,
-                    booking: &mine,
-                    created: &created(&mine),
-                    already_booked: &TAKEN,
-                    key_quota: 0,
-                };
-                store.book(&cmd).await
-            })
-        };
-        let mut blocked = false;
-        for _ in 0..100 {
-            if waiting_on_locks(pool).await > 0 {
-                blocked = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(blocked, "frank's statement never waited on his key's row");
+        let refusal = book_in_task(
+            &app,
+            franks_key.clone(),
+            booking("user_frank", "room_A", "2031-05-01"),
+        );
+        assert!(
+            lock_waiters_reach(pool, 1).await,
+            "frank's statement never waited on his key's row"
+        );
         // Erin cancels meanwhile. (It waits for Frank's refusal to commit;
         // a cancel that does not wait is done before the refusal exists.)
         let cancel = {
@@ -336,12 +328,8 @@ mod postgres {
             let id = held.id;
             tokio::spawn(async move { store.cancel(id, &erin, chrono::Utc::now()).await })
         };
-        for _ in 0..40 {
-            if cancel.is_finished() || waiting_on_locks(pool).await > 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // (Waits until the cancel waits too: 5 s at most.)
+        let _ = lock_waiters_reach(pool, 2).await;
         holder
             .rollback()
             .await

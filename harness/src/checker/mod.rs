@@ -29,7 +29,9 @@ pub(crate) mod testing;
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::History;
+use std::collections::BTreeMap;
+
+use crate::history::{History, OpKind, Outcome};
 
 /// The process name of the runner's recovery probes.
 pub const RECOVERY_PROCESS: &str = recovery::PROCESS;
@@ -39,6 +41,25 @@ pub const QUIESCENCE_PROCESS: &str = "quiescence";
 
 /// Operations the runner makes itself (recovery probes, quiescent reads),
 /// not part of any client's intents.
+/// The first acknowledged cancel of each booking: when its answer came, and
+/// the operation.
+pub(crate) fn first_acknowledged_cancels(h: &History) -> BTreeMap<&str, (f64, usize)> {
+    let mut cancelled: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for op in h
+        .ops
+        .iter()
+        .filter(|o| o.kind == OpKind::Cancel && o.outcome == Outcome::Ok)
+    {
+        if let Some(id) = op.booking_id.as_deref() {
+            let e = cancelled.entry(id).or_insert((op.complete_ms, op.index));
+            if op.complete_ms < e.0 {
+                *e = (op.complete_ms, op.index);
+            }
+        }
+    }
+    cancelled
+}
+
 pub fn is_probe(op: &crate::history::Operation) -> bool {
     op.process == RECOVERY_PROCESS || op.process == QUIESCENCE_PROCESS
 }

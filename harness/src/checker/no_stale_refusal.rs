@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{CheckResult, Checker, Violation};
+use super::{first_acknowledged_cancels, CheckResult, Checker, Violation};
 use crate::history::{BookingRow, History, OpKind, Operation, Outcome, Scope};
 
 pub struct NoStaleRefusal;
@@ -70,20 +70,7 @@ impl Checker for NoStaleRefusal {
                 f64::NEG_INFINITY
             }
         };
-        // The first acknowledged cancel of each booking.
-        let mut cancelled: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-        for op in h
-            .ops
-            .iter()
-            .filter(|o| o.kind == OpKind::Cancel && o.outcome == Outcome::Ok)
-        {
-            if let Some(id) = op.booking_id.as_deref() {
-                let e = cancelled.entry(id).or_insert((op.complete_ms, op.index));
-                if op.complete_ms < e.0 {
-                    *e = (op.complete_ms, op.index);
-                }
-            }
-        }
+        let cancelled = first_acknowledged_cancels(h);
         let mut holdings: BTreeMap<Slot, Vec<Holding>> = BTreeMap::new();
         for row in rows {
             let slot = (row.resource_id.clone(), row.date.clone());

@@ -4,10 +4,8 @@
 //! cancelled booking) nor a list. A create that repeats its own client key
 //! is exempt: it replays its first answer byte for byte, by contract.
 
-use std::collections::BTreeMap;
-
-use super::{CheckResult, Checker, Violation};
-use crate::history::{History, OpKind, Outcome};
+use super::{first_acknowledged_cancels, CheckResult, Checker, Violation};
+use crate::history::{History, OpKind};
 
 pub struct NoStaleReplay;
 
@@ -17,20 +15,7 @@ impl Checker for NoStaleReplay {
     }
 
     fn check(&self, h: &History) -> CheckResult {
-        // Earliest acknowledged cancel of each booking.
-        let mut cancelled: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-        for op in h
-            .ops
-            .iter()
-            .filter(|o| o.kind == OpKind::Cancel && o.outcome == Outcome::Ok)
-        {
-            if let Some(id) = op.booking_id.as_deref() {
-                let e = cancelled.entry(id).or_insert((op.complete_ms, op.index));
-                if op.complete_ms < e.0 {
-                    *e = (op.complete_ms, op.index);
-                }
-            }
-        }
+        let cancelled = first_acknowledged_cancels(h);
         let mut violations = Vec::new();
         for op in &h.ops {
             let presented = match op.kind {
@@ -63,6 +48,7 @@ mod tests {
     use super::*;
     use crate::checker::testing::Builder;
     use crate::checker::Validity;
+    use crate::history::Outcome;
 
     #[test]
     fn a_rebook_that_replays_the_cancelled_booking_is_caught() {
