@@ -580,18 +580,16 @@ fn key_decided_concurrently(error: &sqlx::Error) -> bool {
 /// slot check into the insert (check-then-act, which two overlapping
 /// statements both pass), `refusal-leaves-holder-unlocked` refuses without
 /// locking the holder; a `before_commit` delay (`hold`) is spent inside the
-/// statement once the slot is decided (booked or refused) and before the
-/// outcome is recorded, so the uncommitted booking holds its slot in the
-/// index, or the refusal stays uncommitted, as a slow commit would.
+/// statement once the slot is decided (booked or refused; not when the key's
+/// live outcome or the quota stopped it) and before the outcome is
+/// recorded, so the uncommitted booking holds its slot in the index, or the
+/// refusal stays uncommitted, as a slow commit would.
 fn pg_book_sql(hold: Option<Duration>) -> std::borrow::Cow<'static, str> {
     let unlocked = seeded_bug!(RefusalLeavesHolderUnlocked);
     if !seeded_bug!(NoUniqueIndex) && !unlocked && hold.is_none() {
         return PG_BOOK.into();
     }
     let mut sql = PG_BOOK.to_string();
-    if unlocked {
-        sql = sql.replace(LOCK_THE_HOLDER, "DO NOTHING");
-    }
     if seeded_bug!(NoUniqueIndex) {
         sql = sql.replace(
             SLOT_CONFLICT,
@@ -599,12 +597,16 @@ fn pg_book_sql(hold: Option<Duration>) -> std::borrow::Cow<'static, str> {
              WHERE resource_id = $5 AND date = $6 AND status = 'confirmed')",
         );
     }
+    // (After no-unique-index, whose check locks nothing either.)
+    if unlocked {
+        sql = sql.replace(LOCK_THE_HOLDER, "DO NOTHING");
+    }
     if let Some(hold) = hold {
         sql = sql
             .replace(
                 "), recorded AS (INSERT INTO idempotency_records AS r",
                 &format!(
-                    "), held AS (SELECT pg_sleep({:.3}) FROM (SELECT count(*) FROM booked) AS decided), recorded AS (INSERT INTO idempotency_records AS r",
+                    "), held AS (SELECT pg_sleep({:.3}) FROM go, (SELECT count(*) FROM booked) AS decided), recorded AS (INSERT INTO idempotency_records AS r",
                     hold.as_secs_f64()
                 ),
             )
@@ -717,8 +719,9 @@ mod tests {
             "refusal-leaves-holder-unlocked would change nothing"
         );
         let held = pg_book_sql(Some(Duration::from_millis(800)));
-        let sleep = held
-            .find("held AS (SELECT pg_sleep(0.800) FROM (SELECT count(*) FROM booked) AS decided)");
+        let sleep = held.find(
+            "held AS (SELECT pg_sleep(0.800) FROM go, (SELECT count(*) FROM booked) AS decided)",
+        );
         let used = held.find("FROM go WHERE (SELECT count(*) FROM held) >= 0");
         let booked = held.find("booked AS (");
         let record = held.find("recorded AS (INSERT INTO idempotency_records AS r");

@@ -39,8 +39,6 @@ pub const RECOVERY_PROCESS: &str = recovery::PROCESS;
 /// The process name of the runner's reads at quiescence (after the settle phase).
 pub const QUIESCENCE_PROCESS: &str = "quiescence";
 
-/// Operations the runner makes itself (recovery probes, quiescent reads),
-/// not part of any client's intents.
 /// The first acknowledged cancel of each booking: when its answer came, and
 /// the operation.
 pub(crate) fn first_acknowledged_cancels(h: &History) -> BTreeMap<&str, (f64, usize)> {
@@ -60,6 +58,8 @@ pub(crate) fn first_acknowledged_cancels(h: &History) -> BTreeMap<&str, (f64, us
     cancelled
 }
 
+/// Operations the runner makes itself (recovery probes, quiescent reads),
+/// not part of any client's intents.
 pub fn is_probe(op: &crate::history::Operation) -> bool {
     op.process == RECOVERY_PROCESS || op.process == QUIESCENCE_PROCESS
 }

@@ -9,12 +9,13 @@
 //! first answer by contract.
 //!
 //! Which bookings there were comes from the store's final state, so that a
-//! booking whose create got no answer counts too. A booking may hold its
-//! slot from when the first request that may have made it was sent (one of
-//! its key and slot that returned it or got no answer; from the start of
-//! the run if there is none) until its cancel was acknowledged (for ever,
-//! without one). A request of its key answered otherwise (a refusal,
-//! another booking, a definitive error) did not make it.
+//! booking whose create got no answer counts too. A booking that some
+//! answer named may hold its slot from when the first request that may have
+//! made it was sent (one of its key and slot that returned it or got no
+//! answer; one answered otherwise, with a refusal, another booking or a
+//! definitive error, did not make it); one that no answer named, from the
+//! start of the run. It holds until its cancel was acknowledged (for ever,
+//! without one).
 
 use std::collections::BTreeMap;
 
@@ -55,20 +56,17 @@ impl Checker for NoStaleRefusal {
             let Some(ops) = makers.get(&(row.scope(), slot.clone())) else {
                 return f64::NEG_INFINITY;
             };
-            let sent = ops
-                .iter()
-                .filter(|o| {
-                    o.outcome == Outcome::Info
-                        || o.returned_booking_id().as_deref() == Some(row.id.as_str())
-                })
-                .map(|o| o.invoke_ms)
-                .fold(f64::INFINITY, f64::min);
-            // None did: a booking of unknown origin may be as old as the run.
-            if sent.is_finite() {
-                sent
-            } else {
-                f64::NEG_INFINITY
+            let returned =
+                |o: &&&Operation| o.returned_booking_id().as_deref() == Some(row.id.as_str());
+            // No answer named it: the request that made it is not known, so
+            // it may be as old as the run.
+            if !ops.iter().any(|o| returned(&o)) {
+                return f64::NEG_INFINITY;
             }
+            ops.iter()
+                .filter(|o| o.outcome == Outcome::Info || returned(o))
+                .map(|o| o.invoke_ms)
+                .fold(f64::INFINITY, f64::min)
         };
         let cancelled = first_acknowledged_cancels(h);
         let mut holdings: BTreeMap<Slot, Vec<Holding>> = BTreeMap::new();

@@ -4,15 +4,17 @@
 //! Server-derived keys are short-lived and forgotten when their slot is
 //! cancelled, so two answers for one derived key are only compared when no
 //! cancel on that slot can have landed between them (one in flight when the
-//! first was sent counts, and one that got no answer may land any time
-//! later) and they lie within the derived key's retention. A client key's answer lasts its retention (a
+//! first was sent counts; one that got no answer may land until its
+//! booking's first acknowledged cancel, and never if the booking is
+//! confirmed in the end; a refused cancel counts for nothing) and they lie
+//! within the derived key's retention. A client key's answer lasts its retention (a
 //! booking's, or a refusal's): a request that ends before the first answer
 //! was sent plus that retention must get the same answer; later ones may be
 //! decided anew (`no_superseded_answer` judges those).
 
 use std::collections::BTreeMap;
 
-use super::{CheckResult, Checker, Violation};
+use super::{first_acknowledged_cancels, CheckResult, Checker, Violation};
 use crate::history::{History, OpKind, Operation, Outcome};
 
 pub struct ReplayConsistency;
@@ -45,18 +47,34 @@ impl Checker for ReplayConsistency {
                 slot_of.insert(id, slot);
             }
         }
+        let acknowledged = first_acknowledged_cancels(h);
+        let still_confirmed = |id: &str| {
+            h.final_state
+                .as_ref()
+                .is_some_and(|rows| rows.iter().any(|r| r.id == id && r.status == "confirmed"))
+        };
+        // A definitive refusal cancelled nothing. A cancel without an answer
+        // may land until its booking's first acknowledged cancel, and not at
+        // all if the booking is confirmed in the end.
         let cancels: Vec<CancelWindow> = h
             .ops
             .iter()
-            .filter(|o| o.kind == OpKind::Cancel)
-            .map(|o| CancelWindow {
-                from: o.invoke_ms,
-                until: if o.outcome == Outcome::Info {
-                    f64::INFINITY
-                } else {
-                    o.complete_ms
-                },
-                slot: o.booking_id.as_ref().and_then(|id| slot_of.get(id)),
+            .filter(|o| o.kind == OpKind::Cancel && o.outcome != Outcome::Fail)
+            .filter_map(|o| {
+                let id = o.booking_id.as_deref();
+                let until = match (o.outcome, id) {
+                    (Outcome::Info, Some(id)) if still_confirmed(id) => return None,
+                    (Outcome::Info, Some(id)) => acknowledged
+                        .get(id)
+                        .map_or(f64::INFINITY, |&(at, _)| at.max(o.complete_ms)),
+                    (Outcome::Info, None) => f64::INFINITY,
+                    _ => o.complete_ms,
+                };
+                Some(CancelWindow {
+                    from: o.invoke_ms,
+                    until,
+                    slot: id.and_then(|id| slot_of.get(id)),
+                })
             })
             .collect();
         let ttl = if h.meta.derived_key_ttl_ms > 0.0 {
@@ -269,5 +287,36 @@ mod tests {
         b.history.ops[cancel].status = None;
         let r = ReplayConsistency.check(&b.history);
         assert_eq!(r.validity, Validity::Valid, "cancel without an answer");
+    }
+
+    #[test]
+    fn a_refused_cancel_or_one_whose_booking_stayed_confirmed_excuses_nothing() {
+        let mut b = Builder::new();
+        b.created("bob", "room_A", Some("kb"), "b1");
+        let cancel = b.cancel("bob", "b1", Outcome::Fail);
+        b.failed("alice", "room_A", None, 409, "ALREADY_BOOKED");
+        b.created("alice", "room_A", None, "b2");
+        let r = ReplayConsistency.check(&b.history);
+        assert_eq!(r.validity, Validity::Invalid, "a refused cancel");
+        // Without an answer, it may have landed any time after it was sent…
+        b.history.ops[cancel].outcome = Outcome::Info;
+        let r = ReplayConsistency.check(&b.history);
+        assert_eq!(r.validity, Validity::Valid, "a cancel without an answer");
+        // …unless its booking is confirmed in the end.
+        b.history.final_state = Some(vec![crate::history::BookingRow {
+            id: "b1".into(),
+            user_id: "bob".into(),
+            resource_id: "room_A".into(),
+            date: crate::checker::testing::DATE.into(),
+            status: "confirmed".into(),
+            key_kind: "client".into(),
+            idem_key: "kb".into(),
+        }]);
+        let r = ReplayConsistency.check(&b.history);
+        assert_eq!(
+            r.validity,
+            Validity::Invalid,
+            "its booking stayed confirmed"
+        );
     }
 }
