@@ -271,7 +271,6 @@ mod postgres {
         let Db::Postgres(pool) = &app.db else {
             panic!("the real backend is PostgreSQL");
         };
-        let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
         // Erin holds the slot.
         let erin = UserId::parse("user_erin").expect("user");
         let held = booking("user_erin", "room_A", "2031-05-01");
@@ -280,18 +279,11 @@ mod postgres {
             kind: KeyKind::Client,
             key: "erin-1".into(),
         };
-        let cmd = BookCommand {
-            key: &erins_key,
-            fingerprint: "fp",
-            expires_at: expires,
-            refusal_expires_at: expires,
-            booking: &held,
-            created: &created(&held),
-            already_booked: &TAKEN,
-            key_quota: 0,
-        };
         assert_eq!(
-            app.state.store.book(&cmd).await.expect("book"),
+            book_in_task(&app, erins_key, held.clone())
+                .await
+                .expect("join")
+                .expect("book"),
             BookOutcome::Created
         );
         // Frank asks for the slot without a key. His statement is held

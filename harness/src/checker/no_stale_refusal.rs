@@ -131,20 +131,8 @@ impl Checker for NoStaleRefusal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checker::testing::{Builder, DATE};
+    use crate::checker::testing::{booking_row as row, Builder};
     use crate::checker::Validity;
-
-    fn row(id: &str, user: &str, key: Option<&str>, status: &str) -> BookingRow {
-        BookingRow {
-            id: id.into(),
-            user_id: user.into(),
-            resource_id: "room_A".into(),
-            date: DATE.into(),
-            status: status.into(),
-            key_kind: if key.is_some() { "client" } else { "derived" }.into(),
-            idem_key: key.map_or_else(|| format!("room_A:{DATE}"), str::to_owned),
-        }
-    }
 
     #[test]
     fn a_refusal_after_the_holder_was_cancelled_is_caught() {

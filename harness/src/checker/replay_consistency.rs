@@ -303,15 +303,12 @@ mod tests {
         let r = ReplayConsistency.check(&b.history);
         assert_eq!(r.validity, Validity::Valid, "a cancel without an answer");
         // …unless its booking is confirmed in the end.
-        b.history.final_state = Some(vec![crate::history::BookingRow {
-            id: "b1".into(),
-            user_id: "bob".into(),
-            resource_id: "room_A".into(),
-            date: crate::checker::testing::DATE.into(),
-            status: "confirmed".into(),
-            key_kind: "client".into(),
-            idem_key: "kb".into(),
-        }]);
+        b.history.final_state = Some(vec![crate::checker::testing::booking_row(
+            "b1",
+            "bob",
+            Some("kb"),
+            "confirmed",
+        )]);
         let r = ReplayConsistency.check(&b.history);
         assert_eq!(
             r.validity,

@@ -10,6 +10,20 @@ pub fn created_body(id: &str, user: &str, resource: &str) -> String {
     )
 }
 
+/// A booking of `room_A` on [`DATE`] as the store's final state holds it;
+/// `key` `None` is the server-derived key.
+pub fn booking_row(id: &str, user: &str, key: Option<&str>, status: &str) -> BookingRow {
+    BookingRow {
+        id: id.into(),
+        user_id: user.into(),
+        resource_id: "room_A".into(),
+        date: DATE.into(),
+        status: status.into(),
+        key_kind: if key.is_some() { "client" } else { "derived" }.into(),
+        idem_key: key.map_or_else(|| format!("room_A:{DATE}"), str::to_owned),
+    }
+}
+
 pub fn already_booked_body(resource: &str) -> String {
     format!(
         r#"{{"type":"/problems/already-booked","title":"Already booked","status":409,"detail":"{resource} is already booked on {DATE}","success":false,"error":"{resource} is already booked on {DATE}","code":"ALREADY_BOOKED"}}"#
