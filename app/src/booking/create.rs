@@ -71,9 +71,11 @@ pub fn cached_replay(state: &AppState, resolved: &Resolved) -> Option<Result<Rep
 /// Runs the protocol from step 3 on.
 pub async fn create_booking(state: &AppState, resolved: Resolved) -> Result<Reply, ApiError> {
     let Resolved { request, key } = resolved;
-    let result = match claim(state, &key, &request).await {
+    // Named once: the claim takes the lock by this name, finalize releases it.
+    let lock_name = lock_name(&request);
+    let result = match claim(state, &key, &lock_name).await {
         Ok(Claimed::Owner(token, lock)) => {
-            let result = run_claimed(state, &key, &token, lock, &request).await;
+            let result = run_claimed(state, &key, &token, lock, &request, &lock_name).await;
             if let Err(error) = &result {
                 release(state, &key, &token, error).await;
             }
@@ -89,7 +91,7 @@ pub async fn create_booking(state: &AppState, resolved: Resolved) -> Result<Repl
         )
     {
         // Seeded bug: "clean up" the slot lock by name, though another request owns it.
-        let _ = state.coordinator.forget(&lock_name(&request)).await;
+        let _ = state.coordinator.forget(&lock_name).await;
     }
     result
 }
@@ -102,6 +104,7 @@ async fn run_claimed(
     token: &Token,
     lock: Option<Token>,
     request: &NewBooking,
+    lock_name: &str,
 ) -> Result<Reply, ApiError> {
     let lock = match slot(state, key, lock, request).await? {
         Slot::Held(token) => token,
@@ -117,7 +120,7 @@ async fn run_claimed(
         let prepared = prepare_booking(key, request)?;
         #[cfg(feature = "failpoints")]
         if seeded_bug!(FinalizeBeforeCommit) {
-            seeded_bug_finalize_before_commit(state, key, token, request, &lock, &prepared).await;
+            seeded_bug_finalize_before_commit(state, key, token, lock_name, &lock, &prepared).await;
         }
         #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
         let booking_id = prepared.booking.id;
@@ -134,7 +137,7 @@ async fn run_claimed(
             let _ = state.coordinator.release(&key.record, token).await;
             return decide(state, key, record, replayed, "store");
         }
-        unlocked = finalize_and_unlock(state, key, token, &record, request, &lock).await;
+        unlocked = finalize_and_unlock(state, key, token, &record, lock_name, &lock).await;
         if replayed {
             state.replay_cache.remember(key, &record);
         }
@@ -142,7 +145,7 @@ async fn run_claimed(
     }
     .await;
     if !unlocked {
-        unlock(state, request, &lock).await;
+        unlock(state, lock_name, &lock).await;
     }
     result
 }
@@ -156,11 +159,7 @@ enum Claimed {
 /// Steps 3 and 4: claim the key (or answer from its record) and, once it is
 /// ours, take the slot lock, in one call to the coordinator.
 #[instrument(level = "debug", skip_all, fields(key = %key.scope.key, kind = key.scope.kind.as_str()))]
-async fn claim(
-    state: &AppState,
-    key: &ResolvedKey,
-    request: &NewBooking,
-) -> Result<Claimed, ApiError> {
+async fn claim(state: &AppState, key: &ResolvedKey, lock_name: &str) -> Result<Claimed, ApiError> {
     let (claim, lock) = state
         .coordinator
         .claim_and_lock(
@@ -171,7 +170,7 @@ async fn claim(
             } else {
                 state.settings.idempotency.lease
             },
-            &lock_name(request),
+            lock_name,
             state.settings.lock_ttl,
         )
         .await?;
@@ -181,7 +180,7 @@ async fn claim(
         Claim::Completed(_)
             if key.scope.kind == KeyKind::Derived && !seeded_bug!(DerivedReplayUnverified) =>
         {
-            verify_derived_record(state, key, request).await
+            verify_derived_record(state, key, lock_name).await
         }
         Claim::Completed(record) => {
             state.replay_cache.remember(key, &record);
@@ -199,7 +198,7 @@ async fn claim(
 async fn verify_derived_record(
     state: &AppState,
     key: &ResolvedKey,
-    request: &NewBooking,
+    lock_name: &str,
 ) -> Result<Claimed, ApiError> {
     if let Some(stored) = state.store.find_outcome(&key.scope, Utc::now()).await? {
         return decide(state, key, stored, true, "store").map(Claimed::Replay);
@@ -211,7 +210,7 @@ async fn verify_derived_record(
             &key.record,
             &key.fingerprint,
             state.settings.idempotency.lease,
-            &lock_name(request),
+            lock_name,
             state.settings.lock_ttl,
         )
         .await?
@@ -406,7 +405,7 @@ async fn finalize_and_unlock(
     key: &ResolvedKey,
     token: &Token,
     record: &CompletedRecord,
-    request: &NewBooking,
+    lock_name: &str,
     lock: &Token,
 ) -> bool {
     match state
@@ -416,7 +415,7 @@ async fn finalize_and_unlock(
             token,
             record,
             retention_of(key, record),
-            &lock_name(request),
+            lock_name,
             lock,
         )
         .await
@@ -448,8 +447,8 @@ fn retention_of(key: &ResolvedKey, record: &CompletedRecord) -> std::time::Durat
 
 /// Releases the slot lock by compare-and-delete on our token (when step 6
 /// did not run: a failure, or a seeded bug's early exit).
-async fn unlock(state: &AppState, request: &NewBooking, token: &Token) {
-    if let Err(e) = state.coordinator.unlock(&lock_name(request), token).await {
+async fn unlock(state: &AppState, lock_name: &str, token: &Token) {
+    if let Err(e) = state.coordinator.unlock(lock_name, token).await {
         warn!(error = %e, "could not release the slot lock; it expires by itself");
     }
 }
@@ -509,7 +508,7 @@ async fn seeded_bug_finalize_before_commit(
     state: &AppState,
     key: &ResolvedKey,
     token: &Token,
-    request: &NewBooking,
+    lock_name: &str,
     lock: &Token,
     prepared: &Prepared,
 ) {
@@ -519,7 +518,7 @@ async fn seeded_bug_finalize_before_commit(
         expires_at: None,
     };
     finalize(state, key, token, &record).await;
-    unlock(state, request, lock).await;
+    unlock(state, lock_name, lock).await;
 }
 
 /// Seeded bug `compensate-after-commit`: "undo" a booking after a failure
