@@ -393,4 +393,67 @@ mod sqlite {
             "{commits} commits for 24 bookings:\n{metrics}"
         );
     }
+
+    /// The writer keeps a connection for itself between groups; a group
+    /// that fails (another writer holds the file past the busy timeout)
+    /// writes nothing and answers an error, and the next group commits on a
+    /// connection taken from the pool again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_after_a_failed_one_commits() {
+        let app = spawn_app(Backend::Embedded).await;
+        let crate::helpers::Db::Sqlite(pool) = &app.db else {
+            panic!("the embedded backend has a SQLite pool");
+        };
+        let key = |i: u32| KeyScope {
+            user_id: UserId::parse("user_erin").expect("user"),
+            kind: KeyKind::Client,
+            key: format!("after-failure-{i}"),
+        };
+        let book = |i: u32| {
+            let b = booking("user_erin", "room_A", &format!("2031-05-{:02}", i + 1));
+            let r = created(&b);
+            let store = app.state.store.clone();
+            async move {
+                let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+                let key = key(i);
+                store
+                    .book(&BookCommand {
+                        key: &key,
+                        fingerprint: "fp",
+                        expires_at: expires,
+                        refusal_expires_at: expires,
+                        booking: &b,
+                        created: &r,
+                        already_booked: &TAKEN,
+                        key_quota: 0,
+                    })
+                    .await
+            }
+        };
+        assert_eq!(book(0).await.expect("first group"), BookOutcome::Created);
+
+        let mut blocker = pool.acquire().await.expect("a connection of its own");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *blocker)
+            .await
+            .expect("take the write lock");
+        let locked_at = std::time::Instant::now();
+        assert!(book(1).await.is_err(), "booked while the file was locked");
+        // Past the store's busy timeout (5 s): the group has given up and
+        // rolled back.
+        tokio::time::sleep(
+            std::time::Duration::from_millis(5_500).saturating_sub(locked_at.elapsed()),
+        )
+        .await;
+        sqlx::query("ROLLBACK")
+            .execute(&mut *blocker)
+            .await
+            .expect("release the write lock");
+        drop(blocker);
+        assert_eq!(app.count_rows().await, 1, "the failed group wrote");
+
+        assert_eq!(book(2).await.expect("the next group"), BookOutcome::Created);
+        assert_eq!(app.count_rows().await, 2);
+        assert_eq!(app.count_idempotency_records().await, 2);
+    }
 }
