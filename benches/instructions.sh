@@ -120,6 +120,7 @@ EOF
   for kind in health create replay refusal; do
     i=$((i + 1))
     ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$out.$i")
+    [ "${ir:-0}" -gt 0 ] || { echo "no count for $kind in $out.$i" >&2; exit 1; }
     printf '  %-8s %8d instructions per request\n' "$kind" $((ir / N))
     if [ -n "${KEEP:-}" ]; then
       mkdir -p "$KEEP"
