@@ -429,7 +429,11 @@ impl SqliteStore {
             .run(
                 "connect",
                 SqlitePoolOptions::new()
-                    .max_connections(4)
+                    // Four for readers, cancels and purges, and the group
+                    // commit writer's own (`group_commit`), which it never
+                    // gives back while it runs: a `close()` of this pool
+                    // would wait for the store to be dropped.
+                    .max_connections(5)
                     .acquire_timeout(startup.timeout)
                     // A file does not drop connections; a ping is a hop to
                     // the connection's worker thread and back for nothing.
