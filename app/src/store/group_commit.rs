@@ -172,16 +172,15 @@ async fn writer(
     let mut own: Option<PoolConnection<Sqlite>> = None;
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
         let _turn = turn.lock().await;
-        let committed = match own.take() {
-            Some(conn) => Ok(conn),
-            None => pool.acquire().await,
-        };
-        let committed = match committed {
-            Ok(mut conn) => commit_group(&mut conn, &group)
-                .await
-                .map(|answers| (conn, answers)),
-            Err(e) => Err(e),
-        };
+        let committed = async {
+            let mut conn = match own.take() {
+                Some(conn) => conn,
+                None => pool.acquire().await?,
+            };
+            let answers = commit_group(&mut conn, &group).await?;
+            Ok::<_, sqlx::Error>((conn, answers))
+        }
+        .await;
         let answers = match committed {
             Ok((conn, answers)) => {
                 own = Some(conn);
