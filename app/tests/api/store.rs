@@ -39,6 +39,26 @@ static TAKEN: StoredResponse = StoredResponse {
     body: String::new(),
 };
 
+/// Step 5's command as these tests send it: fingerprint `fp`, no key
+/// quota, both the booking's and a refusal's outcome kept until `expires`.
+fn command<'a>(
+    key: &'a KeyScope,
+    booking: &'a Booking,
+    created: &'a StoredResponse,
+    expires: chrono::DateTime<chrono::Utc>,
+) -> BookCommand<'a> {
+    BookCommand {
+        key,
+        fingerprint: "fp",
+        expires_at: expires,
+        refusal_expires_at: expires,
+        booking,
+        created,
+        already_booked: &TAKEN,
+        key_quota: 0,
+    }
+}
+
 /// Step 5 for each (key, booking) pair at once, straight against the store.
 async fn book_at_once(
     app: &crate::helpers::TestApp,
@@ -53,16 +73,7 @@ async fn book_at_once(
             .zip(responses)
             .map(|((key, b), r)| {
                 let store = app.state.store.clone();
-                let cmd = BookCommand {
-                    key,
-                    fingerprint: "fp",
-                    expires_at: expires,
-                    refusal_expires_at: expires,
-                    booking: b,
-                    created: r,
-                    already_booked: &TAKEN,
-                    key_quota: 0,
-                };
+                let cmd = command(key, b, r, expires);
                 async move { store.book(&cmd).await.expect("book") }
             }),
     )
@@ -114,16 +125,8 @@ async fn an_expired_key_is_taken_over_and_a_live_one_is_not(backend: Backend) {
     };
     let first = booking("user_bob", "room_B", "2031-02-01");
     let past = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
-    let cmd = BookCommand {
-        key: &key,
-        fingerprint: "fp",
-        expires_at: past,
-        refusal_expires_at: past,
-        booking: &first,
-        created: &created(&first),
-        already_booked: &TAKEN,
-        key_quota: 0,
-    };
+    let response = created(&first);
+    let cmd = command(&key, &first, &response, past);
     assert_eq!(
         app.state.store.book(&cmd).await.expect("book"),
         BookOutcome::Created
@@ -131,32 +134,16 @@ async fn an_expired_key_is_taken_over_and_a_live_one_is_not(backend: Backend) {
     // The outcome expired at once: the key is free, the slot is not.
     let second = booking("user_bob", "room_B", "2031-02-01");
     let live = chrono::Utc::now() + chrono::TimeDelta::hours(1);
-    let cmd = BookCommand {
-        key: &key,
-        fingerprint: "fp",
-        expires_at: live,
-        refusal_expires_at: live,
-        booking: &second,
-        created: &created(&second),
-        already_booked: &TAKEN,
-        key_quota: 0,
-    };
+    let response = created(&second);
+    let cmd = command(&key, &second, &response, live);
     assert_eq!(
         app.state.store.book(&cmd).await.expect("book"),
         BookOutcome::AlreadyBooked
     );
     // Now the key's live outcome answers.
     let third = booking("user_bob", "room_C", "2031-02-01");
-    let cmd = BookCommand {
-        key: &key,
-        fingerprint: "fp",
-        expires_at: live,
-        refusal_expires_at: live,
-        booking: &third,
-        created: &created(&third),
-        already_booked: &TAKEN,
-        key_quota: 0,
-    };
+    let response = created(&third);
+    let cmd = command(&key, &third, &response, live);
     match app.state.store.book(&cmd).await.expect("book") {
         BookOutcome::Existing(record) => assert_eq!(record.response, TAKEN),
         other => panic!("expected the live outcome, got {other:?}"),
@@ -184,16 +171,7 @@ mod postgres {
         tokio::spawn(async move {
             let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
             let created = created(&booking);
-            let cmd = BookCommand {
-                key: &key,
-                fingerprint: "fp",
-                expires_at: expires,
-                refusal_expires_at: expires,
-                booking: &booking,
-                created: &created,
-                already_booked: &TAKEN,
-                key_quota: 0,
-            };
+            let cmd = command(&key, &booking, &created, expires);
             store.book(&cmd).await
         })
     }
@@ -421,18 +399,7 @@ mod sqlite {
             async move {
                 let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
                 let key = key(i);
-                store
-                    .book(&BookCommand {
-                        key: &key,
-                        fingerprint: "fp",
-                        expires_at: expires,
-                        refusal_expires_at: expires,
-                        booking: &b,
-                        created: &r,
-                        already_booked: &TAKEN,
-                        key_quota: 0,
-                    })
-                    .await
+                store.book(&command(&key, &b, &r, expires)).await
             }
         };
         assert_eq!(book(0).await.expect("first group"), BookOutcome::Created);
