@@ -31,7 +31,7 @@
 use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::step5::{commit_point, stored_row, StoredRow, FORGET_REFUSAL, READ_KEY};
@@ -47,43 +47,91 @@ pub const MAX_GROUP: usize = 64;
 /// Requests waiting for the writer; beyond this, callers wait to enqueue.
 const QUEUE: usize = 1024;
 
+// Step 5 for one request is one call into SQLite: the claim, the booking
+// and the outcome, three statements that sqlx runs in a single trip to the
+// connection's worker thread (each trip is a hand-off between threads and
+// back). The statements are macros so that the seeded bug's variant is
+// spelled from the same parts.
+
 /// Claims the key: inserts its row, or takes over its expired row; a live
 /// row is left alone (no change: its outcome is read instead). With a key
 /// quota (`$9` > 0) nothing is inserted either while the user holds `$9`
 /// live keys, counted on one index range (the primary key starts with
 /// `user_id`): in the same statement, so the quota costs the group's
-/// single writer no statement of its own.
-const CLAIM_KEY: &str = "INSERT INTO idempotency_records \
-     (user_id, key_kind, idem_key, fingerprint, resource_id, date, created_at, expires_at) \
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-     WHERE $9 = 0 OR (SELECT COUNT(*) FROM (SELECT 1 FROM idempotency_records \
-        WHERE user_id = $1 AND expires_at > $7 LIMIT $9)) < $9 \
-     ON CONFLICT (user_id, key_kind, idem_key) DO UPDATE SET \
-     fingerprint = excluded.fingerprint, resource_id = excluded.resource_id, \
-     date = excluded.date, created_at = excluded.created_at, expires_at = excluded.expires_at, \
-     status_code = NULL, response_body = NULL, booking_id = NULL \
-     WHERE idempotency_records.expires_at <= excluded.created_at";
+/// single writer no statement of its own. Changes one row exactly when
+/// the key was claimed, which `changes()` tells the next statement.
+macro_rules! claim_key {
+    () => {
+        "INSERT INTO idempotency_records \
+         (user_id, key_kind, idem_key, fingerprint, resource_id, date, created_at, expires_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+         WHERE $9 = 0 OR (SELECT COUNT(*) FROM (SELECT 1 FROM idempotency_records \
+            WHERE user_id = $1 AND expires_at > $7 LIMIT $9)) < $9 \
+         ON CONFLICT (user_id, key_kind, idem_key) DO UPDATE SET \
+         fingerprint = excluded.fingerprint, resource_id = excluded.resource_id, \
+         date = excluded.date, created_at = excluded.created_at, expires_at = excluded.expires_at, \
+         status_code = NULL, response_body = NULL, booking_id = NULL \
+         WHERE idempotency_records.expires_at <= excluded.created_at;"
+    };
+}
 
-/// The unique partial index decides: zero rows inserted means the slot
-/// already has a confirmed booking.
-const INSERT_BOOKING: &str = "INSERT INTO bookings \
-     (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
-     VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7) \
-     ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING";
+/// Inserts the booking if the key was claimed; the unique partial index
+/// decides: no row inserted means the slot already has a confirmed booking.
+macro_rules! insert_booking {
+    () => {
+        "INSERT INTO bookings \
+         (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
+         SELECT $10, $16, $5, $6, 'confirmed', $7, $2, $3 WHERE changes() = 1 \
+         ON CONFLICT (resource_id, date) WHERE status = 'confirmed' DO NOTHING;"
+    };
+}
 
 /// Seeded bug `no-unique-index`: the slot is checked, then inserted.
-const INSERT_BOOKING_CHECKED: &str = "INSERT INTO bookings \
-     (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
-     SELECT $1, $2, $3, $4, 'confirmed', $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM bookings \
-     WHERE resource_id = $3 AND date = $4 AND status = 'confirmed')";
+macro_rules! insert_booking_checked {
+    () => {
+        "INSERT INTO bookings \
+         (id, user_id, resource_id, date, status, created_at, key_kind, idem_key) \
+         SELECT $10, $16, $5, $6, 'confirmed', $7, $2, $3 WHERE changes() = 1 \
+         AND NOT EXISTS (SELECT 1 FROM bookings \
+            WHERE resource_id = $5 AND date = $6 AND status = 'confirmed');"
+    };
+}
+
+/// Records the outcome in the key's row if it was claimed (a claimed row
+/// is the only one without an outcome: every committed row has one): `201`
+/// if the booking was inserted, else the refusal. Returns one row, the
+/// booking's id if it was inserted (else NULL); none when the key was not
+/// claimed. (The id itself rather than `booking_id IS NOT NULL`: SQLite's
+/// 3.40 shell answered 1 for that on a NULL `booking_id` in `RETURNING`.)
+///
+/// The outcome is chosen in a subquery rather than joined in with `UPDATE
+/// … FROM`: a join is planned in full, and the planner then compares
+/// `key_kind = $2` with the partial index's `key_kind = 'derived'`, which
+/// makes SQLite compile the statement again every time `$2` is bound. On
+/// one table with its whole primary key given, the planner takes the key
+/// lookup without looking at other indexes, and the statement stays
+/// prepared.
+macro_rules! record_outcome {
+    () => {
+        "UPDATE idempotency_records \
+         SET (status_code, response_body, booking_id, expires_at) = (SELECT \
+            CASE WHEN booked THEN $11 ELSE $13 END, CASE WHEN booked THEN $12 ELSE $14 END, \
+            CASE WHEN booked THEN $10 END, CASE WHEN booked THEN $8 ELSE $15 END \
+            FROM (SELECT EXISTS (SELECT 1 FROM bookings WHERE id = $10) AS booked)) \
+         WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND status_code IS NULL \
+         RETURNING booking_id"
+    };
+}
+
+/// Step 5 for one request (see the macros above).
+const BOOK: &str = concat!(claim_key!(), insert_booking!(), record_outcome!());
+
+/// Step 5 with the seeded bug `no-unique-index`.
+const BOOK_CHECKED: &str = concat!(claim_key!(), insert_booking_checked!(), record_outcome!());
 
 /// When the user's first live key expires (only asked when over the quota).
 const FIRST_KEY_EXPIRY: &str = "SELECT MIN(expires_at) FROM idempotency_records \
      WHERE user_id = $1 AND expires_at > $2";
-
-const RECORD_OUTCOME: &str = "UPDATE idempotency_records \
-     SET status_code = $4, response_body = $5, booking_id = $6, expires_at = $7 \
-     WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
 
 /// Step 5's input, owned, so that it can wait in the queue.
 pub struct Request {
@@ -228,7 +276,12 @@ async fn book_one(
 ) -> Result<Result<BookOutcome, StoredRow>, sqlx::Error> {
     let key = &r.key;
     let booking = &r.booking;
-    let claimed = sqlx::query(CLAIM_KEY)
+    let book = if seeded_bug!(NoUniqueIndex) {
+        BOOK_CHECKED
+    } else {
+        BOOK
+    };
+    let recorded = sqlx::query(book)
         .bind(&key.user_id)
         .bind(key.kind)
         .bind(&key.key)
@@ -238,63 +291,22 @@ async fn book_one(
         .bind(booking.created_at)
         .bind(r.expires_at)
         .bind(i64::from(r.key_quota))
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    if claimed == 0 {
-        // Nothing was written for this request: the key has a live outcome,
-        // or (no live row) the quota refused a key new to the store.
-        let row = sqlx::query(READ_KEY)
-            .bind(&key.user_id)
-            .bind(key.kind)
-            .bind(&key.key)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(row) = row {
-            let stored = stored_row(&row)?;
-            if stored.3 > booking.created_at {
-                return Ok(Err(stored));
-            }
-        }
-        if r.key_quota == 0 {
-            // Neither a live row nor a quota: the insert cannot have been refused.
-            return Err(sqlx::Error::RowNotFound);
-        }
-        let frees_at = sqlx::query_scalar(FIRST_KEY_EXPIRY)
-            .bind(&key.user_id)
-            .bind(booking.created_at)
-            .fetch_one(&mut *conn)
-            .await?;
-        return Ok(Ok(BookOutcome::OverQuota { frees_at }));
-    }
-    let insert = if seeded_bug!(NoUniqueIndex) {
-        INSERT_BOOKING_CHECKED
-    } else {
-        INSERT_BOOKING
-    };
-    let inserted = sqlx::query(insert)
         .bind(booking.id)
+        .bind(i32::from(r.created.status))
+        .bind(&r.created.body)
+        .bind(i32::from(r.already_booked.status))
+        .bind(&r.already_booked.body)
+        .bind(r.refusal_expires_at)
         .bind(&booking.user_id)
-        .bind(&booking.resource_id)
-        .bind(booking.date)
-        .bind(booking.created_at)
-        .bind(key.kind)
-        .bind(&key.key)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    let (outcome, response, booking_id, expires_at) = if inserted == 1 {
-        (
-            BookOutcome::Created,
-            &r.created,
-            Some(booking.id),
-            r.expires_at,
-        )
-    } else {
-        let refusal = (&r.already_booked, r.refusal_expires_at);
-        (BookOutcome::AlreadyBooked, refusal.0, None, refusal.1)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(recorded) = recorded else {
+        return not_claimed(conn, r).await;
     };
-    if seeded_bug!(AlreadyBookedNotRemembered) && outcome == BookOutcome::AlreadyBooked {
+    if recorded.try_get::<Option<uuid::Uuid>, _>("booking_id")? == Some(booking.id) {
+        return Ok(Ok(BookOutcome::Created));
+    }
+    if seeded_bug!(AlreadyBookedNotRemembered) {
         // Seeded bug: a refusal is not worth remembering.
         sqlx::query(FORGET_REFUSAL)
             .bind(&key.user_id)
@@ -302,17 +314,37 @@ async fn book_one(
             .bind(&key.key)
             .execute(&mut *conn)
             .await?;
-        return Ok(Ok(outcome));
     }
-    sqlx::query(RECORD_OUTCOME)
+    Ok(Ok(BookOutcome::AlreadyBooked))
+}
+
+/// Nothing was written for this request: the key has a live outcome, or
+/// (no live row) the quota refused a key new to the store.
+async fn not_claimed(
+    conn: &mut SqliteConnection,
+    r: &Request,
+) -> Result<Result<BookOutcome, StoredRow>, sqlx::Error> {
+    let key = &r.key;
+    let row = sqlx::query(READ_KEY)
         .bind(&key.user_id)
         .bind(key.kind)
         .bind(&key.key)
-        .bind(i32::from(response.status))
-        .bind(&response.body)
-        .bind(booking_id)
-        .bind(expires_at)
-        .execute(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await?;
-    Ok(Ok(outcome))
+    if let Some(row) = row {
+        let stored = stored_row(&row)?;
+        if stored.3 > r.booking.created_at {
+            return Ok(Err(stored));
+        }
+    }
+    if r.key_quota == 0 {
+        // Neither a live row nor a quota: the insert cannot have been refused.
+        return Err(sqlx::Error::RowNotFound);
+    }
+    let frees_at = sqlx::query_scalar(FIRST_KEY_EXPIRY)
+        .bind(&key.user_id)
+        .bind(r.booking.created_at)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Ok(BookOutcome::OverQuota { frees_at }))
 }

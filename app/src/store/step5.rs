@@ -39,7 +39,7 @@ where
 
 /// Seeded bug `already-booked-not-remembered`: the key's row is deleted
 /// when it holds no booking (PostgreSQL: after its one statement committed
-/// the refusal; SQLite: inside the group, before the outcome is recorded).
+/// the refusal; SQLite: inside the group, right after the refusal was recorded).
 pub(super) const FORGET_REFUSAL: &str = "DELETE FROM idempotency_records \
      WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND booking_id IS NULL";
 
