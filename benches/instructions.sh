@@ -12,14 +12,16 @@
 # warm up, then the counters are zeroed, 1 000 requests counted and the
 # counters dumped. Prints instructions per request for /health, a create
 # (a new slot each time), a replay (one key again) and a refusal (a taken
-# slot, no key). Needs valgrind, python3, redis-server and PostgreSQL's
+# slot, no key); then, with the binary serving the embedded default (a
+# SQLite file, the in-process coordinator), for a create and a refusal
+# (`sqlite-…`). Needs valgrind, python3, redis-server and PostgreSQL's
 # server binaries (initdb, pg_ctl). N= and WARM= change the counts; with
 # KEEP=dir the callgrind dumps are kept there (one per binary and kind) for
 # `callgrind_annotate`. Timers and the pools' upkeep make repeated counts of
 # one binary differ by about 1%.
 set -euo pipefail
 
-[ $# -ge 1 ] || { sed -n '2,19p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,22p' "$0"; exit 2; }
 N=${N:-1000}
 WARM=${WARM:-300}
 
@@ -52,26 +54,23 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
   --dir "$work" >"$work/redis.log" 2>&1 &
 pids+=($!)
 
-# Each binary gets a database and a Redis database of its own.
-n=0
-for bin in "$@"; do
-  n=$((n + 1))
-  db="b$n"
-  as_pg "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres "$db"
+# Runs the service under callgrind with the environment given, sends each
+# kind of request (a warm-up, then N counted) and prints the counts.
+count() { # label-prefix kinds env…
+  local prefix=$1 kinds=$2
+  shift 2
+  local port out service
   port=$(free_port)
-  out="$work/callgrind.$db"
-  LISTEN_ADDR="127.0.0.1:$port" \
-    DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/$db" \
-    REDIS_URL="redis://127.0.0.1:$redis_port/$((n % 16))" \
-    RATE_LIMIT_PER_SECOND=0 \
+  out="$work/callgrind.$prefix$n"
+  env LISTEN_ADDR="127.0.0.1:$port" RATE_LIMIT_PER_SECOND=0 "$@" \
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
     "$bin" serve >"$work/service.log" 2>&1 &
   service=$!
   pids+=("$service")
-  echo "== $bin"
-  python3 - "$port" "$service" "$N" "$WARM" <<'EOF'
+  python3 - "$port" "$service" "$N" "$WARM" "$kinds" <<'EOF'
 import datetime, http.client, json, subprocess, sys, time, uuid
 port, pid, n, warm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+wanted = sys.argv[5].split(",")
 deadline = time.time() + 120
 while True:
     try:
@@ -100,9 +99,10 @@ taken = {"userId": "holder", "resourceId": "room_B", "date": "2029-06-01"}
 assert post(taken, "taken") == 201
 def replay(i): return post(taken, "taken")
 def refusal(i): return post({**taken, "userId": user(i)})
-kinds = [("health", health, 200), ("create", create, 201),
-         ("replay", replay, 201), ("refusal", refusal, 409)]
-for name, send, want in kinds:
+kinds = {"health": (health, 200), "create": (create, 201),
+         "replay": (replay, 201), "refusal": (refusal, 409)}
+for name in wanted:
+    send, want = kinds[name]
     for i in range(warm):
         got = send(i)
         assert got == want, (name, got)
@@ -116,15 +116,29 @@ EOF
   kill -INT "$service"
   wait "$service" || true
   # One dump per kind, in the order the client sent them.
-  i=0
-  for kind in health create replay refusal; do
+  local i=0 kind ir
+  for kind in ${kinds//,/ }; do
     i=$((i + 1))
     ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$out.$i")
-    [ "${ir:-0}" -gt 0 ] || { echo "no count for $kind in $out.$i" >&2; exit 1; }
-    printf '  %-8s %8d instructions per request\n' "$kind" $((ir / N))
+    [ "${ir:-0}" -gt 0 ] || { echo "no count for $prefix$kind in $out.$i" >&2; exit 1; }
+    printf '  %-15s %8d instructions per request\n' "$prefix$kind" $((ir / N))
     if [ -n "${KEEP:-}" ]; then
       mkdir -p "$KEEP"
-      cp "$out.$i" "$KEEP/$(basename "$bin").$kind.callgrind"
+      cp "$out.$i" "$KEEP/$(basename "$bin").$prefix$kind.callgrind"
     fi
   done
+}
+
+# Each binary gets a database and a Redis database of its own, and a SQLite
+# file of its own for the embedded default.
+n=0
+for bin in "$@"; do
+  n=$((n + 1))
+  db="b$n"
+  as_pg "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres "$db"
+  echo "== $bin"
+  count "" health,create,replay,refusal \
+    DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/$db" \
+    REDIS_URL="redis://127.0.0.1:$redis_port/$((n % 16))"
+  count sqlite- create,refusal DATABASE_URL="sqlite://$work/e$n.db"
 done

@@ -59,7 +59,10 @@ const QUEUE: usize = 1024;
 /// live keys, counted on one index range (the primary key starts with
 /// `user_id`): in the same statement, so the quota costs the group's
 /// single writer no statement of its own. Changes one row exactly when
-/// the key was claimed, which `changes()` tells the next statement.
+/// the key was claimed, which `changes()` tells the next statement (a
+/// statement that changes nothing sets it to 0, so an earlier job's count
+/// never leaks in: `quota::…nothing_is_written` and the store tests' live
+/// key, each right after a booking on the writer's connection, pin this).
 macro_rules! claim_key {
     () => {
         "INSERT INTO idempotency_records \
