@@ -336,7 +336,7 @@ async fn not_claimed(
         .await?;
     if let Some(row) = row {
         let stored = stored_row(&row)?;
-        if stored.3 > r.booking.created_at {
+        if stored.expires_at > r.booking.created_at {
             return Ok(Err(stored));
         }
     }

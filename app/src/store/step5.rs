@@ -18,8 +18,15 @@ pub(super) const READ_KEY: &str =
     "SELECT fingerprint, status_code, response_body, expires_at FROM idempotency_records \
      WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3";
 
-/// The fingerprint, status, body and expiry of a key's stored row (`READ_KEY`).
-pub(super) type StoredRow = (String, Option<i32>, Option<String>, DateTime<Utc>);
+/// A key's stored row (`READ_KEY`). Status and body are `None` only inside
+/// an uncommitted step 5: every committed row has its outcome.
+#[derive(Debug, Clone)]
+pub(super) struct StoredRow {
+    pub fingerprint: String,
+    pub status: Option<i32>,
+    pub body: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
 
 pub(super) fn stored_row<R: Row>(row: &R) -> Result<StoredRow, sqlx::Error>
 where
@@ -29,12 +36,12 @@ where
     for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    Ok((
-        row.try_get("fingerprint")?,
-        row.try_get("status_code")?,
-        row.try_get("response_body")?,
-        row.try_get("expires_at")?,
-    ))
+    Ok(StoredRow {
+        fingerprint: row.try_get("fingerprint")?,
+        status: row.try_get("status_code")?,
+        body: row.try_get("response_body")?,
+        expires_at: row.try_get("expires_at")?,
+    })
 }
 
 /// Seeded bug `already-booked-not-remembered`: the key's row is deleted
@@ -81,7 +88,12 @@ pub(super) fn existing_outcome(
 ) -> Result<BookOutcome, DependencyError> {
     match outcome {
         Ok(outcome) => Ok(outcome),
-        Err((fingerprint, Some(status), Some(body), expires_at)) => {
+        Err(StoredRow {
+            fingerprint,
+            status: Some(status),
+            body: Some(body),
+            expires_at,
+        }) => {
             let status = u16::try_from(status)
                 .map_err(|_| guard.corrupt("book", "stored status out of range"))?;
             Ok(BookOutcome::Existing(CompletedRecord {
