@@ -78,7 +78,17 @@ pub fn router(state: AppState) -> Router {
                 .get(REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id)
+            // Every field by `Display`: the log formatter writes those
+            // straight through, while a plain `&str` goes through `Debug`,
+            // escaped char by char. This span is about a sixth of a
+            // `/health` request's instructions; `Display` saved 2% of
+            // them (docs/PERFORMANCE.md, eleventh round).
+            tracing::info_span!(
+                "request",
+                method = %req.method().as_str(),
+                uri = %req.uri(),
+                request_id = %request_id
+            )
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(CatchPanicLayer::custom(|_| {
