@@ -62,7 +62,8 @@ const QUEUE: usize = 1024;
 /// the key was claimed, which `changes()` tells the next statement (a
 /// statement that changes nothing sets it to 0, so an earlier job's count
 /// never leaks in: `quota::…nothing_is_written` and the store tests' live
-/// key, each right after a booking on the writer's connection, pin this).
+/// key, each right after a statement on the writer's connection that
+/// changed a row, pin this).
 macro_rules! claim_key {
     () => {
         "INSERT INTO idempotency_records \
@@ -100,9 +101,11 @@ macro_rules! insert_booking_checked {
     };
 }
 
-/// Records the outcome in the key's row if it was claimed (a claimed row
-/// is the only one without an outcome: every committed row has one): `201`
-/// if the booking was inserted, else the refusal. Returns one row, the
+/// Records the outcome in the key's row if this request claimed it: the
+/// row has no outcome yet (every committed row has one) and this request's
+/// time (so that even a committed row without an outcome, which would be
+/// corrupt, is not taken for a claim: it is read and reported). `201` if
+/// the booking was inserted, else the refusal. Returns one row, the
 /// booking's id if it was inserted (else NULL); none when the key was not
 /// claimed. (The id itself rather than `booking_id IS NOT NULL`: SQLite's
 /// 3.40 shell answered 1 for that on a NULL `booking_id` in `RETURNING`.)
@@ -121,7 +124,8 @@ macro_rules! record_outcome {
             CASE WHEN booked THEN $11 ELSE $13 END, CASE WHEN booked THEN $12 ELSE $14 END, \
             CASE WHEN booked THEN $10 END, CASE WHEN booked THEN $8 ELSE $15 END \
             FROM (SELECT EXISTS (SELECT 1 FROM bookings WHERE id = $10) AS booked)) \
-         WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 AND status_code IS NULL \
+         WHERE user_id = $1 AND key_kind = $2 AND idem_key = $3 \
+            AND status_code IS NULL AND created_at = $7 \
          RETURNING booking_id"
     };
 }
