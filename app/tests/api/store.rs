@@ -428,4 +428,55 @@ mod sqlite {
         assert_eq!(app.count_rows().await, 2);
         assert_eq!(app.count_idempotency_records().await, 2);
     }
+
+    /// Step 5 records an outcome only in the row its own claim wrote: a
+    /// live committed row without an outcome (corrupt: every committed row
+    /// has one) is reported, and neither overwritten nor booked over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_committed_row_without_an_outcome_is_reported_not_overwritten() {
+        let app = crate::helpers::spawn_app(Backend::Embedded).await;
+        let crate::helpers::Db::Sqlite(pool) = &app.db else {
+            panic!("the embedded backend has a SQLite pool");
+        };
+        let key = KeyScope {
+            user_id: UserId::parse("user_frank").expect("user"),
+            kind: KeyKind::Client,
+            key: "no-outcome".into(),
+        };
+        let now = chrono::Utc::now();
+        let live = now + chrono::TimeDelta::hours(1);
+        sqlx::query(
+            "INSERT INTO idempotency_records \
+             (user_id, key_kind, idem_key, fingerprint, resource_id, date, created_at, expires_at) \
+             VALUES ($1, $2, $3, 'fp', 'room_A', '2031-06-01', $4, $5)",
+        )
+        .bind(&key.user_id)
+        .bind(key.kind)
+        .bind(&key.key)
+        .bind(now - chrono::TimeDelta::seconds(1))
+        .bind(live)
+        .execute(pool)
+        .await
+        .expect("a row without an outcome");
+
+        let b = booking("user_frank", "room_A", "2031-06-01");
+        let response = created(&b);
+        let answer = app
+            .state
+            .store
+            .book(&command(&key, &b, &response, live))
+            .await;
+        assert!(
+            matches!(answer, Err(booking::deps::DependencyError::Internal { .. })),
+            "the corrupt row answered {answer:?}"
+        );
+        assert_eq!(app.count_rows().await, 0, "booked over a corrupt row");
+        let status: Option<i32> = sqlx::query_scalar(
+            "SELECT status_code FROM idempotency_records WHERE idem_key = 'no-outcome'",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("the row is still there");
+        assert_eq!(status, None, "the corrupt row was overwritten");
+    }
 }
