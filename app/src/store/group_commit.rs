@@ -288,23 +288,24 @@ async fn book_one(
     } else {
         BOOK
     };
+    // In the order of `BOOK`'s parameters, $1 to $16.
     let recorded = sqlx::query(book)
-        .bind(&key.user_id)
-        .bind(key.kind)
-        .bind(&key.key)
-        .bind(&r.fingerprint)
-        .bind(&booking.resource_id)
-        .bind(booking.date)
-        .bind(booking.created_at)
-        .bind(r.expires_at)
-        .bind(i64::from(r.key_quota))
-        .bind(booking.id)
-        .bind(i32::from(r.created.status))
-        .bind(&r.created.body)
-        .bind(i32::from(r.already_booked.status))
-        .bind(&r.already_booked.body)
-        .bind(r.refusal_expires_at)
-        .bind(&booking.user_id)
+        .bind(&key.user_id) // $1
+        .bind(key.kind) // $2
+        .bind(&key.key) // $3
+        .bind(&r.fingerprint) // $4
+        .bind(&booking.resource_id) // $5
+        .bind(booking.date) // $6
+        .bind(booking.created_at) // $7
+        .bind(r.expires_at) // $8
+        .bind(i64::from(r.key_quota)) // $9
+        .bind(booking.id) // $10
+        .bind(i32::from(r.created.status)) // $11
+        .bind(&r.created.body) // $12
+        .bind(i32::from(r.already_booked.status)) // $13
+        .bind(&r.already_booked.body) // $14
+        .bind(r.refusal_expires_at) // $15
+        .bind(&booking.user_id) // $16
         .fetch_optional(&mut *conn)
         .await?;
     let Some(recorded) = recorded else {
