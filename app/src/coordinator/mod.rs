@@ -12,6 +12,7 @@
 pub mod core;
 pub mod memory;
 pub mod redis;
+pub mod redis_conns;
 
 use std::time::Duration;
 
