@@ -12,7 +12,6 @@
 pub mod core;
 pub mod memory;
 pub mod redis;
-pub mod redis_conns;
 
 use std::time::Duration;
 

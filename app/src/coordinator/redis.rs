@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::{Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError, RedisResult, Script};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, Script};
 
-use super::redis_conns::RedisConnections;
 use super::{Claim, CompletedRecord, Coordinator, Token};
 use crate::deps::{Classify, DependencyError, Guard};
 use crate::response::StoredResponse;
@@ -112,35 +112,15 @@ impl Classify for RedisError {
     }
 }
 
-/// A script's source, and its hash to call it by (`Script` keeps its
-/// source to itself, and the source is sent again when Redis forgot it).
-struct Lua {
-    code: &'static str,
-    hash: Script,
-}
-
-impl Lua {
-    fn new(code: &'static str) -> Self {
-        Self {
-            code,
-            hash: Script::new(code),
-        }
-    }
-}
-
-/// Connections to Redis: each serves one call at a time, so this many calls
-/// run at once per replica (more wait, within their deadline).
-const POOL_SIZE: usize = 32;
-
 pub struct RedisCoordinator {
-    conns: RedisConnections,
+    conn: ConnectionManager,
     guard: Guard,
-    claim: Lua,
-    claim_and_lock: Lua,
-    complete: Lua,
-    complete_and_unlock: Lua,
-    release: Lua,
-    unlock: Lua,
+    claim: Script,
+    claim_and_lock: Script,
+    complete: Script,
+    complete_and_unlock: Script,
+    release: Script,
+    unlock: Script,
 }
 
 /// Reads the `exp` field back; empty, missing or unreadable is unknown (the
@@ -173,11 +153,9 @@ fn push_completion(cmd: &mut Cmd, token: &Token, record: &CompletedRecord, reten
 /// command rather than through `Script::key`/`arg`, which copy every
 /// argument into a vector of its own and then again into the command (a
 /// tenth of a create's allocations; `docs/PERFORMANCE.md`, seventh round).
-fn evalsha(script: &Lua, keys: &[&str], args: usize, bytes: usize) -> Cmd {
+fn evalsha(script: &Script, keys: &[&str], args: usize, bytes: usize) -> Cmd {
     let mut cmd = Cmd::with_capacity(3 + keys.len() + args, 64 + bytes);
-    cmd.arg("EVALSHA")
-        .arg(script.hash.get_hash())
-        .arg(keys.len());
+    cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());
     for key in keys {
         cmd.arg(*key);
     }
@@ -188,45 +166,48 @@ fn evalsha(script: &Lua, keys: &[&str], args: usize, bytes: usize) -> Cmd {
 /// cache is empty (`NOSCRIPT`): the script is loaded and the command sent
 /// again, as `Script::invoke_async` does.
 async fn invoke<T: FromRedisValue>(
-    conns: &RedisConnections,
-    script: &Lua,
+    mut conn: ConnectionManager,
+    script: &Script,
     cmd: Cmd,
 ) -> RedisResult<T> {
-    match conns.query(&cmd).await {
+    match cmd.query_async(&mut conn).await {
         Err(e) if e.kind() == ErrorKind::NoScriptError => {
-            let load = redis::cmd("SCRIPT").arg("LOAD").arg(script.code).clone();
-            conns.query::<String>(&load).await?;
-            conns.query(&cmd).await
+            script.load_async(&mut conn).await?;
+            cmd.query_async(&mut conn).await
         }
         other => other,
     }
 }
 
 impl RedisCoordinator {
-    /// Connects to `url` and checks that Redis answers. A connection that
-    /// breaks is replaced when it is next needed (after a Redis restart,
-    /// say); calls made while Redis is down fail within their deadline with `503`.
+    /// Connects to `url`. The connection manager reconnects by itself after
+    /// Redis restarts; calls made while it is down fail fast with `503`.
     pub async fn connect(url: &str, guard: Guard) -> Result<Self, DependencyError> {
-        let invalid = |e: RedisError| DependencyError::Internal {
+        let client = redis::Client::open(url).map_err(|e| DependencyError::Internal {
             dependency: "redis",
             operation: "connect",
             source: Box::new(e),
-        };
-        let info = url.into_connection_info().map_err(invalid)?;
-        let conns = RedisConnections::new(&info, POOL_SIZE).map_err(invalid)?;
-        guard
-            .for_startup()
-            .run("connect", conns.query::<String>(&redis::cmd("PING")))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(guard.timeout)
+            .set_response_timeout(guard.timeout)
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        let conn = guard
+            .run(
+                "connect",
+                ConnectionManager::new_with_config(client, config),
+            )
             .await?;
         Ok(Self {
-            conns,
+            conn,
             guard,
-            claim: Lua::new(CLAIM),
-            claim_and_lock: Lua::new(CLAIM_AND_LOCK),
-            complete: Lua::new(COMPLETE),
-            complete_and_unlock: Lua::new(COMPLETE_AND_UNLOCK),
-            release: Lua::new(RELEASE),
-            unlock: Lua::new(UNLOCK),
+            claim: Script::new(CLAIM),
+            claim_and_lock: Script::new(CLAIM_AND_LOCK),
+            complete: Script::new(COMPLETE),
+            complete_and_unlock: Script::new(COMPLETE_AND_UNLOCK),
+            release: Script::new(RELEASE),
+            unlock: Script::new(UNLOCK),
         })
     }
 }
@@ -271,8 +252,9 @@ impl Coordinator for RedisCoordinator {
     }
 
     async fn ping(&self) -> Result<(), DependencyError> {
+        let mut conn = self.conn.clone();
         self.guard
-            .run("ping", self.conns.query::<String>(&redis::cmd("PING")))
+            .run("ping", redis::cmd("PING").query_async::<String>(&mut conn))
             .await
             .map(drop)
     }
@@ -288,7 +270,7 @@ impl Coordinator for RedisCoordinator {
         cmd.arg(&token.0).arg(fingerprint).arg(millis(lease));
         let reply: Vec<Option<String>> = self
             .guard
-            .run("claim", invoke(&self.conns, &self.claim, cmd))
+            .run("claim", invoke(self.conn.clone(), &self.claim, cmd))
             .await?;
         self.claim_reply(&reply, token)
     }
@@ -313,7 +295,7 @@ impl Coordinator for RedisCoordinator {
         let reply: Vec<Option<String>> = self
             .guard
             // Labelled by the step it answers (metrics, logs): the lock rides along.
-            .run("claim", invoke(&self.conns, script, cmd))
+            .run("claim", invoke(self.conn.clone(), script, cmd))
             .await?;
         match reply.as_slice() {
             [Some(claimed), Some(locked)] if claimed == "claimed" && locked == "locked" => {
@@ -340,7 +322,7 @@ impl Coordinator for RedisCoordinator {
         let done: i64 = self
             .guard
             // Labelled by the step it answers: the unlock rides along.
-            .run("complete", invoke(&self.conns, script, cmd))
+            .run("complete", invoke(self.conn.clone(), script, cmd))
             .await?;
         Ok(done == 1)
     }
@@ -357,7 +339,7 @@ impl Coordinator for RedisCoordinator {
         push_completion(&mut cmd, token, record, retention);
         let done: i64 = self
             .guard
-            .run("complete", invoke(&self.conns, &self.complete, cmd))
+            .run("complete", invoke(self.conn.clone(), &self.complete, cmd))
             .await?;
         Ok(done == 1)
     }
@@ -367,30 +349,38 @@ impl Coordinator for RedisCoordinator {
         cmd.arg(&token.0);
         let released: i64 = self
             .guard
-            .run("release", invoke(&self.conns, &self.release, cmd))
+            .run("release", invoke(self.conn.clone(), &self.release, cmd))
             .await?;
         Ok(released == 1)
     }
 
     async fn forget(&self, key: &str) -> Result<(), DependencyError> {
+        let mut conn = self.conn.clone();
         self.guard
             .run(
                 "forget",
-                self.conns.query::<i64>(redis::cmd("DEL").arg(key)),
+                redis::cmd("DEL").arg(key).query_async::<i64>(&mut conn),
             )
             .await
             .map(drop)
     }
 
     async fn lock(&self, name: &str, ttl: Duration) -> Result<Option<Token>, DependencyError> {
+        let mut conn = self.conn.clone();
         let token = Token::new();
-        let mut set = redis::cmd("SET");
-        set.arg(name)
-            .arg(&token.0)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis(ttl));
-        let set: Option<String> = self.guard.run("lock", self.conns.query(&set)).await?;
+        let set: Option<String> = self
+            .guard
+            .run(
+                "lock",
+                redis::cmd("SET")
+                    .arg(name)
+                    .arg(&token.0)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .query_async(&mut conn),
+            )
+            .await?;
         Ok(set.map(|_| token))
     }
 
@@ -399,7 +389,7 @@ impl Coordinator for RedisCoordinator {
         cmd.arg(&token.0);
         let deleted: i64 = self
             .guard
-            .run("unlock", invoke(&self.conns, &self.unlock, cmd))
+            .run("unlock", invoke(self.conn.clone(), &self.unlock, cmd))
             .await?;
         Ok(deleted == 1)
     }
