@@ -78,6 +78,13 @@ impl CpuSeconds {
     }
 }
 
+/// The length of one clock tick, the unit `/proc/PID/stat` counts CPU
+/// time in (10 ms at the usual 100 Hz).
+pub fn cpu_clock_tick() -> Option<f64> {
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    Some(1.0 / per_second as f64)
+}
+
 impl Stack {
     pub async fn start(scenario: &Scenario, binary: &ServiceBinary) -> Result<Arc<Stack>> {
         Self::start_linked(scenario, binary, Links::Proxied).await
@@ -374,7 +381,7 @@ impl Stack {
     /// CPU time (user + system, every thread, exited ones too) that the first
     /// `n` replicas have used so far, in seconds, from `/proc/PID/stat`.
     pub async fn replicas_cpu_seconds(&self, n: usize) -> Option<CpuSeconds> {
-        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()?? as f64;
+        let tick = cpu_clock_tick()?;
         let mut total = CpuSeconds::default();
         for r in self.replicas.iter().take(n) {
             let pid = r.process.lock().await.pid()?;
@@ -384,8 +391,8 @@ impl Stack {
             let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
             let utime: f64 = fields.get(11)?.parse().ok()?;
             let stime: f64 = fields.get(12)?.parse().ok()?;
-            total.user += utime / ticks;
-            total.system += stime / ticks;
+            total.user += utime * tick;
+            total.system += stime * tick;
         }
         Some(total)
     }

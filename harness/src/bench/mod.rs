@@ -27,7 +27,7 @@ use serde_json::json;
 
 use crate::runner::Latency;
 use crate::scenario::{Mode, Scenario};
-use crate::stack::{Links, ServiceBinary, Stack};
+use crate::stack::{cpu_clock_tick, CpuSeconds, Links, ServiceBinary, Stack};
 
 use baselines::{machine, pgbench_booking_transactions, pgbench_inserts, redis_benchmark};
 use driver::{drive, send};
@@ -510,14 +510,36 @@ where
     let before = stack.replicas_cpu_seconds(replicas).await;
     let (mut m, ids) = load.await;
     let after = stack.replicas_cpu_seconds(replicas).await;
-    if let (Some(before), Some(after)) = (before, after) {
-        if m.requests > 0 {
-            let per_request = |seconds: f64| seconds * 1e6 / m.requests as f64;
-            m.service_cpu_us = Some(per_request(after.total() - before.total()));
-            m.service_kernel_cpu_us = Some(per_request(after.system - before.system));
+    if let (Some(before), Some(after), Some(tick)) = (before, after, cpu_clock_tick()) {
+        if let Some((cpu, kernel)) = cpu_per_request(before, after, m.requests, tick) {
+            m.service_cpu_us = Some(cpu);
+            m.service_kernel_cpu_us = Some(kernel);
         }
     }
     (m, ids)
+}
+
+/// Fewer clock ticks of CPU than this over a load is no reading.
+const MIN_CPU_TICKS: f64 = 5.0;
+
+/// The service's CPU per request over a load, in µs, and its kernel part,
+/// from its CPU times before and after. `None` when the load used fewer
+/// than [`MIN_CPU_TICKS`] clock ticks (`tick`, in seconds): `/proc` counts
+/// whole ticks, so the race's first round (100 requests in a few ms) read
+/// as 0 µs, and one tick more or less would be over a fifth of a shorter
+/// reading.
+fn cpu_per_request(
+    before: CpuSeconds,
+    after: CpuSeconds,
+    requests: u64,
+    tick: f64,
+) -> Option<(f64, f64)> {
+    let used = after.total() - before.total();
+    if requests == 0 || used < MIN_CPU_TICKS * tick {
+        return None;
+    }
+    let per_request = |seconds: f64| seconds * 1e6 / requests as f64;
+    Some((per_request(used), per_request(after.system - before.system)))
 }
 
 /// The embedded default (SQLite, in-process coordinator, one replica):
@@ -661,6 +683,30 @@ mod tests {
             live_keys: None,
             runs: 1,
         }
+    }
+
+    #[test]
+    fn a_load_shorter_than_a_few_clock_ticks_has_no_cpu_reading() {
+        let tick = 0.01;
+        let cpu = |user: f64, system: f64| CpuSeconds { user, system };
+        let start = cpu(3.0, 1.0);
+        assert_eq!(
+            cpu_per_request(start, start, 100, tick),
+            None,
+            "no tick counted is no reading, not 0 µs"
+        );
+        assert_eq!(
+            cpu_per_request(start, cpu(3.02, 1.01), 100, tick),
+            None,
+            "3 ticks"
+        );
+        let (us, kernel) =
+            cpu_per_request(start, cpu(3.04, 1.02), 1000, tick).expect("6 ticks is a reading");
+        assert!(
+            (us - 60.0).abs() < 1e-6 && (kernel - 20.0).abs() < 1e-6,
+            "{us} {kernel}"
+        );
+        assert_eq!(cpu_per_request(start, cpu(4.0, 2.0), 0, tick), None);
     }
 
     #[test]
