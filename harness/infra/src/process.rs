@@ -149,10 +149,25 @@ impl Drop for ManagedChild {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; we release it at once).
+/// Ports [`free_port`] has handed out in this process.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; we release it at once),
+/// never one this process was handed before: a server takes seconds to
+/// bind the port it is given (a container longer), and tests in parallel
+/// threads must not be given the same one in that window, nor the port of
+/// a server that another test killed and will start again on it.
 pub fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(listener.local_addr()?.port())
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..100 {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let port = listener.local_addr()?.port();
+        if handed_out.insert(port) {
+            return Ok(port);
+        }
+    }
+    bail!("no free port on 127.0.0.1 that this process was not given before (100 tries)")
 }
 
 /// Polls `check` every 50 ms until it returns `Ok(true)` or `timeout` passes.
@@ -176,5 +191,19 @@ where
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_is_handed_out_once_per_process() {
+        // The OS alone repeats itself: 2 000 binds to port 0 on Linux give
+        // about 130 repeats (its ephemeral range is ~28 000 ports).
+        let ports: Vec<u16> = (0..2000).map(|_| free_port().expect("port")).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
     }
 }
