@@ -132,7 +132,22 @@ async fn serve(
     postgres: Option<PostgresServer>,
     dir: TempDir,
 ) -> TestApp {
-    let app = Application::build(settings).await.expect("build app");
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            // Says which server went away, for a failure that is hard to rerun.
+            let mut context = String::new();
+            if let Some(mut redis) = redis {
+                let running = redis.is_running().await;
+                context = format!(
+                    "redis on port {} running: {running}\n--- redis log ---\n{}",
+                    redis.port(),
+                    redis.log_tail(20).await
+                );
+            }
+            panic!("build app: {e:?}\n{context}");
+        }
+    };
     let address = format!("http://{}", app.local_addr());
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();

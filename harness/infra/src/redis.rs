@@ -80,14 +80,18 @@ impl RedisServer {
         })
         .await;
         if let Err(e) = ready {
-            let tail = match (&self.container, &self.child) {
-                (Some(c), _) => c.log_tail(20).await,
-                (None, Some(c)) => c.log_tail(20),
-                (None, None) => String::new(),
-            };
-            bail!("{e:#}\n--- redis log ---\n{tail}");
+            bail!("{e:#}\n--- redis log ---\n{}", self.log_tail(20).await);
         }
         Ok(())
+    }
+
+    /// The last `lines` of the server's output (a container's or a process's).
+    pub async fn log_tail(&self, lines: usize) -> String {
+        match (&self.container, &self.child) {
+            (Some(c), _) => c.log_tail(lines).await,
+            (None, Some(c)) => c.log_tail(lines),
+            (None, None) => String::new(),
+        }
     }
 
     pub fn port(&self) -> u16 {
