@@ -136,15 +136,15 @@ async fn serve(
         Ok(app) => app,
         Err(e) => {
             // Says which server went away, for a failure that is hard to rerun.
-            let mut context = String::new();
-            if let Some(mut redis) = redis {
-                let running = redis.is_running().await;
-                context = format!(
-                    "redis on port {} running: {running}\n--- redis log ---\n{}",
+            let context = match redis {
+                Some(mut redis) => format!(
+                    "redis on port {} running: {}\n--- redis log ---\n{}",
                     redis.port(),
+                    redis.is_running().await,
                     redis.log_tail(20).await
-                );
-            }
+                ),
+                None => String::new(),
+            };
             panic!("build app: {e:?}\n{context}");
         }
     };
