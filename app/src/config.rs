@@ -322,18 +322,25 @@ pub struct ServeArgs {
     /// default: random per process, so one replica only).
     #[arg(long, env = "AUTH_DEV_SECRET", hide_env_values = true)]
     pub auth_dev_secret: Option<String>,
-    /// jwt: the identity provider's JWKS URL.
+    /// jwt: the identity provider's JWKS URL (default: found by OIDC
+    /// discovery at <issuer>/.well-known/openid-configuration).
     #[arg(long, env = "JWT_JWKS_URL")]
     pub jwt_jwks_url: Option<String>,
     /// jwt: a PEM public key (RSA or EC) instead of a JWKS URL.
     #[arg(long, env = "JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<std::path::PathBuf>,
-    /// jwt: the required issuer (`iss`).
+    /// jwt: the required issuer (`iss`), exactly as the provider writes it.
     #[arg(long, env = "JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
-    /// jwt: the required audience (`aud`).
+    /// jwt: the required audience (`aud`: this string, or an array holding it).
     #[arg(long, env = "JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// jwt: the claim that holds the user id (e.g. `oid` for Entra ID).
+    #[arg(long, env = "JWT_USER_CLAIM", default_value = crate::auth::DEFAULT_USER_CLAIM)]
+    pub jwt_user_claim: String,
+    /// jwt: seconds between background fetches of the provider's keys (at least 30).
+    #[arg(long, env = "JWT_JWKS_REFRESH_SECS", default_value_t = crate::auth::DEFAULT_JWKS_REFRESH.as_secs())]
+    pub jwt_jwks_refresh_secs: u64,
     /// Accepted clock skew in seconds on `exp` and `nbf`.
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = DEFAULT_JWT_LEEWAY_SECS)]
     pub jwt_leeway_secs: u64,
@@ -422,6 +429,8 @@ impl ServeArgs {
                 public_key_pem: self.jwt_public_key,
                 issuer: self.jwt_issuer.filter(|s| !s.is_empty()),
                 audience: self.jwt_audience.filter(|s| !s.is_empty()),
+                user_claim: self.jwt_user_claim,
+                jwks_refresh: Duration::from_secs(self.jwt_jwks_refresh_secs),
                 leeway: Duration::from_secs(self.jwt_leeway_secs),
             },
             connections: crate::serve::ConnectionLimits {

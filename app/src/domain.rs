@@ -28,15 +28,20 @@ impl FieldError {
 }
 
 pub const MAX_ID_LEN: usize = 64;
-/// [`parse_identifier`]'s rule as a regular expression (for the OpenAPI document).
+/// A resource id's rule as a regular expression (for the OpenAPI document).
 pub const IDENTIFIER_PATTERN: &str = "^[A-Za-z0-9_.:@-]{1,64}$";
+/// A user id's: one more character, `|`, which identity providers put in
+/// their subjects (Auth0's `auth0|…`, `google-oauth2|…`).
+pub const USER_ID_PATTERN: &str = "^[A-Za-z0-9_.:@|-]{1,64}$";
 /// The shape [`BookingDate::parse`] accepts before it checks the calendar.
 pub const DATE_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
 
 /// Identifiers (`userId`, `resourceId`) are 1..=64 characters of
-/// `[A-Za-z0-9_.:@-]`: enough for the demo users and room ids, and safe to
-/// embed in Redis keys and log lines without escaping.
-fn parse_identifier(field: &str, raw: &str) -> Result<String, FieldError> {
+/// `[A-Za-z0-9_.:@-]` and the `extra` ones: enough for room ids and the
+/// subjects of common identity providers, and safe to embed in Redis keys
+/// and log lines without escaping (none is a quote, a space, a control
+/// character, `/`, `%` or a glob character).
+fn parse_identifier(field: &str, raw: &str, extra: &str) -> Result<String, FieldError> {
     if raw.is_empty() {
         return Err(FieldError::new(field, "is required"));
     }
@@ -46,25 +51,26 @@ fn parse_identifier(field: &str, raw: &str) -> Result<String, FieldError> {
             format!("must be at most {MAX_ID_LEN} characters"),
         ));
     }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "_.:@-".contains(c);
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_.:@-".contains(c) || extra.contains(c);
     if !raw.chars().all(allowed) {
+        let others: String = extra.chars().map(|c| format!(" {c}")).collect();
         return Err(FieldError::new(
             field,
-            "may contain only letters, digits and _ . : @ -",
+            format!("may contain only letters, digits and _ . : @ -{others}"),
         ));
     }
     Ok(raw.to_owned())
 }
 
 macro_rules! identifier {
-    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $extra:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
 
         impl $name {
             pub fn parse(raw: &str) -> Result<Self, FieldError> {
-                parse_identifier($field, raw).map(Self)
+                parse_identifier($field, raw, $extra).map(Self)
             }
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -88,12 +94,14 @@ macro_rules! identifier {
 identifier!(
     /// The user a booking belongs to; also the scope of idempotency keys.
     UserId,
-    "userId"
+    "userId",
+    "|"
 );
 identifier!(
     /// A bookable resource; must also be in the configured catalogue.
     ResourceId,
-    "resourceId"
+    "resourceId",
+    ""
 );
 
 impl UserId {

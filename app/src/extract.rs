@@ -64,6 +64,37 @@ where
     }
 }
 
+/// [`ApiJson`], or `T::default()` for a request that carries no body at
+/// all (no `Content-Type`, no `Content-Length` above zero, not chunked):
+/// for bodies whose every field may be left out, such as a cancel's when
+/// the token already says who asks.
+pub struct ApiJsonOrEmpty<T>(pub T);
+
+impl<T> FromRequest<AppState> for ApiJsonOrEmpty<T>
+where
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if has_no_body(&req) {
+            return Ok(Self(T::default()));
+        }
+        ApiJson::<T>::from_request(req, state)
+            .await
+            .map(|ApiJson(value)| Self(value))
+    }
+}
+
+fn has_no_body(req: &Request) -> bool {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+    let headers = req.headers();
+    let length_zero = headers
+        .get(CONTENT_LENGTH)
+        .is_none_or(|v| v.as_bytes() == b"0");
+    !headers.contains_key(CONTENT_TYPE) && !headers.contains_key(TRANSFER_ENCODING) && length_zero
+}
+
 /// `Content-Type: application/json` exactly (in any case): what every
 /// client of the API sends.
 fn plain_json_content_type(req: &Request) -> bool {

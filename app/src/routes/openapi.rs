@@ -15,7 +15,9 @@ use utoipa::OpenApi;
 
 use super::{auth, bookings, health, metrics, resources};
 use crate::auth::AuthMode;
-use crate::domain::{IdempotencyKey, DATE_PATTERN, IDENTIFIER_PATTERN, MAX_ID_LEN};
+use crate::domain::{
+    IdempotencyKey, DATE_PATTERN, IDENTIFIER_PATTERN, MAX_ID_LEN, USER_ID_PATTERN,
+};
 use crate::error::ErrorCode;
 use crate::state::AppState;
 
@@ -87,7 +89,7 @@ const LIMITED: [&str; 6] = [
 pub fn constrain(catalogue: &[String], mode: AuthMode) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
     let identifier = json!({
-        "type": "string", "pattern": IDENTIFIER_PATTERN, "minLength": 1, "maxLength": MAX_ID_LEN,
+        "type": "string", "pattern": USER_ID_PATTERN, "minLength": 1, "maxLength": MAX_ID_LEN,
     });
     let date = json!({ "type": "string", "format": "date", "pattern": DATE_PATTERN });
     let resource = json!({ "type": "string", "enum": catalogue });
@@ -128,6 +130,9 @@ pub fn constrain(catalogue: &[String], mode: AuthMode) -> Value {
             add_common_answers(operation, LIMITED.contains(&path.as_str()), has_body);
         }
     }
+    // With a token, a cancel needs no body at all.
+    doc["paths"]["/api/bookings/{bookingId}/cancel"]["patch"]["requestBody"]["required"] =
+        Value::Bool(user_required);
     doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"] = json!({
         "application/openmetrics-text": { "schema": { "type": "string" } }
     });
@@ -172,7 +177,10 @@ fn constrain_parameters(path: &str, operation: &mut Value, identifier: &Value, d
             ("path", "bookingId") => json!({ "type": "string", "format": "uuid" }),
             // A list may filter by a resource no longer in the catalogue;
             // an empty filter is no filter.
-            ("query", "resourceId") if path != AVAILABILITY => or_empty(identifier),
+            ("query", "resourceId") if path != AVAILABILITY => or_empty(&json!({
+                "type": "string", "pattern": IDENTIFIER_PATTERN,
+                "minLength": 1, "maxLength": MAX_ID_LEN,
+            })),
             ("query", "date") if path != AVAILABILITY => or_empty(date),
             ("query", "date") => date.clone(),
             ("query", "status") => json!({

@@ -309,3 +309,217 @@ async fn jwt_keys_come_from_a_jwks_url_by_key_id() {
     .await;
     assert_eq!(r.code(), "UNAUTHENTICATED", "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_not_valid_yet_is_refused_and_writes_nothing() {
+    let app =
+        jwt_app(|a| a.public_key_pem = Some(format!("{FIXTURES}/jwt-rsa-public.pem").into())).await;
+    let key = fixture("jwt-rsa-private.pem");
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut tomorrow = claims("alice", 2 * 86_400);
+    tomorrow["nbf"] = json!(now + 86_400);
+    let r = book_as(
+        &app,
+        Some(&token(&key, None, tomorrow)),
+        json!({"resourceId": "room_A", "date": "2027-07-01"}),
+        "nbf1",
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.code(), "UNAUTHENTICATED");
+    assert!(
+        r.json["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not valid yet"),
+        "{}",
+        r.body
+    );
+    let mut garbage = claims("alice", 600);
+    garbage["nbf"] = json!("garbage");
+    let r = book_as(
+        &app,
+        Some(&token(&key, None, garbage)),
+        json!({"resourceId": "room_A", "date": "2027-07-01"}),
+        "nbf2",
+    )
+    .await;
+    assert_eq!(r.code(), "UNAUTHENTICATED", "{}", r.body);
+    assert_eq!(app.count_rows().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_audiences_and_auth0_subjects_book_list_and_cancel() {
+    let app =
+        jwt_app(|a| a.public_key_pem = Some(format!("{FIXTURES}/jwt-rsa-public.pem").into())).await;
+    let key = fixture("jwt-rsa-private.pem");
+    let subject = "google-oauth2|109876543210987654321";
+    let mut keycloak_style = claims(subject, 600);
+    keycloak_style["aud"] = json!([AUDIENCE, "account"]);
+    let t = token(&key, None, keycloak_style);
+    let booked = book_as(
+        &app,
+        Some(&t),
+        json!({"resourceId": "room_A", "date": "2027-07-02"}),
+        "sub1",
+    )
+    .await;
+    assert_eq!(booked.status, 201, "{}", booked.body);
+    assert_eq!(booked.json["booking"]["userId"], subject);
+    // The subject in a path, percent-encoded as any client does.
+    let listed = get_as(
+        &app,
+        &t,
+        "/api/bookings/google-oauth2%7C109876543210987654321",
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.json["bookings"].as_array().map(Vec::len), Some(1));
+    let id = booked.booking_id();
+    let cancelled = cancel_as(&app, &t, &id, json!({ "userId": subject })).await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+}
+
+/// A cancel needs no body when the token says who asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_a_cancel_needs_no_body() {
+    let app = dev_app().await;
+    let alice = dev_token(&app, "alice").await;
+    let booked = book_as(
+        &app,
+        Some(&alice),
+        json!({"resourceId": "room_D", "date": "2027-07-03"}),
+        "nb",
+    )
+    .await;
+    let id = booked.booking_id();
+    let bare = || {
+        app.client
+            .patch(app.url(&format!("/api/bookings/{id}/cancel")))
+            .bearer_auth(&alice)
+    };
+    let r = Reply::read(bare().send().await.expect("PATCH")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["booking"]["status"], "cancelled");
+    // Again, idempotent; a body that is there must still be JSON.
+    let r = Reply::read(bare().send().await.expect("PATCH")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = Reply::read(bare().body("userId=alice").send().await.expect("PATCH")).await;
+    assert_eq!(r.code(), "VALIDATION_FAILED", "{}", r.body);
+
+    // Without auth the body says who asks: leaving it out is a missing userId.
+    let open = spawn_app_with(Backend::Embedded, |_| {}).await;
+    let r = Reply::read(
+        open.client
+            .patch(open.url(&format!("/api/bookings/{id}/cancel")))
+            .send()
+            .await
+            .expect("PATCH"),
+    )
+    .await;
+    assert_eq!(r.code(), "VALIDATION_FAILED", "{}", r.body);
+    assert!(r.body.contains("userId"), "{}", r.body);
+}
+
+/// A JWKS endpoint that can be made to hang, counting its fetches.
+struct HangingIdp {
+    url: String,
+    hang: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HangingIdp {
+    async fn start() -> HangingIdp {
+        use std::sync::atomic::Ordering;
+        let jwks: Value = serde_json::from_slice(&fixture("jwks.json")).expect("jwks");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let hang = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (h, f) = (hang.clone(), fetches.clone());
+        let idp = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let (h, f, jwks) = (h.clone(), f.clone(), jwks.clone());
+                async move {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    if h.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    axum::Json(jwks)
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, idp).await;
+        });
+        HangingIdp {
+            url: format!("http://{addr}/jwks"),
+            hang,
+            fetches,
+        }
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One made-up `kid` while the provider hangs: signed-in requests with a
+/// known key go on being answered at once; the refresh is single-flight
+/// and made-up ids cannot start another for a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_key_refresh_does_not_stall_signed_in_requests() {
+    let idp = HangingIdp::start().await;
+    let app = jwt_app(|a| a.jwks_url = Some(idp.url.clone())).await;
+    let key = fixture("jwt-rsa-private.pem");
+    let good = token(&key, Some("test-key-1"), claims("carol", 600));
+    assert_eq!(get_as(&app, &good, "/api/bookings/carol").await.status, 200);
+    assert_eq!(idp.fetches(), 1, "fetched once at start");
+
+    idp.hang.store(true, std::sync::atomic::Ordering::SeqCst);
+    let forged = token(&key, Some("made-up"), claims("mallory", 600));
+    let stuck = {
+        let (client, url, forged) = (
+            app.client.clone(),
+            app.url("/api/bookings/mallory"),
+            forged.clone(),
+        );
+        tokio::spawn(async move { client.get(url).bearer_auth(forged).send().await })
+    };
+    for _ in 0..300 {
+        if idp.fetches() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(idp.fetches(), 2, "the made-up kid started a refresh");
+
+    let mut took = Vec::new();
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let r = get_as(&app, &good, "/api/bookings/carol").await;
+        took.push(started.elapsed());
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert!(!stuck.is_finished(), "the refresh is still stuck");
+    took.sort();
+    let (median, max) = (took[took.len() / 2], took[took.len() - 1]);
+    println!("valid-token requests while the refresh hung: median {median:?}, max {max:?}");
+    assert!(median < Duration::from_millis(100), "median {median:?}");
+    assert!(max < Duration::from_secs(1), "max {max:?}");
+
+    // More made-up ids: refused, and no second fetch while one is recent.
+    let r = stuck.await.expect("task").expect("answer");
+    assert_eq!(r.status(), 401);
+    for n in 0..10 {
+        let t = token(&key, Some(&format!("forged-{n}")), claims("mallory", 600));
+        assert_eq!(
+            get_as(&app, &t, "/api/bookings/mallory").await.code(),
+            "UNAUTHENTICATED"
+        );
+    }
+    assert_eq!(idp.fetches(), 2, "made-up ids cost the provider one fetch");
+}

@@ -281,7 +281,7 @@ async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
     let body = &doc.json["components"]["schemas"]["CreateBookingBody"];
     assert_eq!(
         body["properties"]["userId"]["pattern"],
-        booking::domain::IDENTIFIER_PATTERN
+        booking::domain::USER_ID_PATTERN
     );
     assert_eq!(
         body["properties"]["resourceId"]["enum"],

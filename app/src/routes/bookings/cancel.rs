@@ -9,10 +9,10 @@ use uuid::Uuid;
 use super::{acting_user, BookingEnvelope};
 use crate::booking::cancel::cancel_booking;
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, Principal};
+use crate::extract::{ApiJsonOrEmpty, Principal};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CancelBody {
     /// Only the owner may cancel.
@@ -20,7 +20,8 @@ pub struct CancelBody {
     pub user_id: Option<serde_json::Value>,
 }
 
-/// Cancel a booking; its slot becomes free. Idempotent.
+/// Cancel a booking; its slot becomes free. Idempotent. With a bearer
+/// token the body may be left out (the token says who asks).
 #[utoipa::path(
     patch,
     path = "/api/bookings/{bookingId}/cancel",
@@ -40,7 +41,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     principal: Principal,
     Path(booking_id): Path<String>,
-    ApiJson(body): ApiJson<CancelBody>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<CancelBody>,
 ) -> Result<Json<BookingEnvelope>, ApiError> {
     let mut errors = Vec::new();
     let user = acting_user(&body.user_id, &principal, &mut errors)?;
