@@ -15,6 +15,9 @@
 // `auth0|64f0c2...`) and a token's `sub` is that id. Tokens come from the
 // client credentials grant as RS256 JWTs; POST /token with grant_type=
 // client_credentials and the id and secret (HTTP Basic or form body).
+//
+// On Node 20 oidc-provider 9 logs "Unsupported runtime" (it wants 22 LTS);
+// what is used here works on 20 (harness/infra/tests/oidc.rs).
 import { generateKeyPairSync, createHash } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
