@@ -12,14 +12,19 @@
 //! ```
 //! Dropping a handle kills its process group and removes its data directory
 //! (or removes its container). [`provider`] says which kind runs.
+//!
+//! [`OidcProvider`] is a real OpenID Connect provider (on Node.js) that
+//! issues JWT access tokens for the service's `--auth jwt`.
 
 mod booking;
 pub mod containers;
+mod oidc;
 mod postgres;
 mod process;
 mod redis;
 
 pub use booking::{BookingProcess, BookingProcessConfig};
+pub use oidc::{NoNode, OidcOptions, OidcProvider};
 pub use postgres::PostgresServer;
 pub use process::{free_port, kill_all_children, wait_until, ManagedChild};
 pub use redis::RedisServer;
