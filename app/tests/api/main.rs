@@ -11,6 +11,7 @@ mod dependencies;
 mod hot_connections;
 mod idempotency;
 mod limits;
+mod oidc;
 mod quota;
 mod replay_cache;
 mod store;

@@ -39,7 +39,7 @@ const INSTALL_WITHIN: Duration = Duration::from_secs(300);
 /// lock file (see [`ensure_installed`]) does it between processes.
 static INSTALL_LOCK: Mutex<()> = Mutex::new(());
 
-/// `node` or `npm` is missing: what a test reports as SKIPPED.
+/// `node` or `npm` is missing: the tests fail with this (`.ci/run` installs both).
 #[derive(Debug, thiserror::Error)]
 #[error(
     "`{program}` not found on PATH: the test OpenID Connect provider runs on Node.js (20 or later) \
