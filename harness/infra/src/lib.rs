@@ -21,7 +21,7 @@ mod redis;
 
 pub use booking::{BookingProcess, BookingProcessConfig};
 pub use postgres::PostgresServer;
-pub use process::{free_port, kill_all_children, wait_until, ManagedChild};
+pub use process::{free_port, kill_all_children, wait_until, ManagedChild, ProcessGroup};
 pub use redis::RedisServer;
 
 /// PostgreSQL's binary directory (`PG_BIN`, `PATH`, or `/usr/lib/postgresql/*/bin`).
