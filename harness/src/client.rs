@@ -33,9 +33,10 @@ pub struct Api {
     /// Sent with every request (e.g. `Authorization`).
     pub headers: Vec<(String, String)>,
     pub profile: ApiProfile,
-    /// Bearer tokens per user, for a target under `--auth dev` (the
-    /// preflight mints them before any fault, so requests never wait on it).
-    pub user_tokens: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    /// Bearer tokens per user, for a target that authenticates users (the
+    /// preflight gets them before any fault and a refresher swaps in new
+    /// ones beside the run, so requests never wait on either).
+    pub user_tokens: crate::identity::Tokens,
 }
 
 impl Api {

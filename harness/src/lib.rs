@@ -16,6 +16,7 @@
 //! report     console summary, results.json, report.html
 //! html       the HTML escape and SVG plots shared by report and bench
 //! target     a deployment the harness did not start: URLs, headers, remote policy, store
+//! identity   a bearer token per user on a deployment that authenticates: command, file or dev
 //! profile    the conventions of the API under test (this service's, the Node original's, a file's)
 //! stack      private Redis, PostgreSQL (or SQLite) and N replicas behind fault proxies
 //! proxy      the TCP fault proxy
@@ -31,6 +32,7 @@ pub mod explore;
 pub mod generator;
 pub mod history;
 pub mod html;
+pub mod identity;
 pub mod mutants;
 pub mod nemesis;
 pub mod preflight;

@@ -151,6 +151,16 @@ enum Command {
         #[command(subcommand)]
         format: ExportFormat,
     },
+    /// List the users a target run of these scenarios acts as, one a line:
+    /// the users a --tokens-file must hold a token for.
+    Users {
+        /// Scenario files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The namespace the run will be pinned to (`run --namespace`).
+        #[arg(long)]
+        namespace: String,
+    },
     /// Serve the booking API (the same code as `booking serve`, with failpoints).
     #[command(hide = true)]
     Serve(booking::config::ServeArgs),
@@ -194,6 +204,18 @@ struct TargetArgs {
     /// A header for every request, as 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     headers: Vec<String>,
+    /// Per-user bearer tokens from a command, for a deployment that
+    /// authenticates users (--auth jwt): run with `sh -c` once per user the
+    /// run acts as, the user id as its last argument and in BOOKING_USER; it
+    /// prints the token, or JSON with access_token or token. Run again
+    /// before a JWT expires. Overrides the files' token_command/tokens_file.
+    #[arg(long, value_name = "CMD", conflicts_with = "tokens_file")]
+    token_command: Option<String>,
+    /// Per-user bearer tokens from a file: a JSON (.json) or TOML (.toml)
+    /// table of user id → token, with a token for every user of the run
+    /// (`booking-harness users`; needs --namespace).
+    #[arg(long, value_name = "PATH")]
+    tokens_file: Option<PathBuf>,
     /// Allow load to hosts other than this machine (loopback only without it).
     #[arg(long)]
     allow_remote: bool,
@@ -221,6 +243,8 @@ impl TargetArgs {
         let given = !self.target_urls.is_empty()
             || self.faults_outside
             || !self.headers.is_empty()
+            || self.token_command.is_some()
+            || self.tokens_file.is_some()
             || self.allow_remote
             || self.api_profile.is_some()
             || self.database_url.is_some();
@@ -238,6 +262,8 @@ impl TargetArgs {
             allow_remote: self.allow_remote,
             api_profile: self.api_profile.clone(),
             database_url: self.database_url.clone(),
+            token_command: self.token_command.clone(),
+            tokens_file: self.tokens_file.clone(),
         }))
     }
 }
@@ -273,6 +299,7 @@ fn main() -> ExitCode {
             target,
         } => exit(rt.block_on(run(paths, out, booking_bin, target))),
         Command::Check { history, checkers } => exit(check(history, checkers)),
+        Command::Users { paths, namespace } => exit(users(paths, &namespace)),
         Command::Export { format } => exit(export(format)),
         Command::Mutants {
             paths,
@@ -569,6 +596,24 @@ async fn mutants(
     }
     println!("matrix: {}", out.join("mutants.md").display());
     Ok(matrix.passed())
+}
+
+/// `booking-harness users`: every user a target run of the scenarios acts
+/// as in `namespace`, sorted, each once.
+fn users(paths: Vec<PathBuf>, namespace: &str) -> Result<bool> {
+    let prefix = booking_harness::target::Namespace::pinned(namespace)?.prefix();
+    let mut all = std::collections::BTreeSet::new();
+    for p in &paths {
+        for s in Scenario::load_all(p)? {
+            let mut w = s.workload;
+            w.namespace = prefix.clone();
+            all.extend(booking_harness::identity::users_of(&w));
+        }
+    }
+    for user in all {
+        println!("{user}");
+    }
+    Ok(true)
 }
 
 fn check(path: PathBuf, checkers: Vec<String>) -> Result<bool> {

@@ -1,8 +1,9 @@
-//! Before load goes to a target: is it up, is it a booking API, and does it
-//! speak the chosen profile? A dead target or the wrong dialect would turn
-//! a run into hundreds of meaningless findings; the preflight turns them
-//! into one clear error. After the run, the namespace's bookings are
-//! cancelled so the deployment is left as it was found.
+//! Before load goes to a target: is it up, is it a booking API, does it
+//! speak the chosen profile, and does it let the harness act as each of its
+//! users? A dead target, the wrong dialect or missing tokens would turn a
+//! run into hundreds of meaningless findings; the preflight turns them into
+//! one clear error. After the run, the namespace's bookings are cancelled so
+//! the deployment is left as it was found.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,18 +13,27 @@ use serde_json::Value;
 
 use crate::client::{Api, Call, Client, Recorder};
 use crate::history::{OpKind, Operation};
+use crate::identity::{self, Schedule, TokenSource};
 use crate::scenario::Scenario;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Health on every endpoint, the catalogue, then one booking in the run's
-/// namespace on `date`: booked, replayed, refused to another user, cancelled.
+/// A token per user from the tokens file (checked before any request),
+/// health on every endpoint, the catalogue, tokens from the token command
+/// (or a `--auth dev` target), then one booking in the run's namespace on
+/// `date`: booked, replayed, refused to another user, cancelled. Returns
+/// when the command's tokens are due again, for the refresher.
 pub async fn check(
     api: &Arc<Api>,
     names: &[String],
     s: &Scenario,
     date: chrono::NaiveDate,
-) -> Result<()> {
+    tokens: Option<&TokenSource>,
+) -> Result<Option<Schedule>> {
+    let users = identity::users_of(&s.workload);
+    if let Some(TokenSource::File(path)) = tokens {
+        identity::load_file(path, &users, &api.user_tokens)?;
+    }
     let profile = &api.profile;
     for (endpoint, name) in api.endpoints.iter().zip(names) {
         let http = api.http_client(endpoint)?;
@@ -77,7 +87,16 @@ pub async fn check(
         }
     }
 
-    mint_dev_tokens(api, &http_first(api)?, s).await?;
+    let schedule = match tokens {
+        Some(TokenSource::Command(command)) => {
+            Some(identity::mint_all(command, &users, &api.user_tokens).await?)
+        }
+        Some(TokenSource::File(_)) => None,
+        None => {
+            mint_dev_tokens(api, &http_first(api)?, &users).await?;
+            None
+        }
+    };
     let recorder = Arc::new(Recorder::default());
     let client = Client::new(
         "preflight".into(),
@@ -150,7 +169,7 @@ pub async fn check(
     };
     let cancelled = client.attempt(3, 1, &cancel, 0).await;
     expect(&cancelled, "the owner cancelling it", 200, None, api).with_context(hint)?;
-    Ok(())
+    Ok(schedule)
 }
 
 fn http_first(api: &Api) -> Result<(reqwest::Client, String)> {
@@ -159,12 +178,13 @@ fn http_first(api: &Api) -> Result<(reqwest::Client, String)> {
 }
 
 /// A deployment of this service under `--auth dev` mints a token per user;
-/// the harness gets one for every user the run may act as, before any
-/// fault. Under `--auth jwt` only the `--header` token is sent.
+/// with no token source given, the harness gets one for every user the run
+/// may act as, before any fault. Under `--auth jwt` tokens come from
+/// `--token-command` or `--tokens-file`.
 async fn mint_dev_tokens(
     api: &Api,
     (http, base): &(reqwest::Client, String),
-    s: &Scenario,
+    users: &[String],
 ) -> Result<()> {
     let config = http
         .get(format!("{base}/api/auth/config"))
@@ -182,11 +202,6 @@ async fn mint_dev_tokens(
     if mode.as_deref() != Some("dev") {
         return Ok(());
     }
-    let w = &s.workload;
-    let ns = &w.namespace;
-    let mut users: Vec<String> = (0..w.users).map(|u| w.user(u)).collect();
-    users.extend(users.clone().into_iter().map(|u| format!("{u}-intruder")));
-    users.extend(["recovery-probe", "preflight", "preflight-rival"].map(|u| format!("{ns}{u}")));
     for user in users {
         let answer: Value = http
             .post(format!("{base}/api/auth/dev-token"))
@@ -202,7 +217,7 @@ async fn mint_dev_tokens(
             .as_str()
             .with_context(|| format!("no dev token for {user}: {answer}"))?;
         if let Ok(mut tokens) = api.user_tokens.lock() {
-            tokens.insert(user, token.to_owned());
+            tokens.insert(user.clone(), token.to_owned());
         }
     }
     Ok(())
@@ -219,16 +234,20 @@ fn expect(op: &Operation, what: &str, status: u16, code: Option<&str>, api: &Api
     let body = op.body.as_deref().unwrap_or("");
     if got == 401 {
         bail!(
-            "{what}: the target refused the harness ({got} {}); pass credentials with \
-             --header 'Authorization: …' or [target] headers",
+            "{what}: the target refused the harness ({got} {}); a deployment that \
+             authenticates users needs a token per user, from --token-command CMD or \
+             --tokens-file FILE ([target] token_command, tokens_file; docs/SCENARIOS.md): if \
+             one was given, the deployment did not accept its tokens (issuer, audience, \
+             expiry?); other credentials (a gateway's key) go in --header 'Name: value'",
             excerpt(body)
         );
     }
     if got == 403 {
         bail!(
             "{what}: the target refused to let the harness act as its own users ({got} {}); \
-             a deployment that authenticates users needs a token per user: target mode \
-             mints them under --auth dev, but a single --header token acts as one user only",
+             each user needs a token whose subject is that user id: --token-command CMD or \
+             --tokens-file FILE ([target] token_command, tokens_file); under --auth dev the \
+             harness mints them itself, and a single --header token acts as one user only",
             excerpt(body)
         );
     }

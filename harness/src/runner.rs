@@ -179,20 +179,32 @@ async fn run_target(scenario: &Scenario, opts: &RunOptions) -> Result<(ScenarioR
         "workload.dates must be at most {} in target mode",
         Namespace::DAYS - 2 - u64::from(PROBES)
     );
+    if s.target.tokens_file.is_some() && opts.namespace.is_none() {
+        return Err(anyhow::Error::new(TargetUnusable(
+            "a tokens file names the run's users, and they live in its namespace: pin it with \
+             --namespace NAME (`booking-harness users SCENARIO --namespace NAME` lists them)"
+                .into(),
+        )));
+    }
     let stack = Stack::start(&s, &opts.binary)
         .await
         .map_err(|e| anyhow::Error::new(TargetUnusable(format!("{e:#}"))))?;
     let api = Arc::new(stack.api());
-    let names: Vec<String> = stack
-        .target()
+    let target = stack.target();
+    let names: Vec<String> = target
         .map(|t| t.endpoints.iter().map(|e| e.url.to_string()).collect())
         .unwrap_or_default();
-    crate::preflight::check(&api, &names, &s, namespace.last_date())
+    let tokens = target.and_then(|t| t.tokens.as_ref());
+    let schedule = crate::preflight::check(&api, &names, &s, namespace.last_date(), tokens)
         .await
         .map_err(|e| anyhow::Error::new(TargetUnusable(format!("{e:#}"))))?;
+    let refresher =
+        schedule.map(|due| crate::identity::Refresher::start(due, api.user_tokens.clone()));
     let run = run_on(&stack, &s, opts, probe_first_date).await;
     crate::preflight::clean_up(&api, &s).await;
+    let lapses = refresher.map(|r| r.stop()).unwrap_or_default();
     let (mut result, history) = run?;
+    result.errors.extend(lapses);
     result.namespace = Some(NamespaceInfo {
         name: namespace.name.clone(),
         first_date: namespace.first_date.to_string(),

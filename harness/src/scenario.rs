@@ -496,8 +496,8 @@ fn write_infra<S: Serializer>(p: &Option<crate::infra::Provider>, s: S) -> Resul
     }
 }
 
-/// `[target]` as a written scenario shows it: `headers` and `database_url`
-/// are left out, as they may hold secrets.
+/// `[target]` as a written scenario shows it: `headers`, `database_url` and
+/// the token source are left out, as they may hold (or lead to) secrets.
 fn write_target<S: Serializer>(t: &crate::target::TargetSpec, s: S) -> Result<S::Ok, S::Error> {
     #[derive(Serialize)]
     struct Shown<'a> {
@@ -544,6 +544,11 @@ impl Scenario {
         }
         if overrides.database_url.is_some() {
             s.target.database_url = overrides.database_url.clone();
+        }
+        // A token source on the command line replaces the file's, whichever it is.
+        if overrides.token_command.is_some() || overrides.tokens_file.is_some() {
+            s.target.token_command = overrides.token_command.clone();
+            s.target.tokens_file = overrides.tokens_file.clone();
         }
         s.replicas = s.target.url.len().max(1);
         s.validate()
@@ -842,6 +847,7 @@ mod tests {
             api_profile = "node"
             headers = { Authorization = "Bearer secret-token" }
             database_url = "postgres://user:secret@db/booking"
+            token_command = "mint --client-secret secret"
             "#,
         )
         .expect("valid scenario");
@@ -850,6 +856,7 @@ mod tests {
         let mut again = Scenario::parse(&text).expect("written scenario parses");
         again.target.headers = s.target.headers.clone();
         again.target.database_url = s.target.database_url.clone();
+        again.target.token_command = s.target.token_command.clone();
         assert_eq!(again, s, "{text}");
     }
 

@@ -40,8 +40,8 @@ pub struct Stack {
     /// of its endpoints (`replica:N` in fault targets).
     target: Option<crate::target::TargetConfig>,
     target_proxies: Vec<Proxy>,
-    /// Tokens per user (target under `--auth dev`), shared by every `api()`.
-    user_tokens: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    /// Tokens per user (a target that authenticates users), shared by every `api()`.
+    user_tokens: crate::identity::Tokens,
     supervisor: Option<JoinHandle<()>>,
     _dir: TempDir,
 }

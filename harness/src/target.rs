@@ -1,14 +1,15 @@
 //! Target mode: a deployment the harness did not start. Where it is (one
 //! or several base URLs, http or https, a base path kept), what every
-//! request carries (headers such as `Authorization`), whether traffic may
-//! leave this machine, which API dialect it speaks, and where its store can
-//! be read (optional, read-only).
+//! request carries (headers such as `Authorization`, or a token per user),
+//! whether traffic may leave this machine, which API dialect it speaks, and
+//! where its store can be read (optional, read-only).
 
 use anyhow::{bail, Context, Result};
 use reqwest::Url;
 use serde::{Deserialize, Deserializer};
 
 use crate::calendar;
+use crate::identity::TokenSource;
 use crate::profile::ApiProfile;
 
 /// The `[target]` table of a scenario file; `booking-harness run` flags
@@ -28,6 +29,11 @@ pub struct TargetSpec {
     /// A read-only connection to the target's store, so the store checkers
     /// can decide (`postgres://…` or `sqlite://…`).
     pub database_url: Option<String>,
+    /// A command that prints a bearer token for the user given as its last
+    /// argument (and in `BOOKING_USER`): one token per user the run acts as.
+    pub token_command: Option<String>,
+    /// A JSON or TOML file of user id → bearer token.
+    pub tokens_file: Option<std::path::PathBuf>,
 }
 
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -121,6 +127,8 @@ pub struct TargetConfig {
     pub headers: Vec<(String, String)>,
     pub profile: ApiProfile,
     pub database_url: Option<String>,
+    /// Where per-user tokens come from, if not from a `--auth dev` target.
+    pub tokens: Option<TokenSource>,
 }
 
 impl TargetConfig {
@@ -144,6 +152,20 @@ impl TargetConfig {
             reqwest::header::HeaderValue::from_str(value)
                 .with_context(|| format!("value of header {name}"))?;
         }
+        let tokens = token_source(spec)?;
+        if let Some(source) = &tokens {
+            if headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            {
+                bail!(
+                    "{} gives each user a token of its own, sent as Authorization; a static \
+                     Authorization header (--header or [target] headers) would conflict with \
+                     it: give one or the other",
+                    source.flag()
+                );
+            }
+        }
         let profile = ApiProfile::named(spec.api_profile.as_deref().unwrap_or("booking"))?;
         if let Some(url) = &spec.database_url {
             if !(url.starts_with("postgres://")
@@ -158,7 +180,23 @@ impl TargetConfig {
             headers,
             profile,
             database_url: spec.database_url.clone(),
+            tokens,
         })
+    }
+}
+
+/// `token_command` or `tokens_file`: two sources of the same tokens, so one
+/// at most.
+fn token_source(spec: &TargetSpec) -> Result<Option<TokenSource>> {
+    match (&spec.token_command, &spec.tokens_file) {
+        (Some(_), Some(_)) => bail!(
+            "token_command and tokens_file (--token-command, --tokens-file) are two sources of \
+             the same per-user tokens: give one"
+        ),
+        (Some(command), None) if command.trim().is_empty() => bail!("token_command is empty"),
+        (Some(command), None) => Ok(Some(TokenSource::Command(command.clone()))),
+        (None, Some(path)) => Ok(Some(TokenSource::File(path.clone()))),
+        (None, None) => Ok(None),
     }
 }
 
@@ -285,6 +323,36 @@ mod tests {
         assert!(p.last_date().format("%Y").to_string().as_str() <= "9999");
         assert!(Namespace::pinned("has space").is_err());
         assert!(Namespace::pinned("").is_err());
+    }
+
+    #[test]
+    fn one_token_source_at_most_and_no_static_authorization_beside_it() {
+        let spec = |extra: &str| -> TargetSpec {
+            toml::from_str(&format!("url = \"http://127.0.0.1:3000\"\n{extra}")).expect("spec")
+        };
+        let error = |extra: &str| {
+            format!(
+                "{:#}",
+                TargetConfig::from_spec(&spec(extra)).expect_err(extra)
+            )
+        };
+        let config = TargetConfig::from_spec(&spec("token_command = \"mint\"")).expect("ok");
+        assert_eq!(config.tokens, Some(TokenSource::Command("mint".into())));
+        let config = TargetConfig::from_spec(&spec("tokens_file = \"t.json\"")).expect("ok");
+        assert_eq!(config.tokens, Some(TokenSource::File("t.json".into())));
+        let both = error("token_command = \"mint\"\ntokens_file = \"t.json\"");
+        assert!(both.contains("give one"), "{both}");
+        let header = error("token_command = \"mint\"\nheaders = { authorization = \"Bearer x\" }");
+        assert!(
+            header.contains("--token-command") && header.contains("conflict"),
+            "{header}"
+        );
+        // Another header (a gateway's key) goes along with per-user tokens.
+        assert!(TargetConfig::from_spec(&spec(
+            "tokens_file = \"t.json\"\nheaders = { X-Api-Key = \"k\" }"
+        ))
+        .is_ok());
+        assert!(error("token_command = \" \"").contains("empty"));
     }
 
     #[test]

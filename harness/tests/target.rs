@@ -168,13 +168,11 @@ async fn a_target_run_decides_every_invariant_with_its_store_and_runs_never_coll
     }
 }
 
-/// A deployment that authenticates users (`--auth dev`): the preflight
-/// mints a token per user and the whole run acts as its own users.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deployment_with_dev_tokens_is_driven_as_its_users() {
-    let dir = tempfile::tempdir().expect("dir");
+/// A replica of this service that authenticates users (`--auth dev`): a
+/// request acts only for its token's subject.
+async fn dev_deployment(dir: &tempfile::TempDir) -> (BookingProcess, String) {
     let db = format!("sqlite://{}", dir.path().join("b.db").display());
-    let target = BookingProcess::start(BookingProcessConfig {
+    let process = BookingProcess::start(BookingProcessConfig {
         binary: HARNESS.into(),
         database_url: db.clone(),
         redis_url: None,
@@ -188,6 +186,15 @@ async fn a_deployment_with_dev_tokens_is_driven_as_its_users() {
     })
     .await
     .expect("deployment starts");
+    (process, db)
+}
+
+/// A deployment that authenticates users (`--auth dev`): the preflight
+/// mints a token per user and the whole run acts as its own users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_with_dev_tokens_is_driven_as_its_users() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (target, db) = dev_deployment(&dir).await;
     let anonymous = reqwest::Client::new()
         .post(format!("{}/api/bookings", target.url()))
         .json(&serde_json::json!({"userId": "u0", "resourceId": "room_A", "date": "2027-01-04"}))
@@ -204,6 +211,226 @@ async fn a_deployment_with_dev_tokens_is_driven_as_its_users() {
         .ops
         .iter()
         .all(|o| o.status != Some(401) && o.status != Some(403)));
+}
+
+/// A dev token for `user`, as an identity provider would issue one.
+async fn dev_token(base: &str, user: &str) -> String {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/api/auth/dev-token"))
+        .json(&serde_json::json!({ "userId": user }))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    answer["token"].as_str().expect("a token").to_owned()
+}
+
+/// The users `booking-harness users` lists for `s` in `namespace`.
+fn users_listed(s: &Scenario, dir: &tempfile::TempDir, namespace: &str) -> Vec<String> {
+    let file = dir.path().join(format!("{namespace}.toml"));
+    std::fs::write(&file, s.to_toml()).expect("write");
+    let listed = Command::new(HARNESS)
+        .args([
+            "users",
+            file.to_str().expect("utf-8"),
+            "--namespace",
+            namespace,
+        ])
+        .output()
+        .expect("runs");
+    assert!(listed.status.success(), "{listed:?}");
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Owners of the run's bookings in the store.
+fn owners(h: &booking_harness::history::History) -> BTreeSet<String> {
+    h.final_state
+        .iter()
+        .flatten()
+        .map(|r| r.user_id.clone())
+        .collect()
+}
+
+/// Tokens minted beforehand (as QA would from an identity provider), one
+/// per user `booking-harness users` lists, in a file: the run acts as each
+/// of its users. A file that lacks a user stops the run before any request,
+/// naming the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_file_drives_the_run_and_a_missing_user_stops_it_before_any_traffic() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (target, db) = dev_deployment(&dir).await;
+    let out = tempfile::tempdir().expect("dir");
+    let base = target.url();
+    let mut s = scenario(&base, &format!("database_url = \"{db}\""));
+
+    let users = users_listed(&s, &dir, "qa-file");
+    assert_eq!(users.len(), 4 * 2 + 3, "{users:?}");
+    let mut table = serde_json::Map::new();
+    for user in &users {
+        table.insert(user.clone(), dev_token(&base, user).await.into());
+    }
+    let file = dir.path().join("tokens.json");
+    std::fs::write(&file, serde_json::Value::Object(table).to_string()).expect("write");
+    s.target.tokens_file = Some(file);
+    let mut opts = options(&out);
+    opts.namespace = Some("qa-file".into());
+    let (result, history) = runner::run(&s, &opts).await.expect("runs");
+    assert_eq!(result.validity, Validity::Valid, "\n{}", explain(&result));
+    assert!(history
+        .ops
+        .iter()
+        .all(|o| o.status != Some(401) && o.status != Some(403)));
+    assert!(owners(&history).len() >= 2, "{:?}", owners(&history));
+
+    // Another namespace, a TOML file, one user left out.
+    let users = users_listed(&s, &dir, "qa-miss");
+    let mut toml = String::new();
+    for user in users.iter().filter(|u| *u != "qa-miss-u2") {
+        toml.push_str(&format!(
+            "\"{user}\" = \"{}\"\n",
+            dev_token(&base, user).await
+        ));
+    }
+    let file = dir.path().join("tokens.toml");
+    std::fs::write(&file, toml).expect("write");
+    s.target.tokens_file = Some(file);
+    opts.namespace = Some("qa-miss".into());
+    let e = runner::run(&s, &opts)
+        .await
+        .expect_err("a user has no token");
+    assert!(e.downcast_ref::<TargetUnusable>().is_some(), "{e:#}");
+    let message = format!("{e:#}");
+    assert!(
+        message.contains("no token for 1 of the 11 users") && message.contains(": qa-miss-u2 "),
+        "{message}"
+    );
+    // Not even the preflight's booking was tried.
+    let preflight = "qa-miss-preflight";
+    let listed: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/bookings/{preflight}?status=all"))
+        .bearer_auth(dev_token(&base, preflight).await)
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["bookings"], serde_json::json!([]), "{listed}");
+}
+
+/// A token command (here curl against the dev deployment's minting
+/// endpoint, as it would call an identity provider) runs once per user,
+/// and each user acts with its own token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_command_gives_every_user_its_own_token() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (target, db) = dev_deployment(&dir).await;
+    let out = tempfile::tempdir().expect("dir");
+    let log = dir.path().join("minted.log");
+    let mut s = scenario(&target.url(), &format!("database_url = \"{db}\""));
+    s.target.token_command = Some(
+        r#"mint() { echo "$BOOKING_USER $1" >> LOG; curl -s -X POST URL/api/auth/dev-token -H 'content-type: application/json' -d "{\"userId\":\"$1\"}"; }; mint"#
+            .replace("LOG", &log.display().to_string())
+            .replace("URL", &target.url()),
+    );
+    let mut opts = options(&out);
+    opts.namespace = Some("qa-cmd".into());
+    let (result, history) = runner::run(&s, &opts).await.expect("runs");
+    assert_eq!(result.validity, Validity::Valid, "\n{}", explain(&result));
+    assert!(result.errors.is_empty(), "\n{}", explain(&result));
+    assert!(history
+        .ops
+        .iter()
+        .all(|o| o.status != Some(401) && o.status != Some(403)));
+    assert!(owners(&history).len() >= 2, "{:?}", owners(&history));
+    let mut minted: Vec<String> = std::fs::read_to_string(&log)
+        .expect("the command ran")
+        .lines()
+        .map(|line| {
+            let (env, arg) = line.split_once(' ').expect("two words");
+            assert_eq!(env, arg, "BOOKING_USER is the argument");
+            arg.to_owned()
+        })
+        .collect();
+    minted.sort();
+    let mut users = users_listed(&s, &dir, "qa-cmd");
+    users.sort();
+    assert_eq!(
+        minted, users,
+        "once per user (12-hour tokens are not fetched again)"
+    );
+}
+
+/// A token command that fails stops the run before any load, exit 2,
+/// naming the user and quoting the command's stderr; a token source beside
+/// a static Authorization header, or two sources, are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_token_command_or_conflicting_credentials_stop_the_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (target, _db) = dev_deployment(&dir).await;
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        "name = \"x\"\n[workload]\nclients = 2\noperations = 10\n",
+    )
+    .expect("write");
+    let url = target.url();
+    let run = move |extra: &'static [&'static str]| {
+        let (file, url) = (file.clone(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            let output = Command::new(HARNESS)
+                .args(["run", file.to_str().expect("utf-8"), "--target-url", &url])
+                .args(["--namespace", "qa-fail"])
+                .args(extra)
+                .output()
+                .expect("runs");
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            (output.status.code(), stderr)
+        })
+    };
+    let (code, stderr) = run(&[
+        "--token-command",
+        "echo \"no client for $BOOKING_USER\" >&2; false",
+    ])
+    .await
+    .expect("task");
+    assert_eq!(code, Some(2), "{stderr}");
+    // Whichever user's command failed first.
+    let user = stderr
+        .split("token command for user ")
+        .nth(1)
+        .and_then(|rest| rest.split_once(' '))
+        .map(|(user, _)| user)
+        .unwrap_or_default();
+    assert!(user.starts_with("qa-fail-"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{user} exited with 1; its stderr: no client for {user}"
+        )),
+        "{stderr}"
+    );
+
+    let (code, stderr) = run(&[
+        "--token-command",
+        "echo t",
+        "--header",
+        "Authorization: Bearer static",
+    ])
+    .await
+    .expect("task");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("would conflict"), "{stderr}");
+
+    let (code, stderr) = run(&["--token-command", "echo t", "--tokens-file", "t.json"])
+        .await
+        .expect("task");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
 
 /// A dead target is one clear error and exit 2, in seconds, not a run of
@@ -344,7 +571,9 @@ async fn a_target_with_another_dialect_is_judged_by_its_profile() {
         .await
         .expect_err("the token is missing");
     assert!(e.downcast_ref::<TargetUnusable>().is_some(), "{e:#}");
-    assert!(format!("{e:#}").contains("--header"), "{e:#}");
+    let message = format!("{e:#}");
+    assert!(message.contains("--token-command"), "{message}");
+    assert!(message.contains("--header"), "{message}");
 }
 
 /// A test double of the original Node service's API: `{success, error,

@@ -26,7 +26,7 @@ mod redis;
 pub use booking::{BookingProcess, BookingProcessConfig};
 pub use oidc::{NoNode, OidcOptions, OidcProvider};
 pub use postgres::PostgresServer;
-pub use process::{free_port, kill_all_children, wait_until, ManagedChild};
+pub use process::{free_port, kill_all_children, wait_until, ManagedChild, ProcessGroup};
 pub use redis::RedisServer;
 
 /// PostgreSQL's binary directory (`PG_BIN`, `PATH`, or `/usr/lib/postgresql/*/bin`).

@@ -29,6 +29,29 @@ pub fn kill_all_children() {
     super::containers::remove_all();
 }
 
+/// The process group of a child started some other way (`tokio::process`
+/// with `process_group(0)`, to read its output through pipes): known to
+/// [`kill_all_children`] while the guard lives, and SIGKILLed when it
+/// drops, so nothing the child started outlives it.
+#[derive(Debug)]
+pub struct ProcessGroup(i32);
+
+impl ProcessGroup {
+    /// Takes charge of the group `leader_pid` leads.
+    pub fn adopt(leader_pid: u32) -> ProcessGroup {
+        let group = leader_pid as i32;
+        live_groups().push(group);
+        ProcessGroup(group)
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let _ = killpg(Pid::from_raw(self.0), Signal::SIGKILL);
+        live_groups().retain(|g| *g != self.0);
+    }
+}
+
 /// A child process that leads its own process group. Dropping it kills the
 /// whole group (the child and anything it started) and reaps the child.
 #[derive(Debug)]
