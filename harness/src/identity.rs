@@ -132,7 +132,8 @@ pub fn parse_output(stdout: &str, now: u64) -> Result<Issued> {
             "gave a token that has expired already (exp {exp}, while this machine's clock says \
              {now}: is the clock right?)"
         ),
-        Some(exp) => Some(Duration::from_secs(exp - now)),
+        // `now` is truncated to whole seconds: count a second less.
+        Some(exp) => Some(Duration::from_secs((exp - now).saturating_sub(1))),
         None => expires_in,
     };
     Ok(Issued { token, lifetime })
@@ -458,6 +459,14 @@ async fn refresh(mut schedule: Schedule, tokens: Tokens, lapses: Arc<Mutex<Vec<S
                     if install(&tokens, [(user.clone(), issued.token)]).is_err() {
                         return;
                     }
+                    let late = schedule.due.get(&user).is_some_and(|d| now >= d.expires_at);
+                    if late && lapsed.insert(user.clone()) {
+                        if let Ok(mut l) = lapses.lock() {
+                            l.push(format!(
+                                "the token of {user} expired before the token command gave a                                  new one: raise the provider's token lifetime or make the                                  command faster"
+                            ));
+                        }
+                    }
                     match issued.lifetime {
                         Some(lifetime) => schedule.due.insert(user, Due::of(lifetime, now)),
                         None => schedule.due.remove(&user),
@@ -568,7 +577,11 @@ mod tests {
             jwt(r#"{"sub":"u0","exp":1700000120}"#)
         );
         let issued = parse_output(&dev, now).expect("dev");
-        assert_eq!(issued.lifetime, Some(Duration::from_secs(120)), "exp wins");
+        assert_eq!(
+            issued.lifetime,
+            Some(Duration::from_secs(119)),
+            "exp wins, less the second the clock's truncation may hide"
+        );
         let both = r#"{"access_token":"a","token":"b"}"#;
         assert_eq!(parse_output(both, now).expect("both").token, "a");
     }

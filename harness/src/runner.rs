@@ -205,12 +205,30 @@ async fn run_target(scenario: &Scenario, opts: &RunOptions) -> Result<(ScenarioR
     let lapses = refresher.map(|r| r.stop()).unwrap_or_default();
     let (mut result, history) = run?;
     result.errors.extend(lapses);
+    result.errors.extend(unauthenticated(&history));
     result.namespace = Some(NamespaceInfo {
         name: namespace.name.clone(),
         first_date: namespace.first_date.to_string(),
         last_date: namespace.last_date().to_string(),
     });
     Ok((result, history))
+}
+
+/// Requests the target refused as unauthenticated: the run did not act as
+/// its users for them, so it cannot pass (an expired or missing token).
+fn unauthenticated(history: &crate::history::History) -> Option<String> {
+    let refused: Vec<&crate::history::Operation> = history
+        .ops
+        .iter()
+        .filter(|o| o.status == Some(401))
+        .collect();
+    let first = refused.first()?;
+    Some(format!(
+        "{} request(s) were refused 401 UNAUTHENTICATED, the first as {}: {}",
+        refused.len(),
+        first.user,
+        first.body.as_deref().unwrap_or("")
+    ))
 }
 
 /// How many probe dates one run may use.

@@ -366,6 +366,77 @@ async fn a_token_command_gives_every_user_its_own_token() {
     );
 }
 
+/// A deployment under `--auth jwt` that trusts a real OpenID provider
+/// (started here, `booking_infra::OidcProvider`; the service finds its
+/// keys by discovery from the issuer alone): the token command is a plain
+/// OAuth client-credentials call with curl, as QA would write it; tokens
+/// live eight seconds, so the run outlasts them and each user's token is
+/// fetched again mid-run; every invariant holds and no request is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_trusting_an_openid_provider_is_driven_with_its_tokens() {
+    use booking_harness::infra::{OidcOptions, OidcProvider};
+    const TTL: Duration = Duration::from_secs(8);
+    let idp = OidcProvider::start(OidcOptions {
+        audience: vec!["booking-api".into(), "account".into()],
+        token_ttl: TTL,
+        ..OidcOptions::default()
+    })
+    .await
+    .expect("the test OpenID provider starts");
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("b.db").display());
+    let target = BookingProcess::start(BookingProcessConfig {
+        binary: HARNESS.into(),
+        database_url: db.clone(),
+        redis_url: None,
+        env: vec![
+            ("AUTH_MODE".into(), "jwt".into()),
+            ("JWT_ISSUER".into(), idp.issuer()),
+            ("JWT_AUDIENCE".into(), "booking-api".into()),
+            ("JWT_LEEWAY_SECS".into(), "0".into()),
+        ],
+    })
+    .await
+    .expect("deployment starts");
+    let log = dir.path().join("minted.log");
+    let mut s = scenario(&target.url(), &format!("database_url = \"{db}\""));
+    s.target.token_command = Some(format!(
+        "mint() {{ echo \"$1\" >> {log}; curl -sf {url} -d grant_type=client_credentials \
+         --data-urlencode \"client_id=$1\" -d client_secret={secret}; }}; mint",
+        log = log.display(),
+        url = idp.token_url(),
+        secret = idp.client_secret(),
+    ));
+    s.workload.clients = 4;
+    s.workload.operations = 100;
+    s.workload.think_time = Duration::from_millis(400);
+    let out = tempfile::tempdir().expect("dir");
+    let mut opts = options(&out);
+    opts.namespace = Some("qa-oidc".into());
+    let started = Instant::now();
+    let (result, history) = runner::run(&s, &opts).await.expect("runs");
+    let took = started.elapsed();
+    assert_eq!(result.validity, Validity::Valid, "\n{}", explain(&result));
+    assert!(result.errors.is_empty(), "\n{}", explain(&result));
+    assert!(history.ops.iter().all(|o| o.status != Some(401)));
+    assert!(history.ops.iter().any(|o| o.is_created()));
+    assert!(owners(&history).len() >= 2, "{:?}", owners(&history));
+    let minted = std::fs::read_to_string(&log).expect("the command ran");
+    let users = users_listed(&s, &dir, "qa-oidc");
+    let again = users
+        .iter()
+        .filter(|u| minted.lines().filter(|l| l == u).count() >= 2)
+        .count();
+    assert!(
+        took > TTL,
+        "the run ({took:?}) must outlast the tokens ({TTL:?})"
+    );
+    assert!(
+        again > 0,
+        "no token was fetched again in {took:?}:\n{minted}"
+    );
+}
+
 /// A token command that fails stops the run before any load, exit 2,
 /// naming the user and quoting the command's stderr; a token source beside
 /// a static Authorization header, or two sources, are refused.
