@@ -39,12 +39,21 @@ async fn deployment(
     dir: &tempfile::TempDir,
     redis_url: Option<String>,
 ) -> (BookingProcess, String) {
+    deployment_with(dir, redis_url, Vec::new()).await
+}
+
+/// The same, with settings in its environment (`AUTH_MODE`, …).
+async fn deployment_with(
+    dir: &tempfile::TempDir,
+    redis_url: Option<String>,
+    env: Vec<(String, String)>,
+) -> (BookingProcess, String) {
     let db = format!("sqlite://{}", dir.path().join("b.db").display());
     let process = BookingProcess::start(BookingProcessConfig {
         binary: HARNESS.into(),
         database_url: db.clone(),
         redis_url,
-        env: Vec::new(),
+        env,
     })
     .await
     .expect("deployment starts");
@@ -171,22 +180,11 @@ async fn a_target_run_decides_every_invariant_with_its_store_and_runs_never_coll
 /// A replica of this service that authenticates users (`--auth dev`): a
 /// request acts only for its token's subject.
 async fn dev_deployment(dir: &tempfile::TempDir) -> (BookingProcess, String) {
-    let db = format!("sqlite://{}", dir.path().join("b.db").display());
-    let process = BookingProcess::start(BookingProcessConfig {
-        binary: HARNESS.into(),
-        database_url: db.clone(),
-        redis_url: None,
-        env: vec![
-            ("AUTH_MODE".into(), "dev".into()),
-            (
-                "AUTH_DEV_SECRET".into(),
-                "a-dev-secret-of-at-least-32-characters".into(),
-            ),
-        ],
-    })
-    .await
-    .expect("deployment starts");
-    (process, db)
+    let env = [
+        ("AUTH_MODE", "dev"),
+        ("AUTH_DEV_SECRET", "a-dev-secret-of-at-least-32-characters"),
+    ];
+    deployment_with(dir, None, env.map(|(k, v)| (k.into(), v.into())).into()).await
 }
 
 /// A deployment that authenticates users (`--auth dev`): the preflight
@@ -384,20 +382,13 @@ async fn a_deployment_trusting_an_openid_provider_is_driven_with_its_tokens() {
     .await
     .expect("the test OpenID provider starts");
     let dir = tempfile::tempdir().expect("dir");
-    let db = format!("sqlite://{}", dir.path().join("b.db").display());
-    let target = BookingProcess::start(BookingProcessConfig {
-        binary: HARNESS.into(),
-        database_url: db.clone(),
-        redis_url: None,
-        env: vec![
-            ("AUTH_MODE".into(), "jwt".into()),
-            ("JWT_ISSUER".into(), idp.issuer()),
-            ("JWT_AUDIENCE".into(), "booking-api".into()),
-            ("JWT_LEEWAY_SECS".into(), "0".into()),
-        ],
-    })
-    .await
-    .expect("deployment starts");
+    let env = [
+        ("AUTH_MODE", "jwt".to_owned()),
+        ("JWT_ISSUER", idp.issuer()),
+        ("JWT_AUDIENCE", "booking-api".to_owned()),
+        ("JWT_LEEWAY_SECS", "0".to_owned()),
+    ];
+    let (target, db) = deployment_with(&dir, None, env.map(|(k, v)| (k.into(), v)).into()).await;
     let log = dir.path().join("minted.log");
     let mut s = scenario(&target.url(), &format!("database_url = \"{db}\""));
     s.target.token_command = Some(format!(

@@ -117,6 +117,12 @@ impl RemoteKeys {
             .build()
             .map_err(|e| e.to_string())?;
         let set = fetch(&http, &source).await?;
+        tracing::info!(
+            source = ?source,
+            keys = set.keys.len(),
+            refresh_secs = interval.as_secs(),
+            "fetched the identity provider's signing keys"
+        );
         let keys = Arc::new(RemoteKeys {
             source,
             http,
