@@ -8,7 +8,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use serde_json::json;
 
 use crate::history::{OpKind, Operation, Outcome};
@@ -118,7 +117,7 @@ impl Recorder {
 }
 
 /// One request to make.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     pub kind: OpKind,
     pub user: String,
@@ -126,6 +125,53 @@ pub struct Call {
     pub date: Option<String>,
     pub key: Option<String>,
     pub booking_id: Option<String>,
+}
+
+impl Call {
+    pub fn create(user: &str, resource: &str, date: &str, key: Option<String>) -> Call {
+        Call {
+            kind: OpKind::Create,
+            user: user.to_owned(),
+            resource: Some(resource.to_owned()),
+            date: Some(date.to_owned()),
+            key,
+            booking_id: None,
+        }
+    }
+
+    /// `user` cancels booking `id` (not necessarily theirs).
+    pub fn cancel(user: &str, id: &str) -> Call {
+        Call {
+            kind: OpKind::Cancel,
+            user: user.to_owned(),
+            resource: None,
+            date: None,
+            key: None,
+            booking_id: Some(id.to_owned()),
+        }
+    }
+
+    pub fn list(user: &str) -> Call {
+        Call {
+            kind: OpKind::List,
+            user: user.to_owned(),
+            resource: None,
+            date: None,
+            key: None,
+            booking_id: None,
+        }
+    }
+
+    pub fn availability(date: &str) -> Call {
+        Call {
+            kind: OpKind::Availability,
+            user: String::new(),
+            resource: None,
+            date: Some(date.to_owned()),
+            key: None,
+            booking_id: None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -138,6 +184,8 @@ pub struct Client {
     started: Instant,
     timeout: Duration,
     max_attempts: u32,
+    /// The run's seed: retry backoff jitter is drawn from it.
+    seed: u64,
 }
 
 impl Client {
@@ -163,7 +211,18 @@ impl Client {
             started,
             timeout,
             max_attempts,
+            seed: 0,
         })
+    }
+
+    /// Draws backoff jitter from `seed` (the scenario's).
+    pub fn with_seed(mut self, seed: u64) -> Client {
+        self.seed = seed;
+        self
+    }
+
+    fn backoff(&self, intent: u64, attempt: u32, first_replica: usize) -> Duration {
+        crate::session::backoff(self.seed, intent, attempt, first_replica)
     }
 
     fn now_ms(&self) -> f64 {
@@ -185,9 +244,7 @@ impl Client {
             if !retry || attempt >= self.max_attempts {
                 return op;
             }
-            let backoff = 50u64.saturating_mul(1 << attempt.min(5)).min(1000);
-            let jitter = rand::thread_rng().gen_range(0..=backoff / 2);
-            tokio::time::sleep(Duration::from_millis(backoff + jitter)).await;
+            tokio::time::sleep(self.backoff(intent, attempt, first_replica)).await;
             attempt += 1;
         }
     }

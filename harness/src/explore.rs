@@ -106,6 +106,9 @@ pub struct ExploreReport {
     pub broken_stack: Option<String>,
     pub discard_reasons: Vec<String>,
     pub finding: Option<Finding>,
+    /// The seed of the exploration's own draws (given, or drawn once and
+    /// reported): `--seed` with it repeats the same cases.
+    pub seed: u64,
 }
 
 impl ExploreReport {
@@ -115,10 +118,12 @@ impl ExploreReport {
         let secs = self.elapsed.as_secs_f64().max(0.001);
         let _ = writeln!(
             s,
-            "explored {} cases in {:.1} s ({:.2} cases/s)",
+            "explored {} cases in {:.1} s ({:.2} cases/s), seed {} (repeat with --seed {})",
             self.cases_run,
             secs,
-            self.cases_run as f64 / secs
+            self.cases_run as f64 / secs,
+            self.seed,
+            self.seed
         );
         let faults: Vec<String> = self
             .faults_by_kind
@@ -406,7 +411,13 @@ pub fn explore(rt: &tokio::runtime::Runtime, config: &ExploreConfig) -> Result<E
     let started = Instant::now();
     let opts = RunOptions::new(config.out_dir.join("histories"), config.binary.clone());
     let counter = AtomicU64::new(0);
-    let stats = Mutex::new(ExploreReport::default());
+    // Always a fixed seed, drawn here when none is given, so any
+    // exploration can be repeated.
+    let seed = config.seed.unwrap_or_else(rand::random);
+    let stats = Mutex::new(ExploreReport {
+        seed,
+        ..ExploreReport::default()
+    });
     let first_failure: Mutex<Option<Scenario>> = Mutex::new(None);
 
     let persistence = config.regressions.as_ref().map(|p| {
@@ -419,7 +430,7 @@ pub fn explore(rt: &tokio::runtime::Runtime, config: &ExploreConfig) -> Result<E
         max_shrink_iters: config.max_shrink_iters,
         max_shrink_time: 0,
         failure_persistence: persistence,
-        rng_seed: config.seed.map_or(RngSeed::Random, RngSeed::Fixed),
+        rng_seed: RngSeed::Fixed(seed),
         ..Config::default()
     });
     let strategy = scenario_strategy(config.mode, config.replicas);

@@ -7,6 +7,7 @@
 //! bench      load runs against the stack and its parts' own limits
 //! scenario   a TOML file: mode, workload, fault timeline, checkers
 //! generator  what each virtual client intends, from the seed
+//! session    a client's decisions as the run goes: next call, cancel target, replays, think time
 //! client     one intent over HTTP with retries; every attempt recorded
 //! nemesis    the fault timeline applied to the stack (proxy, process, failpoint faults)
 //! history    operations (ok / fail / info), faults and the store's final state, as JSON lines
@@ -41,6 +42,7 @@ pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod session;
 pub mod stack;
 pub mod target;
 

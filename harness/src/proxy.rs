@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -49,6 +49,9 @@ struct Shared {
     /// Bumped by `reset_all`; connections watch it and abort.
     generation: watch::Sender<u64>,
     connections: AtomicU64,
+    /// Jitter is drawn from this (the run's seed mixed with the proxy's
+    /// name), a stream per connection and direction.
+    seed: AtomicU64,
 }
 
 /// A running proxy; dropping it stops the listener and all connections.
@@ -70,6 +73,7 @@ impl Proxy {
             toxics: Mutex::new(Toxics::default()),
             generation,
             connections: AtomicU64::new(0),
+            seed: AtomicU64::new(name_seed(name, 0)),
         });
         let accept = tokio::spawn(accept_loop(listener, upstream.to_owned(), shared.clone()));
         Ok(Proxy {
@@ -91,6 +95,13 @@ impl Proxy {
 
     pub fn upstream(&self) -> &str {
         &self.upstream
+    }
+
+    /// Draws this proxy's jitter from `seed` (the scenario's) from now on.
+    pub fn seed(&self, seed: u64) {
+        self.shared
+            .seed
+            .store(name_seed(&self.name, seed), Ordering::Relaxed);
     }
 
     /// Connections accepted so far.
@@ -150,14 +161,21 @@ async fn accept_loop(listener: TcpListener, upstream: String, shared: Arc<Shared
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        shared.connections.fetch_add(1, Ordering::Relaxed);
+        let number = shared.connections.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let upstream = upstream.clone();
         tokio::spawn(async move {
             let reset = shared.generation.subscribe();
-            serve(client, &upstream, &shared, reset).await;
+            serve(client, &upstream, &shared, reset, number).await;
         });
     }
+}
+
+/// A proxy's seed: the run's, mixed with the proxy's name (ports are not
+/// stable between runs; names are).
+fn name_seed(name: &str, seed: u64) -> u64 {
+    name.bytes()
+        .fold(seed, |h, b| crate::session::stream(h, u64::from(b), 0))
 }
 
 /// Sets SO_LINGER 0, so that closing sends a reset rather than a clean FIN.
@@ -173,6 +191,7 @@ async fn serve(
     upstream: &str,
     shared: &Arc<Shared>,
     mut reset: watch::Receiver<u64>,
+    number: u64,
 ) {
     let toxics = current(shared);
     if toxics.blackhole {
@@ -208,14 +227,14 @@ async fn serve(
             &mut client_read,
             &mut server_write,
             shared,
-            Direction::Request,
+            (Direction::Request, number),
             &upstream_bytes,
         );
         let to_client = pump(
             &mut server_read,
             &mut client_write,
             shared,
-            Direction::Response,
+            (Direction::Response, number),
             &upstream_bytes,
         );
         // When either side ends, the connection is over; a reset aborts both.
@@ -245,10 +264,15 @@ async fn pump(
     from: &mut tokio::net::tcp::ReadHalf<'_>,
     to: &mut tokio::net::tcp::WriteHalf<'_>,
     shared: &Shared,
-    direction: Direction,
+    (direction, connection): (Direction, u64),
     upstream_bytes: &AtomicU64,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::session::stream(
+        shared.seed.load(Ordering::Relaxed),
+        connection << 1 | u64::from(direction == Direction::Response),
+        crate::session::JITTER_STREAM,
+    ));
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -260,7 +284,7 @@ async fn pump(
         }
         let mut delay = toxics.latency;
         if !toxics.jitter.is_zero() {
-            let jitter = rand::thread_rng().gen_range(0..=toxics.jitter.as_micros() as u64);
+            let jitter = rng.gen_range(0..=toxics.jitter.as_micros() as u64);
             delay += Duration::from_micros(jitter);
         }
         if let Some(rate) = toxics.bandwidth.filter(|r| *r > 0) {

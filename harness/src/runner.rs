@@ -12,10 +12,11 @@ use serde::Serialize;
 use crate::calendar;
 use crate::checker::{self, Validity, Verdict};
 use crate::client::{Call, Client, Recorder};
-use crate::generator::{generate, Intent};
+use crate::generator::generate;
 use crate::history::{FaultEvent, History, OpKind, RunMeta};
 use crate::nemesis::{run_timeline, FaultLog};
 use crate::scenario::{Mode, Scenario};
+use crate::session::{Pace, Planned, Seen, Session, Step};
 use crate::stack::{ServiceBinary, Stack};
 use crate::target::Namespace;
 
@@ -246,6 +247,7 @@ pub async fn run_on(
 ) -> Result<(ScenarioResult, History)> {
     let w = &scenario.workload;
     let plans = generate(w, scenario.seed)?;
+    stack.seed_proxies(scenario.seed);
     let api = Arc::new(stack.api());
     let recorder = Arc::new(Recorder::default());
     let faults = Arc::new(FaultLog::default());
@@ -258,8 +260,6 @@ pub async fn run_on(
         faults.clone(),
     ));
     let mut clients = Vec::new();
-    // Bookings acknowledged to any client, as (owner, id): an intruder
-    // whose own client holds none of someone else's picks one here.
     let seen: Seen = Arc::default();
     for (n, plan) in plans.into_iter().enumerate() {
         let client = Client::new(
@@ -269,19 +269,19 @@ pub async fn run_on(
             started,
             w.request_timeout,
             w.max_attempts,
-        )?;
-        let deadline = started + w.duration;
-        let (delay, think) = (w.start_delay, w.think_time);
-        let replay_at = w.replay_at.clone();
-        let seen = seen.clone();
+        )?
+        .with_seed(scenario.seed);
+        let pace = Pace {
+            deadline: started + w.duration,
+            think: w.think_time,
+            replay_at: w.replay_at.clone(),
+            replicas: client.replicas(),
+        };
+        let session = Session::new(n, plan, pace, scenario.seed, seen.clone());
+        let delay = w.start_delay;
         clients.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let pace = Pace {
-                deadline,
-                think,
-                replay_at,
-            };
-            run_client(client, n, plan, pace, seen).await
+            run_session(client, session).await
         }));
     }
     for c in clients {
@@ -419,233 +419,58 @@ pub fn file_stem(name: &str) -> String {
         .collect()
 }
 
-/// Bookings acknowledged to any client of the run: (owner, id).
-type Seen = Arc<std::sync::Mutex<Vec<(String, String)>>>;
-
-/// A booking a client saw acknowledged, and how it was asked for.
-struct Acked {
-    owner: String,
-    id: String,
-    resource: String,
-    date: String,
-    keyed: bool,
-}
-
-/// A client's timing: when its plan ends, its pause between intents, and
-/// when its replays go out (see [`crate::scenario::Workload::replay_at`]).
-struct Pace {
-    deadline: Instant,
-    think: Duration,
-    replay_at: Vec<crate::scenario::ReplayAt>,
-}
-
-/// One client works through its plan until it ends or the deadline passes.
-/// Creates marked for replay are sent once more right after the client's
-/// next acknowledged cancel (a slot was just freed), or at the end; with
-/// `replay_at`, at those times after their answer instead, to every
-/// replica in turn.
-async fn run_client(client: Client, n: usize, plan: Vec<Intent>, pace: Pace, seen: Seen) {
-    let Pace {
-        deadline,
-        think,
-        replay_at,
-    } = pace;
-    let mut acknowledged: Vec<Acked> = Vec::new();
-    let mut replays: Vec<(u64, Call)> = Vec::new();
-    // Replays on a timetable (`replay_at`), bounded by its last time.
-    let mut timed = tokio::task::JoinSet::new();
-    let create = |user: &str, resource: &str, date: &str, key: Option<String>| Call {
-        kind: OpKind::Create,
-        user: user.to_owned(),
-        resource: Some(resource.to_owned()),
-        date: Some(date.to_owned()),
-        key,
-        booking_id: None,
-    };
-    for (i, intent) in plan.into_iter().enumerate() {
-        if Instant::now() >= deadline {
-            break;
-        }
-        if i > 0 && !think.is_zero() {
-            let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..1.5);
-            tokio::time::sleep(think.mul_f64(jitter)).await;
-        }
-        let intent_id = ((n as u64) << 32) | i as u64;
-        match intent {
-            Intent::Create {
-                user,
-                resource,
-                date,
-                key,
-                double_submit,
-                replay,
-            } => {
-                let call = create(&user, &resource, &date, key);
-                let ops = if double_submit {
-                    let (a, b) = tokio::join!(
-                        client.perform(intent_id, &call, n),
-                        client.perform(intent_id, &call, n + 1)
-                    );
-                    vec![a, b]
-                } else {
-                    vec![client.perform(intent_id, &call, n).await]
-                };
-                for op in &ops {
-                    if let Some(id) = op.returned_booking_id().filter(|_| !op.replayed) {
-                        if let Ok(mut all) = seen.lock() {
-                            all.push((user.clone(), id.clone()));
-                        }
-                        acknowledged.push(Acked {
-                            owner: user.clone(),
-                            id,
-                            resource: resource.clone(),
-                            date: date.clone(),
-                            keyed: call.key.is_some(),
-                        });
-                    }
+/// A client performs what its session asks for and tells it the answers;
+/// timetable replays run beside it and are waited for at the end.
+async fn run_session(client: Client, mut session: Session) {
+    let mut timetables = tokio::task::JoinSet::new();
+    while let Some(step) = session.next(Instant::now()) {
+        match step {
+            Step::Perform { think, calls } => {
+                if !think.is_zero() {
+                    tokio::time::sleep(think).await;
                 }
-                if replay && ops.iter().any(|o| o.is_definitive()) {
-                    if replay_at.is_empty() {
-                        replays.push((intent_id, call));
-                    } else {
-                        timed.spawn(replay_on_timetable(
-                            client.clone(),
-                            n,
-                            intent_id,
-                            call,
-                            replay_at.clone(),
-                        ));
-                    }
+                for op in perform_at_once(&client, &calls).await {
+                    session.update(&op);
                 }
             }
-            Intent::Cancel {
-                user,
-                foreign,
-                rebook,
-            } => {
-                if foreign {
-                    // Someone else's booking, cancelled by a user who does not
-                    // own it: one this client saw, else one any client saw.
-                    let target = acknowledged
-                        .iter()
-                        .find(|b| b.owner != user)
-                        .or(acknowledged.first())
-                        .map(|b| (b.owner.clone(), b.id.clone()))
-                        .or_else(|| {
-                            let all = seen.lock().ok()?;
-                            all.iter().find(|(owner, _)| *owner != user).cloned()
-                        });
-                    let Some((owner, id)) = target else {
-                        continue;
-                    };
-                    let intruder = if owner == user {
-                        format!("{user}-intruder")
-                    } else {
-                        user
-                    };
-                    let call = Call {
-                        kind: OpKind::Cancel,
-                        user: intruder,
-                        resource: None,
-                        date: None,
-                        key: None,
-                        booking_id: Some(id),
-                    };
-                    client.perform(intent_id, &call, n).await;
-                    continue;
-                }
-                let pick = acknowledged.iter().position(|b| b.owner == user).or(
-                    if acknowledged.is_empty() {
-                        None
-                    } else {
-                        Some(0)
-                    },
-                );
-                let Some(pick) = pick else { continue };
-                let b = acknowledged.remove(pick);
-                let call = Call {
-                    kind: OpKind::Cancel,
-                    user: b.owner.clone(),
-                    resource: None,
-                    date: None,
-                    key: None,
-                    booking_id: Some(b.id.clone()),
-                };
-                let op = client.perform(intent_id, &call, n).await;
-                if op.outcome == crate::history::Outcome::Ok {
-                    // A slot was just freed: decided creates sent again now
-                    // must keep their answers (a refusal included).
-                    for (intent_id, call) in replays.drain(..) {
-                        client.perform(intent_id, &call, n).await;
-                    }
-                }
-                if rebook && op.outcome == crate::history::Outcome::Ok {
-                    // The owner books the freed slot again; a fresh intent.
-                    let key = b.keyed.then(|| format!("{}-rebook-{intent_id}", b.id));
-                    let call = create(&b.owner, &b.resource, &b.date, key);
-                    let rebook_id = intent_id | (1 << 31);
-                    let op = client.perform(rebook_id, &call, n).await;
-                    if let Some(id) = op.returned_booking_id().filter(|_| !op.replayed) {
-                        acknowledged.push(Acked { id, ..b });
-                    }
-                }
-            }
-            Intent::List { user } => {
-                client.perform(intent_id, &list(user), n).await;
-            }
-            Intent::Availability { date } => {
-                client.perform(intent_id, &availability(&date), n).await;
+            Step::Timetable { batches } => {
+                timetables.spawn(run_timetable(client.clone(), batches));
             }
         }
     }
-    for (intent_id, call) in replays {
-        client.perform(intent_id, &call, n).await;
-    }
-    while timed.join_next().await.is_some() {}
+    while timetables.join_next().await.is_some() {}
 }
 
-/// Sends `call` again at each time of `at` after now, to the replica each
-/// names (or to every replica in turn): a key asked again while its answer
-/// is kept, and again after its retention, on chosen replicas' caches.
-async fn replay_on_timetable(
-    client: Client,
-    n: usize,
-    intent_id: u64,
-    call: Call,
-    at: Vec<crate::scenario::ReplayAt>,
-) {
+/// One call, or two at once (a double submit).
+async fn perform_at_once(client: &Client, calls: &[Planned]) -> Vec<crate::history::Operation> {
+    match calls {
+        [a, b] => {
+            let (a, b) = tokio::join!(
+                client.perform(a.intent, &a.call, a.replica),
+                client.perform(b.intent, &b.call, b.replica)
+            );
+            vec![a, b]
+        }
+        _ => {
+            let mut ops = Vec::with_capacity(calls.len());
+            for p in calls {
+                ops.push(client.perform(p.intent, &p.call, p.replica).await);
+            }
+            ops
+        }
+    }
+}
+
+/// Sends each batch at its time after now, in order: a key asked again
+/// while its answer is kept, and again after its retention, on chosen
+/// replicas' caches.
+async fn run_timetable(client: Client, batches: Vec<(Duration, Vec<Planned>)>) {
     let answered = Instant::now();
-    for replay in at {
-        tokio::time::sleep_until((answered + replay.after).into()).await;
-        let replicas = match replay.replica {
-            Some(r) => r..r + 1,
-            None => 0..client.replicas(),
-        };
-        for replica in replicas {
-            client.perform(intent_id, &call, n + replica).await;
+    for (after, calls) in batches {
+        tokio::time::sleep_until((answered + after).into()).await;
+        for p in calls {
+            client.perform(p.intent, &p.call, p.replica).await;
         }
-    }
-}
-
-fn list(user: String) -> Call {
-    Call {
-        kind: OpKind::List,
-        user,
-        resource: None,
-        date: None,
-        key: None,
-        booking_id: None,
-    }
-}
-
-fn availability(date: &str) -> Call {
-    Call {
-        kind: OpKind::Availability,
-        user: String::new(),
-        resource: None,
-        date: Some(date.to_owned()),
-        key: None,
-        booking_id: None,
     }
 }
 
@@ -730,12 +555,12 @@ async fn read_at_quiescence(
     let mut intent = u64::MAX / 2;
     for date in dates {
         intent += 1;
-        client.perform(intent, &availability(date), 0).await;
+        client.perform(intent, &Call::availability(date), 0).await;
     }
     for u in 0..scenario.workload.users {
         intent += 1;
         client
-            .perform(intent, &list(scenario.workload.user(u)), 0)
+            .perform(intent, &Call::list(&scenario.workload.user(u)), 0)
             .await;
     }
     Ok(())

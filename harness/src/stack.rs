@@ -279,16 +279,25 @@ impl Stack {
         }
     }
 
-    /// Clears every network fault.
-    pub fn heal_network(&self) {
-        for p in self
-            .redis_proxy
+    fn all_proxies(&self) -> impl Iterator<Item = &Proxy> {
+        self.redis_proxy
             .iter()
             .chain(self.db_proxy.iter())
             .chain(self.target_proxies.iter())
             .chain(self.replicas.iter().map(|r| &r.proxy))
-        {
+    }
+
+    /// Clears every network fault.
+    pub fn heal_network(&self) {
+        for p in self.all_proxies() {
             p.heal();
+        }
+    }
+
+    /// Draws the proxies' jitter from a run's seed.
+    pub fn seed_proxies(&self, seed: u64) {
+        for p in self.all_proxies() {
+            p.seed(seed);
         }
     }
 

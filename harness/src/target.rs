@@ -217,7 +217,9 @@ impl Namespace {
     /// preflight booking's.
     pub const DAYS: u64 = 400;
 
-    /// A new namespace, from the clock and a random suffix.
+    /// A new namespace, from the clock and a random suffix: on purpose not
+    /// from the scenario's seed, so two runs of one seed never share users
+    /// or keys on one deployment.
     pub fn fresh() -> Namespace {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

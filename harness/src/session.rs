@@ -1,0 +1,717 @@
+//! A client's session: the reactive half of the generator. It owns every
+//! decision a virtual client makes while the run goes on — the next call,
+//! which booking a cancel targets, who plays the intruder, when a replay
+//! goes out, the rebook after a cancel, the think time between intents —
+//! and learns from each completed operation (Jepsen's generator that sees
+//! completions). The runner only performs what [`Session::next`] gives and
+//! hands the answers to [`Session::update`], so a session is tested without
+//! a stack: given these completions, this is the next call.
+//!
+//! The plan of intents comes from [`crate::generator::generate`]; the
+//! session's own draws (think time) come from its own seeded generator, so
+//! a seed fixes both the plan and every pause.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::client::Call;
+use crate::generator::Intent;
+use crate::history::{Operation, Outcome};
+use crate::scenario::ReplayAt;
+
+/// Bookings acknowledged to any session of the run: (owner, id). An
+/// intruder whose own session holds none of someone else's picks one here.
+pub type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+/// One call to perform: the intent it serves (retries and replays share
+/// it) and the replica it goes to first, counted from the session's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub intent: u64,
+    pub call: Call,
+    pub replica: usize,
+}
+
+/// What a session wants next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Wait `think`, then perform `calls` at once (two for a double
+    /// submit) and give every answer to [`Session::update`].
+    Perform {
+        think: Duration,
+        calls: Vec<Planned>,
+    },
+    /// Perform these beside the session, each batch at its time after now,
+    /// in order, without reporting back (replays on a timetable).
+    Timetable {
+        batches: Vec<(Duration, Vec<Planned>)>,
+    },
+}
+
+/// How a session paces itself.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    /// No new intent starts after this.
+    pub deadline: Instant,
+    /// The mean pause between intents (drawn from half to one and a half).
+    pub think: Duration,
+    /// When replays go out after their answer; empty: after the next
+    /// acknowledged cancel, or at the end.
+    pub replay_at: Vec<ReplayAt>,
+    /// How many replicas a timetable replay without one goes to in turn.
+    pub replicas: usize,
+}
+
+/// A booking this session saw acknowledged, and how it was asked for.
+#[derive(Debug, Clone)]
+struct Acked {
+    owner: String,
+    id: String,
+    resource: String,
+    date: String,
+    keyed: bool,
+}
+
+/// What the calls in flight were for, to read their answers.
+#[derive(Debug)]
+enum Awaiting {
+    Nothing,
+    Create {
+        intent: u64,
+        call: Call,
+        replay: bool,
+        expected: usize,
+        ops: Vec<Operation>,
+    },
+    OwnCancel {
+        intent: u64,
+        booking: Acked,
+        rebook: bool,
+    },
+    Rebook {
+        booking: Acked,
+    },
+}
+
+pub struct Session {
+    /// The session's number: its process name is `c{n}` and its first
+    /// replica `n`.
+    n: usize,
+    plan: std::iter::Enumerate<std::vec::IntoIter<Intent>>,
+    pace: Pace,
+    rng: ChaCha8Rng,
+    acknowledged: Vec<Acked>,
+    /// Creates to send once more after the next acknowledged cancel, or
+    /// at the end.
+    replays: Vec<Planned>,
+    /// Steps decided by an answer, to go before the next intent, each with
+    /// what its answer is for.
+    queued: VecDeque<(Step, Awaiting)>,
+    awaiting: Awaiting,
+    /// Think time of intents that turned out to need no call.
+    carried_think: Duration,
+    plan_over: bool,
+    seen: Seen,
+}
+
+impl Session {
+    /// Session `n` of a run seeded with `seed`, working through `plan`.
+    pub fn new(n: usize, plan: Vec<Intent>, pace: Pace, seed: u64, seen: Seen) -> Session {
+        Session {
+            n,
+            plan: plan.into_iter().enumerate(),
+            pace,
+            rng: ChaCha8Rng::seed_from_u64(stream(seed, n as u64, THINK_STREAM)),
+            acknowledged: Vec::new(),
+            replays: Vec::new(),
+            queued: VecDeque::new(),
+            awaiting: Awaiting::Nothing,
+            carried_think: Duration::ZERO,
+            plan_over: false,
+            seen,
+        }
+    }
+
+    /// The next step, or `None` when the session is done. Call it again
+    /// only after every answer of the previous `Perform` was given to
+    /// [`Session::update`].
+    pub fn next(&mut self, now: Instant) -> Option<Step> {
+        self.finish_awaiting();
+        if let Some((step, awaiting)) = self.queued.pop_front() {
+            self.awaiting = awaiting;
+            return Some(step);
+        }
+        while !self.plan_over {
+            let Some((i, intent)) = self.plan.next() else {
+                break;
+            };
+            if now >= self.pace.deadline {
+                break;
+            }
+            let think = std::mem::take(&mut self.carried_think) + self.think_before(i);
+            let intent_id = ((self.n as u64) << 32) | i as u64;
+            self.awaiting = Awaiting::Nothing;
+            match self.decide(intent_id, intent) {
+                Some(calls) => return Some(Step::Perform { think, calls }),
+                None => self.carried_think = think,
+            }
+        }
+        self.plan_over = true;
+        self.awaiting = Awaiting::Nothing;
+        // The plan is over: replays still held go out, one by one.
+        if !self.replays.is_empty() {
+            let planned = self.replays.remove(0);
+            return Some(Step::Perform {
+                think: Duration::ZERO,
+                calls: vec![planned],
+            });
+        }
+        None
+    }
+
+    /// An answer to a call of the last `Perform`.
+    pub fn update(&mut self, op: &Operation) {
+        match &mut self.awaiting {
+            Awaiting::Nothing => {}
+            Awaiting::Create { ops, .. } => ops.push(op.clone()),
+            Awaiting::OwnCancel {
+                intent,
+                booking,
+                rebook,
+            } => {
+                if op.outcome == Outcome::Ok {
+                    // A slot was just freed: decided creates sent again now
+                    // must keep their answers (a refusal included).
+                    for planned in self.replays.drain(..) {
+                        self.queued.push_back((perform(planned), Awaiting::Nothing));
+                    }
+                    if *rebook {
+                        // The owner books the freed slot again: a fresh intent.
+                        let b = booking.clone();
+                        let key = b.keyed.then(|| format!("{}-rebook-{intent}", b.id));
+                        let call = Call::create(&b.owner, &b.resource, &b.date, key);
+                        let step = perform(Planned {
+                            intent: *intent | (1 << 31),
+                            call,
+                            replica: self.n,
+                        });
+                        self.queued
+                            .push_back((step, Awaiting::Rebook { booking: b }));
+                    }
+                }
+                self.awaiting = Awaiting::Nothing;
+            }
+            Awaiting::Rebook { booking } => {
+                if let Some(id) = op.returned_booking_id().filter(|_| !op.replayed) {
+                    let b = Acked {
+                        id,
+                        ..booking.clone()
+                    };
+                    self.acknowledged.push(b);
+                }
+                self.awaiting = Awaiting::Nothing;
+            }
+        }
+    }
+
+    /// The pause before intent `i`: none before the first.
+    fn think_before(&mut self, i: usize) -> Duration {
+        if i == 0 || self.pace.think.is_zero() {
+            return Duration::ZERO;
+        }
+        self.pace.think.mul_f64(self.rng.gen_range(0.5..1.5))
+    }
+
+    /// The calls an intent makes now; `None` when it needs none (a cancel
+    /// with nothing to cancel).
+    fn decide(&mut self, intent: u64, what: Intent) -> Option<Vec<Planned>> {
+        let planned = |call: Call, replica: usize| Planned {
+            intent,
+            call,
+            replica,
+        };
+        match what {
+            Intent::Create {
+                user,
+                resource,
+                date,
+                key,
+                double_submit,
+                replay,
+            } => {
+                let call = Call::create(&user, &resource, &date, key);
+                let mut calls = vec![planned(call.clone(), self.n)];
+                if double_submit {
+                    calls.push(planned(call.clone(), self.n + 1));
+                }
+                self.awaiting = Awaiting::Create {
+                    intent,
+                    call,
+                    replay,
+                    expected: calls.len(),
+                    ops: Vec::new(),
+                };
+                Some(calls)
+            }
+            Intent::Cancel {
+                user,
+                foreign: true,
+                ..
+            } => {
+                let (owner, id) = self.foreign_target(&user)?;
+                // Someone's booking cancelled by a user who does not own it.
+                let intruder = if owner == user {
+                    format!("{user}-intruder")
+                } else {
+                    user
+                };
+                Some(vec![planned(Call::cancel(&intruder, &id), self.n)])
+            }
+            Intent::Cancel { user, rebook, .. } => {
+                let pick = self
+                    .acknowledged
+                    .iter()
+                    .position(|b| b.owner == user)
+                    .or((!self.acknowledged.is_empty()).then_some(0))?;
+                let booking = self.acknowledged.remove(pick);
+                let call = Call::cancel(&booking.owner, &booking.id);
+                self.awaiting = Awaiting::OwnCancel {
+                    intent,
+                    booking,
+                    rebook,
+                };
+                Some(vec![planned(call, self.n)])
+            }
+            Intent::List { user } => Some(vec![planned(Call::list(&user), self.n)]),
+            Intent::Availability { date } => Some(vec![planned(Call::availability(&date), self.n)]),
+        }
+    }
+
+    /// Someone else's booking: one this session saw, else one any session saw.
+    fn foreign_target(&self, user: &str) -> Option<(String, String)> {
+        self.acknowledged
+            .iter()
+            .find(|b| b.owner != user)
+            .or(self.acknowledged.first())
+            .map(|b| (b.owner.clone(), b.id.clone()))
+            .or_else(|| {
+                let all = self.seen.lock().ok()?;
+                all.iter().find(|(owner, _)| owner != user).cloned()
+            })
+    }
+
+    /// A create's answers are all in: remember what was acknowledged and
+    /// schedule its replay.
+    fn finish_awaiting(&mut self) {
+        let Awaiting::Create { expected, ops, .. } = &self.awaiting else {
+            return;
+        };
+        if ops.len() < *expected {
+            return;
+        }
+        let Awaiting::Create {
+            intent,
+            call,
+            replay,
+            ops,
+            ..
+        } = std::mem::replace(&mut self.awaiting, Awaiting::Nothing)
+        else {
+            return;
+        };
+        for op in &ops {
+            if let Some(id) = op.returned_booking_id().filter(|_| !op.replayed) {
+                if let Ok(mut all) = self.seen.lock() {
+                    all.push((call.user.clone(), id.clone()));
+                }
+                self.acknowledged.push(Acked {
+                    owner: call.user.clone(),
+                    id,
+                    resource: call.resource.clone().unwrap_or_default(),
+                    date: call.date.clone().unwrap_or_default(),
+                    keyed: call.key.is_some(),
+                });
+            }
+        }
+        if !(replay && ops.iter().any(Operation::is_definitive)) {
+            return;
+        }
+        if self.pace.replay_at.is_empty() {
+            self.replays.push(Planned {
+                intent,
+                call,
+                replica: self.n,
+            });
+            return;
+        }
+        let batches = self
+            .pace
+            .replay_at
+            .iter()
+            .map(|at| {
+                let replicas = match at.replica {
+                    Some(r) => r..r + 1,
+                    None => 0..self.pace.replicas.max(1),
+                };
+                let calls = replicas
+                    .map(|r| Planned {
+                        intent,
+                        call: call.clone(),
+                        replica: self.n + r,
+                    })
+                    .collect();
+                (at.after, calls)
+            })
+            .collect();
+        self.queued
+            .push_front((Step::Timetable { batches }, Awaiting::Nothing));
+    }
+}
+
+fn perform(planned: Planned) -> Step {
+    Step::Perform {
+        think: Duration::ZERO,
+        calls: vec![planned],
+    }
+}
+
+/// The pause before retry `attempt + 1` of `intent`: exponential, with
+/// jitter drawn from the run's seed for this intent and attempt, so a seed
+/// fixes every backoff whatever order the clients run in.
+pub fn backoff(seed: u64, intent: u64, attempt: u32, first_replica: usize) -> Duration {
+    let base = 50u64.saturating_mul(1 << attempt.min(5)).min(1000);
+    let part = intent ^ (u64::from(attempt) << 48) ^ ((first_replica as u64) << 40);
+    let jitter =
+        ChaCha8Rng::seed_from_u64(stream(seed, part, BACKOFF_STREAM)).gen_range(0..=base / 2);
+    Duration::from_millis(base + jitter)
+}
+
+/// Which of a run's random streams a generator draws from.
+pub const THINK_STREAM: u64 = 1;
+pub const BACKOFF_STREAM: u64 = 2;
+pub const JITTER_STREAM: u64 = 3;
+
+/// A seed for one stream of one part of a run (a session, an intent, a
+/// proxy connection), derived from the scenario's seed: every random draw
+/// of the harness comes from the seed, and streams do not overlap.
+pub fn stream(seed: u64, part: u64, which: u64) -> u64 {
+    // SplitMix64's finaliser over the three inputs: cheap and well mixed.
+    let mut z =
+        seed ^ part.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ which.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::OpKind;
+    use crate::scenario::Workload;
+
+    /// An answer to `p` as a service would give it: creates succeed with a
+    /// booking id derived from the call, cancels and reads succeed.
+    fn answer(p: &Planned, created: bool) -> Operation {
+        let id = format!(
+            "b-{}-{}",
+            p.call.resource.as_deref().unwrap_or(""),
+            p.call.date.as_deref().unwrap_or("")
+        );
+        let (status, body) = match p.call.kind {
+            OpKind::Create if created => (201, format!(r#"{{"booking":{{"id":"{id}"}}}}"#)),
+            OpKind::Create => (409, r#"{"code":"ALREADY_BOOKED"}"#.to_owned()),
+            _ => (200, "{}".to_owned()),
+        };
+        Operation {
+            index: 0,
+            process: "c0".into(),
+            intent: p.intent,
+            attempt: 1,
+            kind: p.call.kind,
+            user: p.call.user.clone(),
+            resource: p.call.resource.clone(),
+            date: p.call.date.clone(),
+            key: p.call.key.clone(),
+            booking_id: p.call.booking_id.clone(),
+            replica: Some(p.replica),
+            invoke_ms: 0.0,
+            complete_ms: 1.0,
+            outcome: if status < 300 {
+                Outcome::Ok
+            } else {
+                Outcome::Fail
+            },
+            status: Some(status),
+            code: None,
+            body: Some(body),
+            canonical: None,
+            replayed: false,
+            retry_after: false,
+            error: None,
+        }
+    }
+
+    fn pace(think_ms: u64) -> Pace {
+        Pace {
+            deadline: Instant::now() + Duration::from_secs(3600),
+            think: Duration::from_millis(think_ms),
+            replay_at: Vec::new(),
+            replicas: 2,
+        }
+    }
+
+    fn create(user: &str, resource: &str, replay: bool, double_submit: bool) -> Intent {
+        Intent::Create {
+            user: user.into(),
+            resource: resource.into(),
+            date: "2027-01-01".into(),
+            key: Some(format!("k-{resource}")),
+            double_submit,
+            replay,
+        }
+    }
+
+    /// Drives a session to its end, answering every call with `answer`;
+    /// returns the steps it asked for, in order.
+    fn drive(session: &mut Session, created: impl Fn(&Planned) -> bool) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for _ in 0..1000 {
+            let Some(step) = session.next(Instant::now()) else {
+                return steps;
+            };
+            if let Step::Perform { calls, .. } = &step {
+                for p in calls {
+                    session.update(&answer(p, created(p)));
+                }
+            }
+            steps.push(step);
+        }
+        panic!("the session did not end");
+    }
+
+    fn calls(steps: &[Step]) -> Vec<(OpKind, String, Option<String>, usize)> {
+        steps
+            .iter()
+            .flat_map(|s| match s {
+                Step::Perform { calls, .. } => calls.clone(),
+                Step::Timetable { batches } => {
+                    batches.iter().flat_map(|(_, c)| c.clone()).collect()
+                }
+            })
+            .map(|p| (p.call.kind, p.call.user, p.call.booking_id, p.replica))
+            .collect()
+    }
+
+    #[test]
+    fn a_cancel_targets_the_booking_the_session_saw_then_replays_and_rebooks() {
+        let plan = vec![
+            create("u0", "room_A", true, false),
+            Intent::Cancel {
+                user: "u0".into(),
+                foreign: false,
+                rebook: true,
+            },
+        ];
+        let mut session = Session::new(0, plan, pace(0), 7, Seen::default());
+        let steps = drive(&mut session, |_| true);
+        let id = Some("b-room_A-2027-01-01".to_owned());
+        assert_eq!(
+            calls(&steps),
+            vec![
+                (OpKind::Create, "u0".into(), None, 0),
+                (OpKind::Cancel, "u0".into(), id.clone(), 0),
+                // The freed slot: the held replay goes out now…
+                (OpKind::Create, "u0".into(), None, 0),
+                // …then the owner books it again, with a fresh key.
+                (OpKind::Create, "u0".into(), None, 0),
+            ]
+        );
+        let Step::Perform { calls, .. } = &steps[3] else {
+            panic!("a rebook")
+        };
+        assert_eq!(
+            calls[0].call.key.as_deref(),
+            Some("b-room_A-2027-01-01-rebook-1")
+        );
+        assert_eq!(calls[0].intent, 1 | (1 << 31));
+    }
+
+    #[test]
+    fn a_foreign_cancel_plays_an_intruder_or_waits_for_a_booking_to_exist() {
+        let plan = vec![
+            Intent::Cancel {
+                user: "u1".into(),
+                foreign: true,
+                rebook: false,
+            },
+            create("u1", "room_B", false, false),
+            Intent::Cancel {
+                user: "u1".into(),
+                foreign: true,
+                rebook: false,
+            },
+        ];
+        let mut session = Session::new(0, plan, pace(100), 7, Seen::default());
+        let steps = drive(&mut session, |_| true);
+        let id = Some("b-room_B-2027-01-01".to_owned());
+        assert_eq!(
+            calls(&steps),
+            vec![
+                // Nothing to cancel yet: no call.
+                (OpKind::Create, "u1".into(), None, 0),
+                // Its own booking: someone else plays the intruder.
+                (OpKind::Cancel, "u1-intruder".into(), id, 0),
+            ]
+        );
+        // The skipped intent's pause is not lost.
+        let Step::Perform { think, .. } = &steps[0] else {
+            panic!("a create")
+        };
+        assert!(*think >= Duration::from_millis(50), "{think:?}");
+
+        // Another session's booking, seen by the run: that owner's.
+        let seen = Seen::default();
+        seen.lock()
+            .expect("seen")
+            .push(("u7".into(), "b-elsewhere".into()));
+        let plan = vec![Intent::Cancel {
+            user: "u1".into(),
+            foreign: true,
+            rebook: false,
+        }];
+        let steps = drive(&mut Session::new(3, plan, pace(0), 7, seen), |_| true);
+        assert_eq!(
+            calls(&steps),
+            vec![(OpKind::Cancel, "u1".into(), Some("b-elsewhere".into()), 3)]
+        );
+    }
+
+    #[test]
+    fn a_double_submit_goes_to_two_replicas_and_replays_keep_to_their_timetable() {
+        let plan = vec![create("u0", "room_C", true, true)];
+        let mut p = pace(0);
+        p.replay_at = vec![
+            ReplayAt {
+                after: Duration::from_millis(200),
+                replica: None,
+            },
+            ReplayAt {
+                after: Duration::from_secs(2),
+                replica: Some(1),
+            },
+        ];
+        let mut session = Session::new(1, plan, p, 7, Seen::default());
+        let steps = drive(&mut session, |_| true);
+        let Step::Perform { calls, .. } = &steps[0] else {
+            panic!("a create")
+        };
+        assert_eq!(calls.iter().map(|c| c.replica).collect::<Vec<_>>(), [1, 2]);
+        let Step::Timetable { batches } = &steps[1] else {
+            panic!("a timetable, got {:?}", steps[1])
+        };
+        let shape: Vec<(Duration, Vec<usize>)> = batches
+            .iter()
+            .map(|(at, c)| (*at, c.iter().map(|p| p.replica).collect()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (Duration::from_millis(200), vec![1, 2]),
+                (Duration::from_secs(2), vec![2]),
+            ]
+        );
+        assert_eq!(steps.len(), 2);
+    }
+
+    #[test]
+    fn a_refused_create_is_not_cancelled_and_past_the_deadline_only_held_replays_go() {
+        let plan = vec![
+            create("u0", "room_A", true, false),
+            Intent::Cancel {
+                user: "u0".into(),
+                foreign: false,
+                rebook: false,
+            },
+        ];
+        let mut session = Session::new(0, plan, pace(0), 7, Seen::default());
+        // Refused (definitive, no booking): nothing to cancel; the replay
+        // goes at the end.
+        let steps = drive(&mut session, |_| false);
+        assert_eq!(
+            calls(&steps).iter().map(|c| c.0).collect::<Vec<_>>(),
+            [OpKind::Create, OpKind::Create]
+        );
+
+        let plan = vec![create("u0", "room_A", false, false)];
+        let mut p = pace(0);
+        p.deadline = Instant::now();
+        let mut late = Session::new(0, plan, p, 7, Seen::default());
+        assert_eq!(late.next(Instant::now()), None);
+    }
+
+    /// The whole run's intended calls and pauses, from a seed: every
+    /// session driven with the same answers.
+    fn record(seed: u64) -> Vec<Vec<Step>> {
+        let w = Workload {
+            clients: 3,
+            operations: 60,
+            cancel_ratio: 0.3,
+            foreign_cancel_ratio: 0.3,
+            rebook_ratio: 0.5,
+            replay_ratio: 0.3,
+            double_submit_ratio: 0.2,
+            think_time: Duration::from_millis(40),
+            ..Workload::default()
+        };
+        let plans = crate::generator::generate(&w, seed).expect("plan");
+        let seen = Seen::default();
+        plans
+            .into_iter()
+            .enumerate()
+            .map(|(n, plan)| {
+                let mut s = Session::new(n, plan, pace(40), seed, seen.clone());
+                drive(&mut s, |p| p.replica % 3 != 2)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_seed_gives_the_same_calls_pauses_and_backoffs_every_time() {
+        let first = record(11);
+        assert_eq!(
+            first,
+            record(11),
+            "the same seed, the same calls and pauses"
+        );
+        assert_ne!(first, record(12), "another seed, another run");
+        let thinks: Vec<Duration> = first
+            .iter()
+            .flatten()
+            .filter_map(|s| match s {
+                Step::Perform { think, .. } => Some(*think),
+                Step::Timetable { .. } => None,
+            })
+            .filter(|t| !t.is_zero())
+            .collect();
+        assert!(thinks.len() > 10);
+        assert!(
+            thinks.windows(2).any(|w| w[0] != w[1]),
+            "pauses are drawn, not constant"
+        );
+
+        let backoffs = |seed| -> Vec<Duration> {
+            (1..6)
+                .flat_map(|attempt| (0..20).map(move |intent| backoff(seed, intent, attempt, 0)))
+                .collect()
+        };
+        assert_eq!(backoffs(11), backoffs(11));
+        assert_ne!(backoffs(11), backoffs(12));
+        assert!(backoffs(11)
+            .iter()
+            .all(|b| *b >= Duration::from_millis(100) && *b <= Duration::from_millis(1500)));
+    }
+}
