@@ -65,7 +65,7 @@ where
 }
 
 /// [`ApiJson`], or `T::default()` for a request that carries no body at
-/// all (no `Content-Type`, no `Content-Length` above zero, not chunked):
+/// all (see [`has_no_body`]):
 /// for bodies whose every field may be left out, such as a cancel's when
 /// the token already says who asks.
 pub struct ApiJsonOrEmpty<T>(pub T);
@@ -86,13 +86,25 @@ where
     }
 }
 
+/// An empty body: `Content-Length: 0` (whatever the type says), or no
+/// length, no type and not chunked. A chunked body is read as JSON, empty
+/// or not.
 fn has_no_body(req: &Request) -> bool {
     use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
     let headers = req.headers();
-    let length_zero = headers
-        .get(CONTENT_LENGTH)
-        .is_none_or(|v| v.as_bytes() == b"0");
-    !headers.contains_key(CONTENT_TYPE) && !headers.contains_key(TRANSFER_ENCODING) && length_zero
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return false;
+    }
+    match headers.get(CONTENT_LENGTH) {
+        Some(length) => {
+            length
+                .to_str()
+                .ok()
+                .and_then(|l| l.trim().parse::<u64>().ok())
+                == Some(0)
+        }
+        None => !headers.contains_key(CONTENT_TYPE),
+    }
 }
 
 /// `Content-Type: application/json` exactly (in any case): what every
@@ -163,9 +175,19 @@ impl FromRequestParts<AppState> for Principal {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         // The rate limiter has verified the token already.
-        if let Some(known) = parts.extensions.get::<Principal>() {
-            return Ok(known.clone());
-        }
-        Ok(Self(state.auth.principal(&parts.headers).await?))
+        let verdict = match parts.extensions.get::<Verified>() {
+            Some(Verified(verdict)) => verdict.clone(),
+            None => state.auth.principal(&parts.headers).await,
+        };
+        verdict.map(Self).map_err(|refused| {
+            // The reason, never the token: how an operator finds a wrong
+            // audience or issuer (`RUST_LOG=booking=debug`).
+            tracing::debug!(reason = %refused, "refused a bearer token");
+            ApiError::Unauthenticated(refused)
+        })
     }
 }
+
+/// The verdict on a request's token, reached once per request.
+#[derive(Debug, Clone)]
+pub struct Verified(pub Result<Option<crate::domain::UserId>, crate::auth::AuthError>);

@@ -11,10 +11,11 @@
 //! a stream of made-up `kid`s costs the provider one fetch per interval
 //! and signed-in requests nothing.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Header};
 use serde::Deserialize;
 
@@ -40,7 +41,13 @@ pub(super) enum KeySource {
 /// One verification key, parsed once per fetch rather than per request.
 struct Key {
     kid: Option<String>,
-    key: Result<(DecodingKey, Algorithm), &'static str>,
+    key: (DecodingKey, Algorithm),
+}
+
+/// A JWKS as fetched: its keys are read one by one (see [`KeySet`]).
+#[derive(Deserialize)]
+struct JwksDocument {
+    keys: Vec<serde_json::Value>,
 }
 
 /// A fetched key set, never changed in place.
@@ -50,17 +57,35 @@ struct KeySet {
 }
 
 impl KeySet {
-    fn from_jwks(set: &JwkSet) -> KeySet {
-        KeySet {
-            keys: set
-                .keys
-                .iter()
-                .map(|jwk| Key {
+    /// The signing keys of a JWKS document. Each key is read on its own:
+    /// one the service cannot use (an encryption key, an algorithm or
+    /// curve it does not verify) is skipped, not the whole set.
+    fn from_document(doc: &JwksDocument, from: &str) -> KeySet {
+        let mut keys = Vec::new();
+        for raw in &doc.keys {
+            let jwk = match serde_json::from_value::<Jwk>(raw.clone()) {
+                Ok(jwk) => jwk,
+                Err(e) => {
+                    let kid = raw.get("kid").and_then(serde_json::Value::as_str);
+                    tracing::debug!(kid, error = %e, from, "skipped a key the service cannot read");
+                    continue;
+                }
+            };
+            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+                continue;
+            }
+            match decoding_key(&jwk) {
+                Ok(key) => keys.push(Key {
                     kid: jwk.common.key_id.clone(),
-                    key: decoding_key(jwk),
-                })
-                .collect(),
+                    key,
+                }),
+                Err(why) => {
+                    let kid = jwk.common.key_id.as_deref();
+                    tracing::debug!(kid, why, from, "skipped a key the service cannot use");
+                }
+            }
         }
+        KeySet { keys }
     }
 
     /// `None`: no key by that id (maybe not fetched yet).
@@ -70,7 +95,7 @@ impl KeySet {
             None if self.keys.len() == 1 => &self.keys[0],
             None => return Some(Err(AuthError::Invalid("no key id (kid)"))),
         };
-        Some(key.key.clone().map_err(AuthError::Invalid))
+        Some(Ok(key.key.clone()))
     }
 }
 
@@ -78,9 +103,14 @@ impl KeySet {
 fn decoding_key(jwk: &Jwk) -> Result<(DecodingKey, Algorithm), &'static str> {
     let algorithm = match jwk.common.key_algorithm.map(|a| a.to_string()) {
         Some(a) => a.parse::<Algorithm>().ok(),
+        // No `alg`: RSA keys verify RS256; EC keys the algorithm of their curve.
         None => match &jwk.algorithm {
             AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
-            AlgorithmParameters::EllipticCurve(_) => Some(Algorithm::ES256),
+            AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+                EllipticCurve::P256 => Some(Algorithm::ES256),
+                EllipticCurve::P384 => Some(Algorithm::ES384),
+                _ => None,
+            },
             _ => None,
         },
     };
@@ -100,6 +130,9 @@ pub(super) struct RemoteKeys {
     /// Held by the one fetch in flight; remembers when the last fetch
     /// caused by an unknown key id started.
     refresh: tokio::sync::Mutex<Option<Instant>>,
+    /// Fetches finished so far: a request that waited for another's fetch
+    /// takes its result rather than starting one of its own.
+    fetches: std::sync::atomic::AtomicU64,
 }
 
 impl RemoteKeys {
@@ -113,7 +146,7 @@ impl RemoteKeys {
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(3))
+            .redirect(redirect_policy())
             .build()
             .map_err(|e| e.to_string())?;
         let set = fetch(&http, &source).await?;
@@ -128,6 +161,7 @@ impl RemoteKeys {
             http,
             current: RwLock::new(Arc::new(set)),
             refresh: tokio::sync::Mutex::new(None),
+            fetches: std::sync::atomic::AtomicU64::new(0),
         });
         tokio::spawn(refresh_periodically(Arc::downgrade(&keys), interval));
         Ok(keys)
@@ -158,12 +192,15 @@ impl RemoteKeys {
         if let Some(found) = self.snapshot().lookup(header) {
             return found;
         }
+        let before = self.fetches.load(Ordering::SeqCst);
         let mut last = self.refresh.lock().await;
-        // The fetch this request waited for may have brought the key.
+        // The fetch this request waited for may have brought the key; if it
+        // did not, another would not either.
         if let Some(found) = self.snapshot().lookup(header) {
             return found;
         }
-        if last.is_some_and(|t| t.elapsed() < UNKNOWN_KID_REFETCH_MIN) {
+        let waited_for_one = self.fetches.load(Ordering::SeqCst) != before;
+        if waited_for_one || last.is_some_and(|t| t.elapsed() < UNKNOWN_KID_REFETCH_MIN) {
             return Err(AuthError::UnknownKey);
         }
         *last = Some(Instant::now());
@@ -180,6 +217,7 @@ impl RemoteKeys {
             Ok(set) => self.swap(set),
             Err(e) => tracing::warn!(error = %e, "could not refresh the identity provider's keys"),
         }
+        self.fetches.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -200,7 +238,17 @@ struct Discovery {
     jwks_uri: String,
 }
 
+/// Discovery (if any) and the key set, within [`FETCH_TIMEOUT`] in all.
 async fn fetch(http: &reqwest::Client, source: &KeySource) -> Result<KeySet, String> {
+    match tokio::time::timeout(FETCH_TIMEOUT, fetch_unbounded(http, source)).await {
+        Ok(fetched) => fetched,
+        Err(_) => Err(format!(
+            "the identity provider's keys did not arrive within {FETCH_TIMEOUT:?} ({source:?})"
+        )),
+    }
+}
+
+async fn fetch_unbounded(http: &reqwest::Client, source: &KeySource) -> Result<KeySet, String> {
     let jwks_url = match source {
         KeySource::Jwks(url) => url.clone(),
         KeySource::Discovery { issuer } => {
@@ -216,8 +264,16 @@ async fn fetch(http: &reqwest::Client, source: &KeySource) -> Result<KeySet, Str
             doc.jwks_uri
         }
     };
-    let set: JwkSet = get_json(http, &jwks_url).await?;
-    Ok(KeySet::from_jwks(&set))
+    let doc: JwksDocument = get_json(http, &jwks_url).await?;
+    let set = KeySet::from_document(&doc, &jwks_url);
+    if set.keys.is_empty() {
+        return Err(format!(
+            "{jwks_url} holds no signing key the service can use ({} keys: RS*, PS*, ES256 and \
+             ES384 signing keys are used; HMAC and encryption keys never)",
+            doc.keys.len()
+        ));
+    }
+    Ok(set)
 }
 
 /// OIDC Discovery 1.0 §4: the issuer without a trailing `/`, then the path.
@@ -237,7 +293,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("fetching {url}: {e}"))?;
+        .map_err(|e| format!("fetching {url}: {}", chain(&e)))?;
     if !response.status().is_success() {
         return Err(format!("{url} answered {}", response.status()));
     }
@@ -245,7 +301,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("reading {url}: {e}"))?
+        .map_err(|e| format!("reading {url}: {}", chain(&e)))?
     {
         if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
             return Err(format!("{url} sent more than {MAX_DOCUMENT_BYTES} bytes"));
@@ -253,6 +309,33 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         body.extend_from_slice(&chunk);
     }
     serde_json::from_slice(&body).map_err(|e| format!("{url} is not the expected JSON: {e}"))
+}
+
+/// An error and its causes (reqwest's own message leaves them out: "error
+/// sending request" says nothing of a refused connection or a timeout).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Redirects within the provider's scheme or up to https, never down to
+/// plain http, at most three.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.url().scheme() == "http"
+            && attempt.previous().iter().any(|u| u.scheme() == "https");
+        if downgrade || attempt.previous().len() > 3 {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 #[cfg(test)]
@@ -442,6 +525,63 @@ mod tests {
         .err()
         .expect("a different issuer is refused");
         assert!(refused.contains("names the issuer"), "{refused}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_the_service_cannot_use_are_skipped_not_the_whole_set() {
+        let idp = Provider::start().await;
+        let mut doc = fixture("jwks.json");
+        let keys = doc["keys"].as_array_mut().expect("keys");
+        keys.push(serde_json::json!({
+            "kty": "EC", "kid": "p521", "use": "sig", "alg": "ES512", "crv": "P-521",
+            "x": "AQ", "y": "AQ",
+        }));
+        keys.push(serde_json::json!({
+            "kty": "RSA", "kid": "enc", "use": "enc", "alg": "RSA-OAEP-256", "n": "AQ", "e": "AQAB",
+        }));
+        keys.push(serde_json::json!({ "kty": "oct", "kid": "hmac", "k": "c2VjcmV0" }));
+        keys.push(serde_json::json!({ "kty": "RSA", "kid": "broken" }));
+        *idp.jwks.lock().expect("jwks") = doc;
+        let hour = Duration::from_secs(3600);
+        let keys = RemoteKeys::start(KeySource::Jwks(idp.url.clone()), hour)
+            .await
+            .expect("the usable key is enough");
+        assert!(keys.key_for(&naming("test-key-1")).await.is_ok());
+        assert_eq!(keys.snapshot().keys.len(), 1);
+
+        *idp.jwks.lock().expect("jwks") = serde_json::json!({ "keys": [
+            { "kty": "oct", "kid": "hmac", "k": "c2VjcmV0" },
+        ]});
+        let refused = RemoteKeys::start(KeySource::Jwks(idp.url.clone()), hour)
+            .await
+            .err()
+            .expect("no usable key: no start");
+        assert!(refused.contains("no signing key"), "{refused}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_that_waited_for_a_failed_fetch_does_not_start_another() {
+        let idp = Provider::start().await;
+        let keys = RemoteKeys::start(KeySource::Jwks(idp.url.clone()), Duration::from_secs(1))
+            .await
+            .expect("keys");
+        idp.hang.store(true, Ordering::SeqCst);
+        // The background refresh is due within a second and will hang.
+        for _ in 0..300 {
+            if idp.fetches() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(idp.fetches(), 2, "the background refresh started");
+        let started = Instant::now();
+        let r = keys.key_for(&naming("rotated-in")).await;
+        assert_eq!(r.map(|_| ()), Err(AuthError::UnknownKey));
+        assert!(
+            idp.fetches() == 2,
+            "it waited for the background fetch, then started none of its own"
+        );
+        assert!(started.elapsed() < FETCH_TIMEOUT + Duration::from_secs(1));
     }
 
     #[test]

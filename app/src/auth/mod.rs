@@ -94,6 +94,9 @@ impl Default for AuthSettings {
 
 impl AuthSettings {
     pub fn validate(&self) -> Result<(), String> {
+        if self.leeway > Duration::from_secs(300) {
+            return Err("--jwt-leeway-secs must be at most 300".into());
+        }
         if self.mode != AuthMode::Jwt {
             return Ok(());
         }
@@ -111,9 +114,6 @@ impl AuthSettings {
                 "--jwt-issuer {issuer:?} is not a URL, so its keys cannot be discovered: \
                  give --jwt-jwks-url or --jwt-public-key"
             ));
-        }
-        if self.leeway > Duration::from_secs(300) {
-            return Err("--jwt-leeway-secs must be at most 300".into());
         }
         if self.user_claim.is_empty() {
             return Err("--jwt-user-claim must name a claim".into());
@@ -243,6 +243,14 @@ impl Authenticator {
         if self.mode == AuthMode::None {
             return Ok(None);
         }
+        if headers
+            .get_all(axum::http::header::AUTHORIZATION)
+            .iter()
+            .count()
+            > 1
+        {
+            return Err(AuthError::Invalid("more than one Authorization header"));
+        }
         let token = bearer(headers).ok_or(AuthError::Missing)?;
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("malformed"))?;
@@ -273,6 +281,10 @@ impl Authenticator {
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
             .map_err(|e| refusal(e.kind()))?
             .claims;
+        // RFC 7519 §4.1.1: one string (`jsonwebtoken` also takes an array).
+        if !claims.get("iss").is_some_and(Value::is_string) {
+            return Err(AuthError::Invalid("wrong issuer"));
+        }
         for time in ["exp", "nbf", "iat"] {
             if claims.get(time).is_some_and(|v| !is_numeric_date(v)) {
                 return Err(AuthError::Invalid(
@@ -333,14 +345,24 @@ fn refusal(kind: &jsonwebtoken::errors::ErrorKind) -> AuthError {
     })
 }
 
-/// RFC 7519's NumericDate: a non-negative number of seconds (integer or not).
+/// RFC 7519's NumericDate: a non-negative number of seconds (integer or
+/// not) that `jsonwebtoken` can compare, so below 2^64 (beyond that it
+/// would skip the `nbf` check rather than refuse).
 fn is_numeric_date(value: &Value) -> bool {
-    value.as_f64().is_some_and(|n| n.is_finite() && n >= 0.0)
+    value
+        .as_f64()
+        .is_some_and(|n| n.is_finite() && n >= 0.0 && n < u64::MAX as f64)
 }
 
 /// A PEM public key: RSA → RS256, EC → ES256.
 fn pem_key(path: &std::path::Path) -> Result<(DecodingKey, Algorithm), String> {
     let pem = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if String::from_utf8_lossy(&pem).contains("PRIVATE KEY") {
+        return Err(format!(
+            "{} holds a private key: give the provider's public key (never its private key)",
+            path.display()
+        ));
+    }
     DecodingKey::from_rsa_pem(&pem)
         .map(|k| (k, Algorithm::RS256))
         .or_else(|_| DecodingKey::from_ec_pem(&pem).map(|k| (k, Algorithm::ES256)))
@@ -505,6 +527,60 @@ mod tests {
         }
         let iat = signed(serde_json::json!({ "iat": "yesterday" }));
         assert!(auth.principal(&iat).await.is_err());
+        // Beyond what `jsonwebtoken` compares: refused, not skipped.
+        for huge in [serde_json::json!(1e20), serde_json::json!(1e300)] {
+            let r = auth
+                .principal(&signed(serde_json::json!({ "nbf": huge })))
+                .await;
+            assert!(r.is_err(), "nbf {huge} was accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_issuer_is_one_string_and_one_authorization_header_is_read() {
+        let auth = dev_auth().await;
+        let both = signed(serde_json::json!({ "iss": [DEV_ISSUER, "https://evil"] }));
+        assert_eq!(
+            auth.principal(&both).await,
+            Err(AuthError::Invalid("wrong issuer"))
+        );
+        let alone = signed(serde_json::json!({ "iss": [DEV_ISSUER] }));
+        assert!(auth.principal(&alone).await.is_err());
+        let mut twice = signed(serde_json::json!({}));
+        assert_eq!(auth.principal(&twice).await, Ok(Some(user("alice"))));
+        twice.append("authorization", "Bearer junk".parse().expect("header"));
+        assert_eq!(
+            auth.principal(&twice).await,
+            Err(AuthError::Invalid("more than one Authorization header"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_private_key_or_a_huge_leeway_is_refused_at_start() {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/fixtures");
+        let private = AuthSettings {
+            mode: AuthMode::Jwt,
+            public_key_pem: Some(format!("{fixtures}/jwt-rsa-private.pem").into()),
+            issuer: Some("https://idp".into()),
+            audience: Some("booking".into()),
+            ..AuthSettings::default()
+        };
+        let refused = Authenticator::from_settings(&private).await.err();
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|e| e.contains("private key")),
+            "{refused:?}"
+        );
+        let dev = AuthSettings {
+            mode: AuthMode::Dev,
+            leeway: Duration::from_secs(100_000_000),
+            ..AuthSettings::default()
+        };
+        assert!(
+            dev.validate().is_err(),
+            "the leeway bound holds in every mode"
+        );
     }
 
     #[tokio::test]

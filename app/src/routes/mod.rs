@@ -21,7 +21,6 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-use crate::extract::Principal;
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -163,28 +162,22 @@ fn head_too_large(req: &Request) -> Option<ApiError> {
 }
 
 /// `429 RATE_LIMITED` for a client over its rate (see `limits.rs`). The
-/// token is verified here once; the handler's [`Principal`] reuses it. A
-/// request with a bad token counts against its address and gets its `401`
-/// from the handler.
+/// token is verified here once; the handler's [`crate::extract::Principal`] reuses the
+/// verdict, good or bad. A request with a bad token counts against its
+/// address and gets its `401` from the handler.
 async fn limit_rate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip());
-    let principal: Option<crate::domain::UserId> = state
-        .auth
-        .principal(req.headers())
-        .await
-        .unwrap_or_default();
-    let client = crate::limits::Client::of(principal.as_ref(), peer);
+    let verdict = state.auth.principal(req.headers()).await;
+    let principal = verdict.as_ref().ok().and_then(Option::as_ref);
+    let client = crate::limits::Client::of(principal, peer);
     if let Err(wait) = state.rate_limiter.check(&client) {
         return ApiError::RateLimited(wait).into_response();
     }
-    if state.auth.mode() != crate::auth::AuthMode::None {
-        if let Some(user) = principal {
-            req.extensions_mut().insert(Principal(Some(user)));
-        }
-    }
+    req.extensions_mut()
+        .insert(crate::extract::Verified(verdict));
     next.run(req).await
 }
 

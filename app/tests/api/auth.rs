@@ -406,6 +406,12 @@ async fn with_a_token_a_cancel_needs_no_body() {
     assert_eq!(r.status, 200, "{}", r.body);
     let r = Reply::read(bare().body("userId=alice").send().await.expect("PATCH")).await;
     assert_eq!(r.code(), "VALIDATION_FAILED", "{}", r.body);
+    // An empty body declared as JSON is as empty as none.
+    let typed = bare()
+        .header("content-type", "application/json")
+        .header("content-length", "0");
+    let r = Reply::read(typed.send().await.expect("PATCH")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
 
     // Without auth the body says who asks: leaving it out is a missing userId.
     let open = spawn_app_with(Backend::Embedded, |_| {}).await;
