@@ -11,6 +11,9 @@
 //! | `return(sleep(MS))` | delay the step by MS milliseconds without blocking a thread |
 //! | `panic`, `off`, `N*…`, `P%…` | the `fail` crate's own actions and modifiers      |
 //!
+//! The `fail` crate's `sleep`, `delay`, `pause` and `yield` are refused: they
+//! would hold a runtime thread.
+//!
 //! The same grammar is used by `FAILPOINTS="after_lock=return(error);…"`,
 //! by the admin endpoint `PUT /admin/failpoints/{name}` and by scenario files.
 //! Without the feature, [`hit`] compiles to nothing.
@@ -187,7 +190,13 @@ fn check_action(action: &str) -> Result<(), String> {
                 "unknown action {action:?}; use return(crash), return(error) or return(sleep(MS))"
             )),
         },
-        "off" | "sleep" | "delay" | "panic" | "print" | "pause" | "yield" => Ok(()),
+        "off" | "panic" | "print" => Ok(()),
+        // fail-rs carries these out on the calling thread: a runtime
+        // worker would stop serving every other request with it.
+        "sleep" | "delay" | "pause" | "yield" => Err(format!(
+            "failpoint task {task:?} in {action:?} would block a runtime thread; \
+             use return(sleep(MS)), which waits without blocking"
+        )),
         other => Err(format!("unknown failpoint task {other:?} in {action:?}")),
     }
 }
@@ -274,7 +283,6 @@ mod tests {
             "30%return(sleep(200))",
             "50%2*return(error)",
             "off",
-            "sleep(100)",
             "1*return(error)->off",
         ] {
             let all: Result<Vec<()>, String> = good.split("->").map(check_action).collect();
@@ -287,6 +295,10 @@ mod tests {
             "return(sleep(x))",
             "explode",
             "return(error",
+            "sleep(100)",
+            "10*delay(100)",
+            "pause",
+            "yield",
         ] {
             assert!(check_action(bad).is_err(), "{bad} was accepted");
         }

@@ -388,6 +388,58 @@ pub enum FaultKind {
     },
 }
 
+/// What a fault needs of the stack. Every kind answers every question
+/// (no catch-all arm): a new kind does not compile until it does.
+struct Needs {
+    /// The replica it acts on, if one.
+    replica: Option<usize>,
+    /// The private Redis or PostgreSQL of a local stack.
+    local_servers: bool,
+    /// A process the harness started (so not a target deployment's).
+    own_process: bool,
+}
+
+impl FaultKind {
+    fn needs(&self) -> Needs {
+        let link = |target: &Target| Needs {
+            replica: match target {
+                Target::Replica(n) => Some(*n),
+                Target::Redis | Target::Database | Target::Replicas => None,
+            },
+            local_servers: matches!(target, Target::Redis | Target::Database),
+            own_process: false,
+        };
+        match self {
+            FaultKind::Latency { target, .. }
+            | FaultKind::Bandwidth { target, .. }
+            | FaultKind::Reset { target }
+            | FaultKind::Blackhole { target }
+            | FaultKind::CloseAfter { target, .. }
+            | FaultKind::DropResponses { target } => link(target),
+            FaultKind::KillReplica { replica, .. } | FaultKind::PauseReplica { replica } => Needs {
+                replica: Some(*replica),
+                local_servers: false,
+                own_process: true,
+            },
+            FaultKind::RestartRedis | FaultKind::RestartDatabase => Needs {
+                replica: None,
+                local_servers: true,
+                own_process: true,
+            },
+            FaultKind::Failpoint { replica, .. } => Needs {
+                replica: *replica,
+                local_servers: false,
+                own_process: true,
+            },
+            FaultKind::Command { .. } => Needs {
+                replica: None,
+                local_servers: false,
+                own_process: false,
+            },
+        }
+    }
+}
+
 fn default_command_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -617,44 +669,25 @@ impl Scenario {
             }
         }
         for fault in &self.faults {
-            let replica = match &fault.kind {
-                FaultKind::KillReplica { replica, .. } | FaultKind::PauseReplica { replica } => {
-                    Some(*replica)
-                }
-                FaultKind::Failpoint { replica, name, .. } => {
-                    if booking::failpoints::Step::from_name(name).is_none() {
-                        bail!("unknown failpoint {name:?}");
-                    }
-                    *replica
-                }
-                _ => None,
-            };
-            if replica.is_some_and(|r| r >= self.replicas) {
+            let needs = fault.kind.needs();
+            // A target's replicas are its URLs, which `replicas` does not count.
+            let counted = self.mode != Mode::Target || needs.own_process;
+            if counted && needs.replica.is_some_and(|r| r >= self.replicas) {
                 bail!(
                     "fault {} names a replica beyond replicas = {}",
                     fault.kind.name(),
                     self.replicas
                 );
             }
-            let needs_servers = matches!(
-                fault.kind,
-                FaultKind::RestartRedis | FaultKind::RestartDatabase
-            ) || matches!(&fault.kind,
-                    FaultKind::Latency { target, .. } | FaultKind::Bandwidth { target, .. }
-                    | FaultKind::Reset { target } | FaultKind::Blackhole { target }
-                    | FaultKind::CloseAfter { target, .. } | FaultKind::DropResponses { target }
-                    if matches!(target, Target::Redis | Target::Database));
-            if needs_servers && self.mode != Mode::Local {
+            if let FaultKind::Failpoint { name, .. } = &fault.kind {
+                if booking::failpoints::Step::from_name(name).is_none() {
+                    bail!("unknown failpoint {name:?}");
+                }
+            }
+            if needs.local_servers && self.mode != Mode::Local {
                 bail!("fault {} needs mode = \"local\"", fault.kind.name());
             }
-            if self.mode == Mode::Target
-                && matches!(
-                    fault.kind,
-                    FaultKind::KillReplica { .. }
-                        | FaultKind::PauseReplica { .. }
-                        | FaultKind::Failpoint { .. }
-                )
-            {
+            if self.mode == Mode::Target && needs.own_process {
                 bail!(
                     "fault {} acts on a process the harness started; on a target deployment \
                      use kind = \"command\" (e.g. run = \"kubectl delete pod …\")",
@@ -929,5 +962,17 @@ mod tests {
         assert!(err("name = \"x\"\n[[faults]]\nat = \"1s\"\nkind = \"failpoint\"\nname = \"nowhere\"\naction = \"return(crash)\"\n")
             .contains("unknown failpoint"));
         assert!(err("name = \"x\"\nbogus = 1").contains("unknown field"));
+        // A link fault on a replica the stack does not have would act nowhere.
+        let beyond = "name = \"x\"\nreplicas = 2\n[[faults]]\nat = \"1s\"\nkind = \"reset\"\ntarget = \"replica:5\"\n";
+        assert!(err(beyond).contains("beyond replicas = 2"));
+        let within = beyond.replace("replica:5", "replica:1");
+        assert!(Scenario::parse(&within).is_ok());
+        // A target's URLs are not counted by `replicas`.
+        let target = "name = \"x\"\nmode = \"target\"\n[target]\nurl = [\"http://127.0.0.1:1\", \"http://127.0.0.1:2\"]\n[[faults]]\nat = \"1s\"\nkind = \"reset\"\ntarget = \"replica:1\"\n";
+        assert!(
+            Scenario::parse(target).is_ok(),
+            "{:?}",
+            Scenario::parse(target).err()
+        );
     }
 }
