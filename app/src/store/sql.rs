@@ -30,7 +30,6 @@ use crate::coordinator::CompletedRecord;
 use crate::deps::{Classify, DependencyError, Guard};
 use crate::domain::{Booking, BookingDate, BookingStatus, ResourceId, UserId};
 use crate::domain::{KeyKind, KeyScope};
-use crate::response::StoredResponse;
 
 impl Classify for sqlx::Error {
     fn is_unavailable(&self) -> bool {
@@ -191,20 +190,10 @@ macro_rules! sql_store {
                     )
                     .await?;
                 let Some(row) = row else { return Ok(None) };
-                let decode = || -> Result<CompletedRecord, sqlx::Error> {
-                    let status: i32 = row.try_get("status_code")?;
-                    Ok(CompletedRecord {
-                        fingerprint: row.try_get("fingerprint")?,
-                        response: StoredResponse {
-                            status: u16::try_from(status).unwrap_or(500),
-                            body: row.try_get("response_body")?,
-                        },
-                        expires_at: Some(row.try_get("expires_at")?),
-                    })
-                };
-                decode()
+                stored_row(&row)
+                    .map_err(|e| self.guard.corrupt("find_outcome", e.to_string()))?
+                    .completed(&self.guard, "find_outcome")
                     .map(Some)
-                    .map_err(|e| self.guard.corrupt("find_outcome", e.to_string()))
             }
 
             async fn list(

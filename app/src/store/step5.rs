@@ -88,20 +88,31 @@ pub(super) fn existing_outcome(
 ) -> Result<BookOutcome, DependencyError> {
     match outcome {
         Ok(outcome) => Ok(outcome),
-        Err(StoredRow {
-            fingerprint,
-            status: Some(status),
-            body: Some(body),
-            expires_at,
-        }) => {
-            let status = u16::try_from(status)
-                .map_err(|_| guard.corrupt("book", "stored status out of range"))?;
-            Ok(BookOutcome::Existing(CompletedRecord {
-                fingerprint,
-                response: StoredResponse { status, body },
-                expires_at: Some(expires_at),
-            }))
-        }
-        Err(_) => Err(guard.corrupt("book", "committed key without an outcome")),
+        Err(row) => row.completed(guard, "book").map(BookOutcome::Existing),
+    }
+}
+
+impl StoredRow {
+    /// The one reading of a stored outcome, for replays (`find_outcome`)
+    /// and for step 5's "already there": a committed row without an
+    /// outcome, or with a status no HTTP answer has, is corruption to
+    /// report, never an answer to invent.
+    pub(super) fn completed(
+        self,
+        guard: &Guard,
+        op: &'static str,
+    ) -> Result<CompletedRecord, DependencyError> {
+        let (Some(status), Some(body)) = (self.status, self.body) else {
+            return Err(guard.corrupt(op, "committed key without an outcome"));
+        };
+        let status = u16::try_from(status)
+            .ok()
+            .filter(|s| (100..=599).contains(s))
+            .ok_or_else(|| guard.corrupt(op, "stored status out of range"))?;
+        Ok(CompletedRecord {
+            fingerprint: self.fingerprint,
+            response: StoredResponse { status, body },
+            expires_at: Some(self.expires_at),
+        })
     }
 }

@@ -479,4 +479,39 @@ mod sqlite {
         .expect("the row is still there");
         assert_eq!(status, None, "the corrupt row was overwritten");
     }
+
+    /// A replay reads a stored outcome the way step 5 does: a status no
+    /// HTTP answer has is corruption reported, not an invented `500`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stored_status_out_of_range_is_reported_not_replayed_as_500() {
+        let app = crate::helpers::spawn_app(Backend::Embedded).await;
+        let crate::helpers::Db::Sqlite(pool) = &app.db else {
+            panic!("the embedded backend has a SQLite pool");
+        };
+        let key = KeyScope {
+            user_id: UserId::parse("user_gina").expect("user"),
+            kind: KeyKind::Client,
+            key: "odd-status".into(),
+        };
+        let now = chrono::Utc::now();
+        sqlx::query(
+            "INSERT INTO idempotency_records \
+             (user_id, key_kind, idem_key, fingerprint, resource_id, date, created_at, expires_at, \
+              status_code, response_body) \
+             VALUES ($1, $2, $3, 'fp', 'room_A', '2031-06-02', $4, $5, 70000, '{}')",
+        )
+        .bind(&key.user_id)
+        .bind(key.kind)
+        .bind(&key.key)
+        .bind(now - chrono::TimeDelta::seconds(1))
+        .bind(now + chrono::TimeDelta::hours(1))
+        .execute(pool)
+        .await
+        .expect("a row with an odd status");
+        let found = app.state.store.find_outcome(&key, now).await;
+        assert!(
+            matches!(found, Err(booking::deps::DependencyError::Internal { .. })),
+            "the odd row answered {found:?}"
+        );
+    }
 }
