@@ -24,7 +24,7 @@
 //! connection's page cache whenever another connection has written since
 //! its last transaction; groups taken on whichever connection was idle read
 //! the pages they touch back from the write-ahead log every time (four
-//! `pread`s per booking, `docs/PERFORMANCE.md`, tenth round). On its own
+//! `pread`s per booking, measured in `docs/PERFORMANCE.md`). On its own
 //! connection the writer is the last writer nearly always, and its cache
 //! stays warm.
 
