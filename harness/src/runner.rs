@@ -246,7 +246,6 @@ pub async fn run_on(
     probe_first_date: chrono::NaiveDate,
 ) -> Result<(ScenarioResult, History)> {
     let w = &scenario.workload;
-    let plans = generate(w, scenario.seed)?;
     stack.seed_proxies(scenario.seed);
     let api = Arc::new(stack.api());
     let recorder = Arc::new(Recorder::default());
@@ -259,9 +258,55 @@ pub async fn run_on(
         started,
         faults.clone(),
     ));
-    let mut clients = Vec::new();
+    drive_sessions(scenario, &api, &recorder, started).await?;
+    // Every fault heals by itself; bound the wait all the same.
+    let wait = scenario.faults_end().saturating_sub(started.elapsed()) + Duration::from_secs(60);
+    if tokio::time::timeout(wait, nemesis).await.is_err() {
+        tracing::warn!("the fault timeline did not finish in time");
+    }
+    stack.heal_all().await;
+    let settled_from_ms = settle(scenario, &api, &recorder, started).await?;
+    probe_recovery(scenario, &api, &recorder, started, probe_first_date).await?;
+    let workload_dates = crate::generator::workload_dates(w)?;
+    read_at_quiescence(scenario, &api, &recorder, started, &workload_dates).await?;
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+    let history = History {
+        meta: run_meta(scenario, &api, settled_from_ms, workload_dates.clone()),
+        ops: recorder.take(),
+        faults: faults.take(),
+        final_state: final_state(stack, probe_first_date, &workload_dates).await,
+    };
+    let verdict = checker::check(&history, &scenario.checkers);
+    std::fs::create_dir_all(&opts.out_dir)?;
+    let history_file = opts
+        .out_dir
+        .join(format!("{}.history.jsonl", file_stem(&scenario.name)));
+    history.write_jsonl(&history_file)?;
+    let mode = match stack.provider().await {
+        // Which kind ran the servers: said once, in the header.
+        Some(crate::infra::Provider::Containers) => {
+            format!("{} (containers)", scenario.mode.as_str())
+        }
+        _ => scenario.mode.as_str().into(),
+    };
+    let mut result = result_of(scenario, &history, verdict, mode, duration_ms);
+    result.history_file = Some(history_file);
+    Ok((result, history))
+}
+
+/// One session per client, each performing its plan with its own client,
+/// until every session is done.
+async fn drive_sessions(
+    scenario: &Scenario,
+    api: &Arc<crate::client::Api>,
+    recorder: &Arc<Recorder>,
+    started: Instant,
+) -> Result<()> {
+    let w = &scenario.workload;
     let seen: Seen = Arc::default();
-    for (n, plan) in plans.into_iter().enumerate() {
+    let mut clients = Vec::new();
+    for (n, plan) in generate(w, scenario.seed)?.into_iter().enumerate() {
         let client = Client::new(
             format!("c{n}"),
             api.clone(),
@@ -287,23 +332,49 @@ pub async fn run_on(
     for c in clients {
         let _ = c.await;
     }
-    // Every fault heals by itself; bound the wait all the same.
-    let wait = scenario.faults_end().saturating_sub(started.elapsed()) + Duration::from_secs(60);
-    if tokio::time::timeout(wait, nemesis).await.is_err() {
-        tracing::warn!("the fault timeline did not finish in time");
-    }
-    stack.heal_all().await;
-    let settled_from_ms = settle(scenario, &api, &recorder, started).await?;
-    probe_recovery(scenario, &api, &recorder, started, probe_first_date).await?;
-    let workload_dates = crate::generator::workload_dates(w)?;
-    read_at_quiescence(scenario, &api, &recorder, started, &workload_dates).await?;
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(())
+}
 
+/// What the checkers need to know of the run besides its operations: the
+/// TTLs and policy the replicas ran with, the bounds, the slots.
+fn run_meta(
+    scenario: &Scenario,
+    api: &crate::client::Api,
+    settled_from_ms: f64,
+    dates: Vec<String>,
+) -> RunMeta {
+    let w = &scenario.workload;
+    let service = scenario.service_settings();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    RunMeta {
+        scenario: scenario.name.clone(),
+        seed: scenario.seed,
+        mode: scenario.mode.as_str().into(),
+        recovery_bound_ms: ms(scenario.recovery_bound),
+        derived_key_ttl_ms: ms(service.idempotency.derived_key_ttl),
+        client_key_ttl_ms: ms(service.idempotency.client_key_ttl),
+        refusal_ttl_ms: ms(service.idempotency.refusal_ttl),
+        settled_from_ms,
+        settle_bound_ms: ms(scenario.settle_bound()),
+        reuse_policy: service.idempotency.reuse_policy.as_str().into(),
+        resources: w.resources.clone(),
+        dates,
+        api: api.profile.clone(),
+        namespace: w.namespace.clone(),
+    }
+}
+
+/// The store's rows of this run's dates (its workload's and its probes').
+async fn final_state(
+    stack: &Stack,
+    probe_first_date: chrono::NaiveDate,
+    workload_dates: &[String],
+) -> Option<Vec<crate::history::BookingRow>> {
     let mut dates: std::collections::BTreeSet<String> = (0..u64::from(PROBES))
         .map(|d| (probe_first_date + chrono::Days::new(d)).to_string())
         .collect();
     dates.extend(workload_dates.iter().cloned());
-    let final_state = match stack.final_state().await {
+    match stack.final_state().await {
         Ok(rows) => rows.map(|rows| {
             rows.into_iter()
                 .filter(|r| dates.contains(&r.date))
@@ -313,36 +384,17 @@ pub async fn run_on(
             tracing::warn!(error = %format!("{e:#}"), "could not read the final state");
             None
         }
-    };
-    // The TTLs and policy the replicas ran with, for the checkers.
-    let service = scenario.service_settings();
-    let history = History {
-        meta: RunMeta {
-            scenario: scenario.name.clone(),
-            seed: scenario.seed,
-            mode: scenario.mode.as_str().into(),
-            recovery_bound_ms: scenario.recovery_bound.as_secs_f64() * 1000.0,
-            derived_key_ttl_ms: service.idempotency.derived_key_ttl.as_secs_f64() * 1000.0,
-            client_key_ttl_ms: service.idempotency.client_key_ttl.as_secs_f64() * 1000.0,
-            refusal_ttl_ms: service.idempotency.refusal_ttl.as_secs_f64() * 1000.0,
-            settled_from_ms,
-            settle_bound_ms: scenario.settle_bound().as_secs_f64() * 1000.0,
-            reuse_policy: service.idempotency.reuse_policy.as_str().into(),
-            resources: w.resources.clone(),
-            dates: workload_dates,
-            api: api.profile.clone(),
-            namespace: w.namespace.clone(),
-        },
-        ops: recorder.take(),
-        faults: faults.take(),
-        final_state,
-    };
-    let verdict = checker::check(&history, &scenario.checkers);
-    std::fs::create_dir_all(&opts.out_dir)?;
-    let history_file = opts
-        .out_dir
-        .join(format!("{}.history.jsonl", file_stem(&scenario.name)));
-    history.write_jsonl(&history_file)?;
+    }
+}
+
+/// The run's summary for reports.
+fn result_of(
+    scenario: &Scenario,
+    history: &History,
+    verdict: Verdict,
+    mode: String,
+    duration_ms: f64,
+) -> ScenarioResult {
     let latency = Latency::of(
         history
             .ops
@@ -351,14 +403,7 @@ pub async fn run_on(
             .map(|o| o.complete_ms - o.invoke_ms)
             .collect(),
     );
-    let mode = match stack.provider().await {
-        // Which kind ran the servers: said once, in the header.
-        Some(crate::infra::Provider::Containers) => {
-            format!("{} (containers)", scenario.mode.as_str())
-        }
-        _ => scenario.mode.as_str().into(),
-    };
-    let result = ScenarioResult {
+    ScenarioResult {
         name: scenario.name.clone(),
         file: scenario.path.clone(),
         mode,
@@ -382,11 +427,10 @@ pub async fn run_on(
         operations: history.ops.len(),
         duration_ms,
         faults: history.faults.clone(),
-        ops_during_faults: ops_during_faults(&history),
-        history_file: Some(history_file),
+        ops_during_faults: ops_during_faults(history),
+        history_file: None,
         namespace: None,
-    };
-    Ok((result, history))
+    }
 }
 
 /// For each fault, how many client operations overlapped its window.
