@@ -9,6 +9,7 @@
 //! generator  what each virtual client intends, from the seed
 //! session    a client's decisions as the run goes: next call, cancel target, replays, think time
 //! client     one intent over HTTP with retries; every attempt recorded
+//! service_api  readiness, auth mode, dev tokens and the failpoint admin: one typed client
 //! nemesis    the fault timeline applied to the stack (proxy, process, failpoint faults)
 //! history    operations (ok / fail / info), faults and the store's final state, as JSON lines
 //! checker    one invariant each; verdicts compose (invalid > unknown > valid)
@@ -42,6 +43,7 @@ pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod service_api;
 pub mod session;
 pub mod stack;
 pub mod target;

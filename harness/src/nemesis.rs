@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use crate::history::{CommandRun, FaultEvent};
 use crate::proxy::Toxics;
 use crate::scenario::{Fault, FaultKind, Target};
+use crate::service_api::ServiceApi;
 use crate::stack::Stack;
 
 /// Faults recorded so far.
@@ -388,24 +389,13 @@ async fn failpoint(
     let http = reqwest::Client::new();
     for (i, n) in targets.iter().enumerate() {
         let url = stack.replicas[*n].process.lock().await.url();
-        let refused = match http
-            .put(format!("{url}/admin/failpoints/{name}"))
-            .body(action.to_owned())
-            .timeout(Duration::from_secs(2))
-            .send()
+        if let Err(why) = ServiceApi::new(&http, &url)
+            .set_failpoint(name, action)
             .await
         {
-            Ok(response) if response.status().is_success() => None,
-            Ok(response) => Some(format!(
-                "replica {n} refused failpoint {name}={action}: {} (is it built with --features failpoints?)",
-                response.status()
-            )),
-            Err(e) => Some(format!("setting failpoint {name} on replica {n}: {e}")),
-        };
-        if let Some(why) = refused {
             // The replicas that took it must not keep it.
             clear_failpoint(stack, &http, &targets[..i], name).await;
-            anyhow::bail!(why);
+            anyhow::bail!("replica {n}: {why}");
         }
     }
     let target = replica.map_or("replicas".to_owned(), |n| format!("replica:{n}"));
@@ -440,11 +430,7 @@ async fn failpoint(
 async fn clear_failpoint(stack: &Stack, http: &reqwest::Client, targets: &[usize], name: &str) {
     for n in targets {
         let url = stack.replicas[*n].process.lock().await.url();
-        let _ = http
-            .delete(format!("{url}/admin/failpoints/{name}"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await;
+        ServiceApi::new(http, &url).clear_failpoint(name).await;
     }
 }
 
@@ -531,20 +517,8 @@ async fn fired_counts(stack: &Stack, targets: &[usize], name: &str) -> Vec<u64> 
     let mut counts = Vec::with_capacity(targets.len());
     for n in targets {
         let url = stack.replicas[*n].process.lock().await.url();
-        let count = async {
-            let v: serde_json::Value = http
-                .get(format!("{url}/admin/failpoints"))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            v["fired"][name].as_u64()
-        }
-        .await;
-        counts.push(count.unwrap_or(0));
+        let fired = ServiceApi::new(&http, &url).failpoint_fired(name).await;
+        counts.push(fired.unwrap_or(0));
     }
     counts
 }

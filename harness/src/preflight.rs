@@ -186,38 +186,14 @@ async fn mint_dev_tokens(
     (http, base): &(reqwest::Client, String),
     users: &[String],
 ) -> Result<()> {
-    let config = http
-        .get(format!("{base}/api/auth/config"))
-        .timeout(TIMEOUT)
-        .send()
-        .await;
-    let mode = match config {
-        Ok(r) if r.status().is_success() => r
-            .json::<Value>()
-            .await
-            .ok()
-            .and_then(|v| v["mode"].as_str().map(str::to_owned)),
-        _ => None,
-    };
-    if mode.as_deref() != Some("dev") {
+    let service = crate::service_api::ServiceApi::new(http, base);
+    if service.auth_mode(TIMEOUT).await.as_deref() != Some("dev") {
         return Ok(());
     }
     for user in users {
-        let answer: Value = http
-            .post(format!("{base}/api/auth/dev-token"))
-            .json(&serde_json::json!({ "userId": user }))
-            .timeout(TIMEOUT)
-            .send()
-            .await
-            .with_context(|| format!("minting a dev token for {user}"))?
-            .json()
-            .await
-            .with_context(|| format!("the dev token for {user}"))?;
-        let token = answer["token"]
-            .as_str()
-            .with_context(|| format!("no dev token for {user}: {answer}"))?;
+        let token = service.dev_token(user, TIMEOUT).await?;
         if let Ok(mut tokens) = api.user_tokens.lock() {
-            tokens.insert(user.clone(), token.to_owned());
+            tokens.insert(user.clone(), token);
         }
     }
     Ok(())

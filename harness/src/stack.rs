@@ -19,6 +19,7 @@ use crate::history::BookingRow;
 use crate::infra::{BookingProcess, BookingProcessConfig, PostgresServer, RedisServer};
 use crate::proxy::Proxy;
 use crate::scenario::{Mode, Scenario};
+use crate::service_api::ServiceApi;
 
 pub struct Replica {
     pub process: Mutex<BookingProcess>,
@@ -322,15 +323,12 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let http = reqwest::Client::new();
         for replica in &self.replicas {
             let url = replica.process.lock().await.url();
-            let client = reqwest::Client::new();
+            let admin = ServiceApi::new(&http, &url);
             for step in booking::failpoints::Step::ALL {
-                let _ = client
-                    .delete(format!("{url}/admin/failpoints/{}", step.name()))
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await;
+                admin.clear_failpoint(step.name()).await;
             }
         }
     }
@@ -363,14 +361,7 @@ impl Stack {
                 || {
                     let http = http.clone();
                     let url = url.clone();
-                    async move {
-                        Ok(http
-                            .get(format!("{url}/api/health/ready"))
-                            .timeout(Duration::from_secs(2))
-                            .send()
-                            .await
-                            .is_ok_and(|r| r.status().is_success()))
-                    }
+                    async move { Ok(ServiceApi::new(&http, &url).ready().await) }
                 },
             )
             .await?;
