@@ -162,6 +162,34 @@ impl Call {
         }
     }
 
+    /// The HTTP request of this call against the service at `base`: the
+    /// one place that knows the booking API's paths and bodies.
+    pub fn request(&self, http: &reqwest::Client, base: &str) -> reqwest::RequestBuilder {
+        match self.kind {
+            OpKind::Create => {
+                let body = json!({
+                    "userId": self.user, "resourceId": self.resource, "date": self.date,
+                });
+                let r = http.post(format!("{base}/api/bookings")).json(&body);
+                match &self.key {
+                    Some(key) => r.header("Idempotency-Key", key),
+                    None => r,
+                }
+            }
+            OpKind::Cancel => http
+                .patch(format!(
+                    "{base}/api/bookings/{}/cancel",
+                    self.booking_id.as_deref().unwrap_or("")
+                ))
+                .json(&json!({ "userId": self.user })),
+            OpKind::List => http.get(format!("{base}/api/bookings/{}?status=all", self.user)),
+            OpKind::Availability => http.get(format!(
+                "{base}/api/resources/available?date={}",
+                self.date.as_deref().unwrap_or("")
+            )),
+        }
+    }
+
     pub fn availability(date: &str) -> Call {
         Call {
             kind: OpKind::Availability,
@@ -258,29 +286,7 @@ impl Client {
         replica: usize,
     ) -> Operation {
         let (http, base) = &self.http[replica % self.http.len()];
-        let request = match call.kind {
-            OpKind::Create => {
-                let mut r = http.post(format!("{base}/api/bookings")).json(&json!({
-                    "userId": call.user, "resourceId": call.resource, "date": call.date,
-                }));
-                if let Some(key) = &call.key {
-                    r = r.header("Idempotency-Key", key);
-                }
-                r
-            }
-            OpKind::Cancel => http
-                .patch(format!(
-                    "{base}/api/bookings/{}/cancel",
-                    call.booking_id.as_deref().unwrap_or("")
-                ))
-                .json(&json!({ "userId": call.user })),
-            OpKind::List => http.get(format!("{base}/api/bookings/{}?status=all", call.user)),
-            OpKind::Availability => http.get(format!(
-                "{base}/api/resources/available?date={}",
-                call.date.as_deref().unwrap_or("")
-            )),
-        }
-        .timeout(self.timeout);
+        let request = call.request(http, base).timeout(self.timeout);
         let request = match self.api.token_for(&call.user) {
             Some(token) => request.bearer_auth(token),
             None => request,

@@ -5,8 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use super::Measurement;
 use crate::runner::Latency;
 
@@ -88,15 +86,10 @@ where
 /// One request of a load.
 #[derive(Debug, Clone)]
 pub enum Request {
+    /// A plain read of a path (`/health`, a list, availability).
     Get(String),
-    Post {
-        body: serde_json::Value,
-        key: String,
-    },
-    Cancel {
-        id: String,
-        user: String,
-    },
+    /// A call of the booking API, built as the harness's clients build it.
+    Call(crate::client::Call),
 }
 
 /// Sends one request: its status and the id of the booking it answered with.
@@ -107,19 +100,7 @@ pub(super) async fn send(
 ) -> Option<(u16, Option<String>)> {
     let response = match req {
         Request::Get(path) => http.get(format!("{base}{path}")).send().await,
-        Request::Post { body, key } => {
-            http.post(format!("{base}/api/bookings"))
-                .header("Idempotency-Key", key)
-                .json(body)
-                .send()
-                .await
-        }
-        Request::Cancel { id, user } => {
-            http.patch(format!("{base}/api/bookings/{id}/cancel"))
-                .json(&json!({ "userId": user }))
-                .send()
-                .await
-        }
+        Request::Call(call) => call.request(http, base).send().await,
     }
     .ok()?;
     let status = response.status().as_u16();

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use serde_json::json;
 
 use crate::runner::Latency;
 use crate::scenario::{Mode, Scenario};
@@ -132,16 +131,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     };
 
     // The key the replays ask for, booked once.
-    let body = json!({ "userId": "bench_replay", "resourceId": "bench_room_0", "date": date(100) });
-    let first = send(
-        &reqwest::Client::new(),
-        &one[0],
-        &Request::Post {
-            body: body.clone(),
-            key: "replay-key".into(),
-        },
-    )
-    .await;
+    let first = send(&reqwest::Client::new(), &one[0], &replay_create()).await;
     if first.map(|(s, _)| s) != Some(201) {
         bail!("could not create the booking to replay");
     }
@@ -181,7 +171,6 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         check_invariants(&stack, &ids, "creates", &mut violations).await;
         create_runs.push(creates);
 
-        let body = body.clone();
         let (replays, _) = on_cpu(
             &stack,
             1,
@@ -190,10 +179,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
                 one,
                 config.clients,
                 config.duration,
-                move |_, _| Request::Post {
-                    body: body.clone(),
-                    key: "replay-key".into(),
-                },
+                move |_, _| replay_create(),
             ),
         )
         .await;
@@ -577,11 +563,7 @@ async fn embedded_loads(
     )
     .await;
     check_invariants(&stack, &ids, "embedded creates", violations).await;
-    let body = json!({ "userId": "bench_replay", "resourceId": "bench_room_0", "date": date(100) });
-    let replay = Request::Post {
-        body: body.clone(),
-        key: "replay-key".into(),
-    };
+    let replay = replay_create();
     if send(&reqwest::Client::new(), &one[0], &replay)
         .await
         .map(|(s, _)| s)
@@ -642,6 +624,16 @@ pub fn write_reports(r: &BenchReport, dir: &Path) -> Result<()> {
     std::fs::write(dir.join("bench.json"), serde_json::to_vec_pretty(r)?)?;
     std::fs::write(dir.join("bench.html"), html(r))?;
     Ok(())
+}
+
+/// The create every replay workload asks again: one key, booked once.
+fn replay_create() -> Request {
+    Request::Call(crate::client::Call::create(
+        "bench_replay",
+        "bench_room_0",
+        &date(100),
+        Some("replay-key".into()),
+    ))
 }
 
 #[cfg(test)]

@@ -3,10 +3,9 @@
 
 use std::time::Instant;
 
-use serde_json::json;
-
 use super::driver::{send, Request};
 use super::Measurement;
+use crate::client::Call;
 use crate::runner::Latency;
 use crate::stack::Stack;
 
@@ -41,10 +40,12 @@ pub(super) fn bench_user(run: u64, w: usize, i: u64) -> String {
 /// ranges (dates from run × 20 000 days on; replays and races use earlier ones).
 pub(super) fn distinct_create(run: u64, w: usize, i: u64) -> Request {
     let n = run * 20_000 * ROOMS + (w as u64) * 100_000 + i;
-    Request::Post {
-        body: json!({ "userId": bench_user(run, w, i), "resourceId": format!("bench_room_{}", n % ROOMS), "date": date(n / ROOMS) }),
-        key: format!("bench-{run}-{w}-{i}"),
-    }
+    Request::Call(Call::create(
+        &bench_user(run, w, i),
+        &format!("bench_room_{}", n % ROOMS),
+        &date(n / ROOMS),
+        Some(format!("bench-{run}-{w}-{i}")),
+    ))
 }
 
 /// The race's HTTP client: one connection per racer, kept between rounds.
@@ -77,12 +78,18 @@ pub(super) async fn race_one_slot(
         let slot_date = date(200 + round as u64);
         let tasks: Vec<_> = (0..RACERS)
             .map(|c| {
-                let (http, base, slot_date) = (http.clone(), urls[c % urls.len()].clone(), slot_date.clone());
+                let (http, base, slot_date) = (
+                    http.clone(),
+                    urls[c % urls.len()].clone(),
+                    slot_date.clone(),
+                );
                 tokio::spawn(async move {
-                    let req = Request::Post {
-                        body: json!({ "userId": format!("racer_{c}"), "resourceId": "bench_room_0", "date": slot_date }),
-                        key: format!("race-{round}-{c}"),
-                    };
+                    let req = Request::Call(Call::create(
+                        &format!("racer_{c}"),
+                        "bench_room_0",
+                        &slot_date,
+                        Some(format!("race-{round}-{c}")),
+                    ));
                     let t = Instant::now();
                     let answer = send(&http, &base, &req).await;
                     (t.elapsed().as_secs_f64() * 1000.0, answer)
@@ -144,14 +151,12 @@ mod tests {
         for run in [3, 4] {
             for w in 0..32 {
                 for i in 0..500 {
-                    let Request::Post { body, key } = distinct_create(run, w, i) else {
+                    let Request::Call(call) = distinct_create(run, w, i) else {
                         panic!("a create")
                     };
-                    assert!(
-                        slots.insert((body["resourceId"].to_string(), body["date"].to_string()))
-                    );
-                    assert!(keys.insert(key));
-                    *per_user.entry(body["userId"].to_string()).or_default() += 1;
+                    assert!(slots.insert((call.resource, call.date)));
+                    assert!(keys.insert(call.key));
+                    *per_user.entry(call.user).or_default() += 1;
                 }
             }
         }
