@@ -20,7 +20,8 @@
 //! target     a deployment the harness did not start: URLs, headers, remote policy, store
 //! identity   a bearer token per user on a deployment that authenticates: command, file or dev
 //! profile    the conventions of the API under test (this service's, the Node original's, a file's)
-//! stack      private Redis, PostgreSQL (or SQLite) and N replicas behind fault proxies
+//! stack      private Redis, PostgreSQL (or SQLite) and N replicas behind fault proxies: processes only
+//! store_view the store read directly (final state, the bench's invariants and seeding)
 //! proxy      the TCP fault proxy
 //! infra      the booking-infra crate (harness/infra): private servers, also for app/ tests
 //! ```
@@ -46,6 +47,7 @@ pub mod scenario;
 pub mod service_api;
 pub mod session;
 pub mod stack;
+pub mod store_view;
 pub mod target;
 
 /// The servers a run needs (the `booking-infra` crate, shared with app/ tests).

@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use sqlx::Row;
+use anyhow::{Context, Result};
 use tempfile::TempDir;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -20,6 +19,7 @@ use crate::infra::{BookingProcess, BookingProcessConfig, PostgresServer, RedisSe
 use crate::proxy::Proxy;
 use crate::scenario::{Mode, Scenario};
 use crate::service_api::ServiceApi;
+use crate::store_view::StoreView;
 
 pub struct Replica {
     pub process: Mutex<BookingProcess>,
@@ -61,29 +61,6 @@ pub enum Links {
     /// inject no faults and would otherwise count the proxy's extra hop
     /// (its relaying, on the same cores) against the service.
     Direct,
-}
-
-/// CPU time a process spent, from `/proc/PID/stat`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CpuSeconds {
-    /// In the process's own code.
-    pub user: f64,
-    /// In the kernel on its behalf: system calls (loopback TCP, epoll,
-    /// futex), and the work they do for the receiving end.
-    pub system: f64,
-}
-
-impl CpuSeconds {
-    pub fn total(&self) -> f64 {
-        self.user + self.system
-    }
-}
-
-/// The length of one clock tick, the unit `/proc/PID/stat` counts CPU
-/// time in (10 ms at the usual 100 Hz).
-pub fn cpu_clock_tick() -> Option<f64> {
-    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-    Some(1.0 / per_second as f64)
 }
 
 impl Stack {
@@ -378,40 +355,14 @@ impl Stack {
         urls
     }
 
-    /// CPU time (user + system, every thread, exited ones too) that the first
-    /// `n` replicas have used so far, in seconds, from `/proc/PID/stat`.
-    pub async fn replicas_cpu_seconds(&self, n: usize) -> Option<CpuSeconds> {
-        let tick = cpu_clock_tick()?;
-        let mut total = CpuSeconds::default();
+    /// The pids of the first `n` replicas (for the bench's CPU and memory
+    /// readings); `None` if one is not running.
+    pub async fn replica_pids(&self, n: usize) -> Option<Vec<u32>> {
+        let mut pids = Vec::new();
         for r in self.replicas.iter().take(n) {
-            let pid = r.process.lock().await.pid()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // After the command name (which may hold spaces) come fields 3…;
-            // utime and stime are fields 14 and 15.
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            total.user += utime * tick;
-            total.system += stime * tick;
+            pids.push(r.process.lock().await.pid()?);
         }
-        Some(total)
-    }
-
-    /// Resident memory of replica `n`, in MB (0 if unknown).
-    pub async fn replica_rss_mb(&self, n: usize) -> f64 {
-        let Some(replica) = self.replicas.get(n) else {
-            return 0.0;
-        };
-        let Some(pid) = replica.process.lock().await.pid() else {
-            return 0.0;
-        };
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
-                line.split_whitespace().nth(1)?.parse::<f64>().ok()
-            })
-            .map_or(0.0, |kb| kb / 1024.0)
+        Some(pids)
     }
 
     /// Which provider runs Redis and PostgreSQL (`None`: this mode has none).
@@ -431,177 +382,16 @@ impl Stack {
         self.redis.lock().await.as_ref().map(RedisServer::port)
     }
 
-    /// Confirmed bookings of one slot (PostgreSQL stores only).
-    pub async fn count_confirmed(&self, resource: &str, date: &str) -> Result<i64> {
-        let pool = sqlx::PgPool::connect(&self.store_url).await?;
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM bookings WHERE resource_id = $1 AND CAST(date AS TEXT) = $2 AND status = 'confirmed'",
-        )
-        .bind(resource)
-        .bind(date)
-        .fetch_one(&pool)
-        .await?;
-        pool.close().await;
-        Ok(n)
+    /// The store the replicas write, read (and for the bench, seeded)
+    /// directly: read-only in target mode.
+    pub fn store(&self) -> StoreView {
+        StoreView::new(&self.store_url, self.target.is_some())
     }
 
-    /// Adds the completed idempotency keys `from..to` (a 201 outcome kept a
-    /// day, owned by 1 000 users) to PostgreSQL and to Redis, as live keys
-    /// would be after real traffic, without going through HTTP: the bench's
-    /// curve of cost against live keys. Local mode only.
-    pub async fn seed_live_keys(&self, from: u64, to: u64) -> Result<()> {
-        if to <= from {
-            return Ok(());
-        }
-        let pool = sqlx::PgPool::connect(&self.store_url).await?;
-        sqlx::query(
-            "INSERT INTO idempotency_records (user_id, key_kind, idem_key, fingerprint, resource_id, \
-             date, status_code, response_body, booking_id, created_at, expires_at) \
-             SELECT 'seed_' || (g % 1000), 'client', 'seed-' || g, 'fingerprint', 'room_S', \
-             date '2100-01-01', 201, repeat('x', 300), NULL, now(), now() + interval '1 day' \
-             FROM generate_series($1::bigint, $2::bigint - 1) AS g ON CONFLICT DO NOTHING",
-        )
-        .bind(from as i64)
-        .bind(to as i64)
-        .execute(&pool)
-        .await?;
-        let stored: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM idempotency_records WHERE user_id LIKE 'seed\\_%'",
-        )
-        .fetch_one(&pool)
-        .await?;
-        pool.close().await;
-        if stored < to as i64 {
-            bail!("seeded {stored} live keys into PostgreSQL, wanted {to}");
-        }
-        let port = self.redis_port().await.context("no redis in this mode")?;
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        // In batches, so Redis is never blocked for long by one script.
-        let seed = redis::Script::new(
-            "for i = tonumber(ARGV[1]), tonumber(ARGV[2]) - 1 do \
-               local k = 'booking:idem:seed:' .. i \
-               redis.call('HSET', k, 'state', 'completed', 'status', '201', 'body', ARGV[3], 'fp', 'fingerprint') \
-               redis.call('PEXPIRE', k, 86400000) \
-             end return 0",
-        );
-        let body = "x".repeat(300);
-        let mut at = from;
-        while at < to {
-            let end = (at + 50_000).min(to);
-            let _: i64 = seed
-                .arg(at)
-                .arg(end)
-                .arg(&body)
-                .invoke_async(&mut conn)
-                .await?;
-            at = end;
-        }
-        for probe in [from, to - 1] {
-            let there: i64 = redis::cmd("EXISTS")
-                .arg(format!("booking:idem:seed:{probe}"))
-                .query_async(&mut conn)
-                .await?;
-            if there != 1 {
-                bail!("seeded live key {probe} is not in Redis");
-            }
-        }
-        Ok(())
-    }
-
-    /// Slots with two confirmed bookings, and acknowledged ids missing from
-    /// the store.
-    pub async fn invariant_report(&self, acknowledged: &[String]) -> Result<Vec<String>> {
-        // Read through `final_state`, so both stores (PostgreSQL, SQLite) are judged alike.
-        let rows = self
-            .final_state()
-            .await?
-            .context("no store to read the invariants from")?;
-        let mut found = Vec::new();
-        let mut confirmed: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
-        for r in rows.iter().filter(|r| r.status == "confirmed") {
-            *confirmed.entry((&r.resource_id, &r.date)).or_default() += 1;
-        }
-        for ((resource, date), n) in confirmed.into_iter().filter(|(_, n)| *n > 1) {
-            found.push(format!("{n} confirmed bookings for {resource} on {date}"));
-        }
-        let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-        let present = acknowledged
-            .iter()
-            .filter(|id| ids.contains(id.as_str()))
-            .count();
-        if present != acknowledged.len() {
-            found.push(format!(
-                "{} bookings acknowledged with 201, {present} of them in the store",
-                acknowledged.len()
-            ));
-        }
-        Ok(found)
-    }
-
-    /// Every booking row, read directly from the store.
-    /// In target mode, only with a `database_url`, over a read-only connection.
+    /// Every booking row, read directly from the store (see [`StoreView`]).
     pub async fn final_state(&self) -> Result<Option<Vec<BookingRow>>> {
-        if self.store_url.is_empty() {
-            return Ok(None);
-        }
-        let columns =
-            "user_id, resource_id, CAST(date AS TEXT) AS date, status, key_kind, idem_key";
-        if self.store_url.starts_with("sqlite:") {
-            let options: sqlx::sqlite::SqliteConnectOptions = self.store_url.parse()?;
-            let pool =
-                sqlx::SqlitePool::connect_with(options.read_only(self.target.is_some())).await?;
-            let rows = sqlx::query(&format!("SELECT id, {columns} FROM bookings"))
-                .fetch_all(&pool)
-                .await?;
-            let out = rows
-                .iter()
-                .map(|r| -> Result<BookingRow> {
-                    // SQLite keeps UUIDs as 16-byte blobs.
-                    let id: uuid::Uuid = r.try_get("id")?;
-                    row(id.to_string(), r)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            pool.close().await;
-            Ok(Some(out))
-        } else {
-            let options: sqlx::postgres::PgConnectOptions = self.store_url.parse()?;
-            let options = if self.target.is_some() {
-                // Someone else's database: this session cannot write.
-                options.options([("default_transaction_read_only", "on")])
-            } else {
-                options
-            };
-            let pool = sqlx::PgPool::connect_with(options).await?;
-            let rows = sqlx::query(&format!(
-                "SELECT CAST(id AS TEXT) AS id, {columns} FROM bookings"
-            ))
-            .fetch_all(&pool)
-            .await?;
-            let out = rows
-                .iter()
-                .map(|r| -> Result<BookingRow> { row(r.try_get("id")?, r) })
-                .collect::<Result<Vec<_>>>()?;
-            pool.close().await;
-            Ok(Some(out))
-        }
+        self.store().final_state().await
     }
-}
-
-fn row<R: Row>(id: String, r: &R) -> Result<BookingRow>
-where
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    Ok(BookingRow {
-        id,
-        user_id: r.try_get("user_id")?,
-        resource_id: r.try_get("resource_id")?,
-        date: r.try_get("date")?,
-        status: r.try_get("status")?,
-        key_kind: r.try_get("key_kind")?,
-        idem_key: r.try_get("idem_key")?,
-    })
 }
 
 /// Restarts replicas that died (a crash failpoint, a kill), like a

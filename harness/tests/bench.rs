@@ -172,6 +172,7 @@ async fn load_runs_link_replicas_straight_to_redis_and_postgres() {
     assert_eq!(answers[0], answers[1], "the retry replays the booking");
     assert_eq!(
         stack
+            .store()
             .count_confirmed("room_A", "2040-03-01")
             .await
             .expect("count"),

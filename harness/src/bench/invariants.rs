@@ -9,7 +9,7 @@ pub(super) async fn check_invariants(
     workload: &str,
     violations: &mut Vec<String>,
 ) {
-    match stack.invariant_report(acknowledged).await {
+    match stack.store().invariant_report(acknowledged).await {
         Ok(found) => violations.extend(found.into_iter().map(|v| format!("{workload}: {v}"))),
         Err(e) => violations.push(format!("{workload}: could not read the store: {e:#}")),
     }

@@ -16,6 +16,7 @@ mod baselines;
 mod driver;
 mod invariants;
 mod markdown;
+mod measure;
 mod workloads;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +27,8 @@ use serde::Serialize;
 
 use crate::runner::Latency;
 use crate::scenario::{Mode, Scenario};
-use crate::stack::{cpu_clock_tick, CpuSeconds, Links, ServiceBinary, Stack};
+use crate::stack::{Links, ServiceBinary, Stack};
+use measure::{cpu_clock_tick, CpuSeconds};
 
 use baselines::{machine, pgbench_booking_transactions, pgbench_inserts, redis_benchmark};
 use driver::{drive, send};
@@ -242,7 +244,10 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     .await;
     check_invariants(&stack, &ids, "mix", &mut violations).await;
     measurements.push(mix);
-    let rss = stack.replica_rss_mb(0).await;
+    let rss = match stack.replica_pids(1).await {
+        Some(pids) => pids.first().map_or(0.0, |pid| measure::rss_mb(*pid)),
+        None => 0.0,
+    };
 
     // Scaling: clients (1 replica) and replicas (main concurrency).
     for &clients in &config.client_steps {
@@ -285,7 +290,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     // keys kept in PostgreSQL and Redis.
     let mut seeded = 0;
     for &keys in &config.live_key_steps {
-        stack.seed_live_keys(seeded, keys).await?;
+        let redis = stack.redis_port().await.context("no redis in this mode")?;
+        stack.store().seed_live_keys(redis, seeded, keys).await?;
         seeded = seeded.max(keys);
         let r = next_run();
         let (mut m, ids) = on_cpu(
@@ -493,9 +499,10 @@ async fn on_cpu<F>(stack: &Stack, replicas: usize, load: F) -> (Measurement, Vec
 where
     F: std::future::Future<Output = (Measurement, Vec<String>)>,
 {
-    let before = stack.replicas_cpu_seconds(replicas).await;
+    let pids = stack.replica_pids(replicas).await;
+    let before = pids.as_deref().and_then(measure::cpu_seconds);
     let (mut m, ids) = load.await;
-    let after = stack.replicas_cpu_seconds(replicas).await;
+    let after = pids.as_deref().and_then(measure::cpu_seconds);
     if let (Some(before), Some(after), Some(tick)) = (before, after, cpu_clock_tick()) {
         if let Some((cpu, kernel)) = cpu_per_request(before, after, m.requests, tick) {
             m.service_cpu_us = Some(cpu);

@@ -113,6 +113,7 @@ pub(super) async fn race_one_slot(
             ));
         }
         let confirmed = stack
+            .store()
             .count_confirmed("bench_room_0", &slot_date)
             .await
             .unwrap_or(-1);
