@@ -8,7 +8,7 @@ use clap::Parser;
 
 /// mimalloc rather than glibc's allocator: a request allocates and frees
 /// many small buffers across threads, which glibc served slowly (see
-/// docs/PERFORMANCE.md).
+/// docs/PERFORMANCE-HISTORY.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

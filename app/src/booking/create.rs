@@ -323,7 +323,7 @@ fn prepare_booking(key: &ResolvedKey, request: &NewBooking) -> Result<Prepared, 
 /// replay into a refusal. Concurrent new keys are counted once they commit:
 /// a user can pass the quota by the number of requests in flight, no more.
 /// Counting here rather than in a query of its own saves a round trip per
-/// booking (measured in `docs/PERFORMANCE.md`).
+/// booking (measured in `docs/PERFORMANCE-HISTORY.md`).
 #[instrument(level = "debug", skip_all, fields(resource = %prepared.booking.resource_id, date = %prepared.booking.date))]
 async fn book_in_transaction(
     state: &AppState,

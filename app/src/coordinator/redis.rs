@@ -152,7 +152,7 @@ fn push_completion(cmd: &mut Cmd, token: &Token, record: &CompletedRecord, reten
 /// `EVALSHA` of `script` over `keys`; its arguments follow. Built as one
 /// command rather than through `Script::key`/`arg`, which copy every
 /// argument into a vector of its own and then again into the command (a
-/// tenth of a create's allocations; measured in `docs/PERFORMANCE.md`).
+/// tenth of a create's allocations; measured in `docs/PERFORMANCE-HISTORY.md`).
 fn evalsha(script: &Script, keys: &[&str], args: usize, bytes: usize) -> Cmd {
     let mut cmd = Cmd::with_capacity(3 + keys.len() + args, 64 + bytes);
     cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());

@@ -67,7 +67,7 @@ pub fn router(state: AppState) -> Router {
     // One stack, applied once: every `Router::layer` call wraps each route
     // in another boxed service, and a request cloned the whole nest (one
     // allocation per level, 40 of a `/health` request's 96;
-    // measured in `docs/PERFORMANCE.md`). Outermost first.
+    // measured in `docs/PERFORMANCE-HISTORY.md`). Outermost first.
     let stack = tower::ServiceBuilder::new()
         .layer(middleware::from_fn(screen_request_head))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -81,7 +81,7 @@ pub fn router(state: AppState) -> Router {
             // straight through, while a plain `&str` goes through `Debug`,
             // escaped char by char. This span is about a sixth of a
             // `/health` request's instructions; `Display` saved 2% of
-            // them (measured in docs/PERFORMANCE.md).
+            // them (measured in docs/PERFORMANCE-HISTORY.md).
             tracing::info_span!(
                 "request",
                 method = %req.method().as_str(),

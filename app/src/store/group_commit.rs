@@ -7,7 +7,7 @@
 //! ms on a busy disk), and SQLite lets one transaction write at a time, so
 //! one commit per booking capped the embedded default whatever the CPU
 //! (820 creates/s before, 2 300 after, side by side in
-//! `docs/PERFORMANCE.md`). Server databases group commits themselves
+//! `docs/PERFORMANCE-HISTORY.md`). Server databases group commits themselves
 //! (PostgreSQL's WAL writer); SQLite leaves it to the application, and no
 //! crate does it for sqlx.
 //!
@@ -24,7 +24,7 @@
 //! connection's page cache whenever another connection has written since
 //! its last transaction; groups taken on whichever connection was idle read
 //! the pages they touch back from the write-ahead log every time (four
-//! `pread`s per booking, measured in `docs/PERFORMANCE.md`). On its own
+//! `pread`s per booking, measured in `docs/PERFORMANCE-HISTORY.md`). On its own
 //! connection the writer is the last writer nearly always, and its cache
 //! stays warm.
 
