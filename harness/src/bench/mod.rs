@@ -122,170 +122,64 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         .unwrap_or(1)
         .max(1);
     let stack = start_stack(Mode::Local, max_replicas, &config.binary).await?;
-    let urls = stack.direct_urls().await;
-    let one = &urls[..1];
-    let mut measurements = Vec::new();
-    let mut violations = Vec::new();
-    let mut run_id = 0u64;
-    let mut next_run = || {
-        run_id += 1;
-        run_id
-    };
+    let mut loads = Loads::new(&stack, stack.direct_urls().await, config.duration);
+    let clients = config.clients;
 
     // The key the replays ask for, booked once.
-    let first = send(&reqwest::Client::new(), &one[0], &replay_create()).await;
-    if first.map(|(s, _)| s) != Some(201) {
-        bail!("could not create the booking to replay");
-    }
+    loads.book_the_replayed_key().await?;
 
     // The main comparisons, in turn and `repeat` times: the HTTP limit of
     // the service (same generator), creates on distinct slots, replays of
     // one completed key.
     let (mut health_runs, mut create_runs, mut replay_runs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..config.repeat.max(1) {
-        let (health, _) = on_cpu(
-            &stack,
-            1,
-            drive(
-                "GET /health (HTTP limit)",
-                one,
-                config.clients,
-                config.duration,
-                |_, _| Request::Get("/health".into()),
-            ),
-        )
-        .await;
-        health_runs.push(health);
-
-        let r = next_run();
-        let (creates, ids) = on_cpu(
-            &stack,
-            1,
-            drive(
-                "creates on distinct slots",
-                one,
-                config.clients,
-                config.duration,
-                move |w, i| distinct_create(r, w, i),
-            ),
-        )
-        .await;
-        check_invariants(&stack, &ids, "creates", &mut violations).await;
-        create_runs.push(creates);
-
-        let (replays, _) = on_cpu(
-            &stack,
-            1,
-            drive(
-                "replays of one completed key",
-                one,
-                config.clients,
-                config.duration,
-                move |_, _| replay_create(),
-            ),
-        )
-        .await;
-        replay_runs.push(replays);
+        health_runs.push(
+            loads
+                .run(Load::health("GET /health (HTTP limit)", clients))
+                .await,
+        );
+        let r = loads.next_run();
+        let creates = Load::creates("creates on distinct slots", r, 1, clients, "creates");
+        create_runs.push(loads.run(creates).await);
+        replay_runs.push(
+            loads
+                .run(Load::replays("replays of one completed key", clients))
+                .await,
+        );
     }
     let (health, creates, replays) = (
         median_of(health_runs),
         median_of(create_runs),
         median_of(replay_runs),
     );
-    measurements.extend([health.clone(), creates.clone(), replays.clone()]);
+    let mut measurements = vec![health.clone(), creates.clone(), replays.clone()];
 
-    // 100 clients racing for one slot, different keys: a first round that
-    // also opens their connections, then the rounds on open connections.
-    let racers = race_client();
-    let (race_first, _) = on_cpu(&stack, 1, async {
-        let name = "100 clients racing one slot, first round (new connections)";
-        (
-            race_one_slot(&stack, one, &racers, 0..1, name, &mut violations).await,
-            Vec::new(),
-        )
-    })
-    .await;
-    measurements.push(race_first);
-    let (race, _) = on_cpu(&stack, 1, async {
-        let rounds = 1..config.race_rounds + 1;
-        let name = "100 clients racing one slot";
-        (
-            race_one_slot(&stack, one, &racers, rounds, name, &mut violations).await,
-            Vec::new(),
-        )
-    })
-    .await;
-    measurements.push(race.clone());
-
-    // A mix of creates and lists.
-    let r = next_run();
-    let (mix, ids) = on_cpu(
-        &stack,
-        1,
-        drive(
-            "mix: 70% create, 30% list",
-            one,
-            config.clients,
-            config.duration,
-            // Lists of the user who booked last (creates 3-9 of each ten).
-            move |w, i| match i % 10 {
-                0 if i > 0 => Request::Get(format!(
-                    "/api/bookings/{}?status=all",
-                    bench_user(r, w, i - 3)
-                )),
-                1 | 2 => Request::Get(format!(
-                    "/api/bookings/{}",
-                    bench_user(r, w, i.saturating_sub(3))
-                )),
-                _ => distinct_create(r, w, i),
-            },
-        ),
-    )
-    .await;
-    check_invariants(&stack, &ids, "mix", &mut violations).await;
-    measurements.push(mix);
+    let (race_first, race) = loads.race(config.race_rounds).await;
+    measurements.extend([race_first, race.clone()]);
+    let r = loads.next_run();
+    measurements.push(loads.run(Load::mix(r, clients)).await);
     let rss = match stack.replica_pids(1).await {
         Some(pids) => pids.first().map_or(0.0, |pid| measure::rss_mb(*pid)),
         None => 0.0,
     };
 
     // Scaling: clients (1 replica) and replicas (main concurrency).
-    for &clients in &config.client_steps {
-        let r = next_run();
-        let (m, ids) = on_cpu(
-            &stack,
-            1,
-            drive(
-                "scaling: creates vs clients",
-                one,
-                clients,
-                config.duration,
-                move |w, i| distinct_create(r, w, i),
-            ),
-        )
-        .await;
-        check_invariants(&stack, &ids, "scaling", &mut violations).await;
-        measurements.push(m);
+    for &n in &config.client_steps {
+        let r = loads.next_run();
+        let load = Load::creates("scaling: creates vs clients", r, 1, n, "scaling");
+        measurements.push(loads.run(load).await);
     }
     for &replicas in &config.replica_steps {
-        let r = next_run();
-        let targets = urls[..replicas.min(urls.len())].to_vec();
-        let (m, ids) = on_cpu(
-            &stack,
-            targets.len(),
-            drive(
-                "scaling: creates vs replicas",
-                &targets,
-                config.clients,
-                config.duration,
-                move |w, i| distinct_create(r, w, i),
-            ),
-        )
-        .await;
-        check_invariants(&stack, &ids, "scaling", &mut violations).await;
-        measurements.push(m);
+        let r = loads.next_run();
+        let load = Load::creates(
+            "scaling: creates vs replicas",
+            r,
+            replicas,
+            clients,
+            "scaling",
+        );
+        measurements.push(loads.run(load).await);
     }
-
     // Cost against live keys: the same creates with more and more completed
     // keys kept in PostgreSQL and Redis.
     let mut seeded = 0;
@@ -293,118 +187,293 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         let redis = stack.redis_port().await.context("no redis in this mode")?;
         stack.store().seed_live_keys(redis, seeded, keys).await?;
         seeded = seeded.max(keys);
-        let r = next_run();
-        let (mut m, ids) = on_cpu(
-            &stack,
-            1,
-            drive(
-                &format!("scaling: creates vs live keys ({keys})"),
-                one,
-                config.clients,
-                config.duration,
-                move |w, i| distinct_create(r, w, i),
-            ),
-        )
-        .await;
+        let r = loads.next_run();
+        let name = format!("scaling: creates vs live keys ({keys})");
+        let mut m = loads
+            .run(Load::creates(&name, r, 1, clients, "live keys"))
+            .await;
         m.live_keys = Some(keys);
-        check_invariants(&stack, &ids, "live keys", &mut violations).await;
         measurements.push(m);
     }
 
-    // Baselines of the parts, at the same concurrency.
-    let pg = stack.postgres_port().await.context("no postgres")?;
-    let pgbench = pgbench_inserts(pg, config.clients, config.duration)?;
-    let mut pgbench_booking = (0..config.repeat.max(1))
-        .map(|_| pgbench_booking_transactions(pg, config.clients, config.duration))
-        .collect::<Result<Vec<f64>>>()?;
-    let pgbench_booking = median(&mut pgbench_booking);
-    let redis = stack.redis_port().await.context("no redis")?;
-    let (set, get) = redis_benchmark(redis, config.clients)?;
+    let baselines = Baselines::measure(&stack, config).await?;
+    let run_id = loads.next_run();
+    let mut violations = loads.violations;
     drop(stack);
 
     // The embedded default: one replica on SQLite with its in-process coordinator.
-    let embedded = embedded_loads(config, &mut violations, next_run()).await?;
+    let embedded = embedded_loads(config, &mut violations, run_id).await?;
     measurements.extend(embedded.iter().cloned());
     let [embedded_health, embedded_creates, embedded_replays] = &embedded[..] else {
         bail!("the embedded loads did not all run");
     };
-
-    let p99_under = |name: &str, m: &Measurement, bound_ms: f64| Target {
-        name: name.into(),
-        wanted: format!("p99 < {bound_ms:.0} ms"),
-        measured: format!("p99 {:.1} ms", m.latency_ms.p99),
-        met: m.latency_ms.p99 < bound_ms,
-        gap: (m.latency_ms.p99 >= bound_ms)
-            .then(|| format!("{:.1} ms over", m.latency_ms.p99 - bound_ms)),
+    let judged = Judged {
+        health: &health,
+        creates: &creates,
+        replays: &replays,
+        race: &race,
+        embedded: [embedded_health, embedded_creates, embedded_replays],
+        pgbench_booking: baselines.pgbench_booking,
+        rss,
     };
-    let cpu = creates.service_cpu_us.unwrap_or(f64::INFINITY);
-    let kernel = creates
-        .service_kernel_cpu_us
-        .map_or(String::new(), |us| format!(" ({us:.0} µs in the kernel)"));
-    let targets = vec![
-        ratio_target(
-            "creates ≥ 0.8 × pgbench's booking transaction (two rows; 32 clients, 1 replica)",
-            creates.per_second,
-            pgbench_booking,
-            0.8,
-        ),
-        Target {
-            name: "service CPU per create ≤ 80 µs".into(),
-            wanted: "≤ 80 µs".into(),
-            measured: format!("{cpu:.0} µs{kernel}"),
-            met: cpu <= 80.0,
-            gap: (cpu > 80.0).then(|| format!("{:.0} µs over", cpu - 80.0)),
-        },
-        ratio_target(
-            "replays ≥ 0.7 × /health",
-            replays.per_second,
-            health.per_second,
-            0.7,
-        ),
-        p99_under(
-            "100 clients on one slot (rounds on open connections): p99 < 20 ms, exactly one booking (violations below)",
-            &race,
-            20.0,
-        ),
-        p99_under(
-            "embedded default, creates at 32 clients: p99 < 50 ms",
-            embedded_creates,
-            50.0,
-        ),
-        Target {
-            name: "embedded default, creates ≥ 3 000/s".into(),
-            wanted: "≥ 3000/s".into(),
-            measured: format!("{:.0}/s", embedded_creates.per_second),
-            met: embedded_creates.per_second >= 3000.0,
-            gap: (embedded_creates.per_second < 3000.0)
-                .then(|| short_by(1.0 - embedded_creates.per_second / 3000.0)),
-        },
-        ratio_target(
-            "embedded default, replays ≥ 0.7 × its /health",
-            embedded_replays.per_second,
-            embedded_health.per_second,
-            0.7,
-        ),
-        Target {
-            name: "one replica under 50 MB RSS under load".into(),
-            wanted: "< 50 MB".into(),
-            measured: format!("{rss:.1} MB"),
-            met: rss > 0.0 && rss < 50.0,
-            gap: (rss >= 50.0).then(|| format!("{:.1} MB over", rss - 50.0)),
-        },
-    ];
     Ok(BenchReport {
         machine: machine(),
         duration_s: config.duration.as_secs_f64(),
         measurements,
-        pgbench_inserts_per_second: pgbench,
-        pgbench_booking_transactions_per_second: pgbench_booking,
-        redis_set_per_second: set,
-        redis_get_per_second: get,
+        pgbench_inserts_per_second: baselines.pgbench_inserts,
+        pgbench_booking_transactions_per_second: baselines.pgbench_booking,
+        redis_set_per_second: baselines.redis_set,
+        redis_get_per_second: baselines.redis_get,
         replica_rss_mb: rss,
-        targets,
+        targets: judged.targets(),
         violations,
     })
+}
+
+/// One closed-loop load: its name, how many replicas it spreads over (the
+/// first ones; their CPU is what it costs), its clients, what each worker
+/// sends next, and under which label its invariants are checked (`None`:
+/// it writes nothing to check).
+struct Load {
+    name: String,
+    replicas: usize,
+    clients: usize,
+    next: Box<dyn Fn(usize, u64) -> Request + Send + Sync>,
+    checked: Option<&'static str>,
+}
+
+impl Load {
+    fn health(name: &str, clients: usize) -> Load {
+        Load {
+            name: name.into(),
+            replicas: 1,
+            clients,
+            next: Box::new(|_, _| Request::Get("/health".into())),
+            checked: None,
+        }
+    }
+
+    /// Creates on distinct slots, for run `run`.
+    fn creates(name: &str, run: u64, replicas: usize, clients: usize, label: &'static str) -> Load {
+        Load {
+            name: name.into(),
+            replicas,
+            clients,
+            next: Box::new(move |w, i| distinct_create(run, w, i)),
+            checked: Some(label),
+        }
+    }
+
+    /// The same completed key asked again and again.
+    fn replays(name: &str, clients: usize) -> Load {
+        Load {
+            name: name.into(),
+            replicas: 1,
+            clients,
+            next: Box::new(|_, _| replay_create()),
+            checked: None,
+        }
+    }
+
+    /// 70% creates, 30% lists of the user who booked last (creates 3–9 of
+    /// each ten).
+    fn mix(run: u64, clients: usize) -> Load {
+        Load {
+            name: "mix: 70% create, 30% list".into(),
+            replicas: 1,
+            clients,
+            next: Box::new(move |w, i| match i % 10 {
+                0 if i > 0 => Request::Get(format!(
+                    "/api/bookings/{}?status=all",
+                    bench_user(run, w, i - 3)
+                )),
+                1 | 2 => Request::Get(format!(
+                    "/api/bookings/{}",
+                    bench_user(run, w, i.saturating_sub(3))
+                )),
+                _ => distinct_create(run, w, i),
+            }),
+            checked: Some("mix"),
+        }
+    }
+}
+
+/// The loads of one stack, one after the other, with the invariants each
+/// one broke.
+struct Loads<'a> {
+    stack: &'a Stack,
+    urls: Vec<String>,
+    duration: Duration,
+    run_id: u64,
+    violations: Vec<String>,
+}
+
+impl<'a> Loads<'a> {
+    fn new(stack: &'a Stack, urls: Vec<String>, duration: Duration) -> Loads<'a> {
+        Loads {
+            stack,
+            urls,
+            duration,
+            run_id: 0,
+            violations: Vec::new(),
+        }
+    }
+
+    /// A fresh run number: each run's creates book slots of their own.
+    fn next_run(&mut self) -> u64 {
+        self.run_id += 1;
+        self.run_id
+    }
+
+    async fn run(&mut self, load: Load) -> Measurement {
+        let targets = self.urls[..load.replicas.clamp(1, self.urls.len())].to_vec();
+        let driven = drive(&load.name, &targets, load.clients, self.duration, load.next);
+        let (m, ids) = on_cpu(self.stack, targets.len(), driven).await;
+        if let Some(label) = load.checked {
+            check_invariants(self.stack, &ids, label, &mut self.violations).await;
+        }
+        m
+    }
+
+    async fn book_the_replayed_key(&self) -> Result<()> {
+        let first = send(&reqwest::Client::new(), &self.urls[0], &replay_create()).await;
+        if first.map(|(s, _)| s) != Some(201) {
+            bail!("could not create the booking to replay");
+        }
+        Ok(())
+    }
+
+    /// 100 clients racing for one slot, different keys: a first round that
+    /// also opens their connections, then the rounds on open connections.
+    async fn race(&mut self, rounds: usize) -> (Measurement, Measurement) {
+        let (stack, one) = (self.stack, &self.urls[..1]);
+        let racers = race_client();
+        let violations = &mut self.violations;
+        let (first, _) = on_cpu(stack, 1, async {
+            let name = "100 clients racing one slot, first round (new connections)";
+            let m = race_one_slot(stack, one, &racers, 0..1, name, violations).await;
+            (m, Vec::new())
+        })
+        .await;
+        let (rest, _) = on_cpu(stack, 1, async {
+            let name = "100 clients racing one slot";
+            let m = race_one_slot(stack, one, &racers, 1..rounds + 1, name, violations).await;
+            (m, Vec::new())
+        })
+        .await;
+        (first, rest)
+    }
+}
+
+/// The parts' own limits at the same concurrency: PostgreSQL (single-row
+/// inserts, and a booking's two-row transaction, `repeat` times) and Redis.
+struct Baselines {
+    pgbench_inserts: f64,
+    pgbench_booking: f64,
+    redis_set: f64,
+    redis_get: f64,
+}
+
+impl Baselines {
+    async fn measure(stack: &Stack, config: &BenchConfig) -> Result<Baselines> {
+        let pg = stack.postgres_port().await.context("no postgres")?;
+        let pgbench_inserts = pgbench_inserts(pg, config.clients, config.duration)?;
+        let mut booking = (0..config.repeat.max(1))
+            .map(|_| pgbench_booking_transactions(pg, config.clients, config.duration))
+            .collect::<Result<Vec<f64>>>()?;
+        let redis = stack.redis_port().await.context("no redis")?;
+        let (redis_set, redis_get) = redis_benchmark(redis, config.clients)?;
+        Ok(Baselines {
+            pgbench_inserts,
+            pgbench_booking: median(&mut booking),
+            redis_set,
+            redis_get,
+        })
+    }
+}
+
+/// The measurements the targets judge.
+struct Judged<'a> {
+    health: &'a Measurement,
+    creates: &'a Measurement,
+    replays: &'a Measurement,
+    race: &'a Measurement,
+    /// `/health`, creates and replays of the embedded default.
+    embedded: [&'a Measurement; 3],
+    pgbench_booking: f64,
+    rss: f64,
+}
+
+impl Judged<'_> {
+    fn targets(&self) -> Vec<Target> {
+        let [embedded_health, embedded_creates, embedded_replays] = self.embedded;
+        let p99_under = |name: &str, m: &Measurement, bound_ms: f64| Target {
+            name: name.into(),
+            wanted: format!("p99 < {bound_ms:.0} ms"),
+            measured: format!("p99 {:.1} ms", m.latency_ms.p99),
+            met: m.latency_ms.p99 < bound_ms,
+            gap: (m.latency_ms.p99 >= bound_ms)
+                .then(|| format!("{:.1} ms over", m.latency_ms.p99 - bound_ms)),
+        };
+        let cpu = self.creates.service_cpu_us.unwrap_or(f64::INFINITY);
+        let kernel = self
+            .creates
+            .service_kernel_cpu_us
+            .map_or(String::new(), |us| format!(" ({us:.0} µs in the kernel)"));
+        let rss = self.rss;
+        vec![
+            ratio_target(
+                "creates ≥ 0.8 × pgbench's booking transaction (two rows; 32 clients, 1 replica)",
+                self.creates.per_second,
+                self.pgbench_booking,
+                0.8,
+            ),
+            Target {
+                name: "service CPU per create ≤ 80 µs".into(),
+                wanted: "≤ 80 µs".into(),
+                measured: format!("{cpu:.0} µs{kernel}"),
+                met: cpu <= 80.0,
+                gap: (cpu > 80.0).then(|| format!("{:.0} µs over", cpu - 80.0)),
+            },
+            ratio_target(
+                "replays ≥ 0.7 × /health",
+                self.replays.per_second,
+                self.health.per_second,
+                0.7,
+            ),
+            p99_under(
+                "100 clients on one slot (rounds on open connections): p99 < 20 ms, exactly one booking (violations below)",
+                self.race,
+                20.0,
+            ),
+            p99_under(
+                "embedded default, creates at 32 clients: p99 < 50 ms",
+                embedded_creates,
+                50.0,
+            ),
+            Target {
+                name: "embedded default, creates ≥ 3 000/s".into(),
+                wanted: "≥ 3000/s".into(),
+                measured: format!("{:.0}/s", embedded_creates.per_second),
+                met: embedded_creates.per_second >= 3000.0,
+                gap: (embedded_creates.per_second < 3000.0)
+                    .then(|| short_by(1.0 - embedded_creates.per_second / 3000.0)),
+            },
+            ratio_target(
+                "embedded default, replays ≥ 0.7 × its /health",
+                embedded_replays.per_second,
+                embedded_health.per_second,
+                0.7,
+            ),
+            Target {
+                name: "one replica under 50 MB RSS under load".into(),
+                wanted: "< 50 MB".into(),
+                measured: format!("{rss:.1} MB"),
+                met: rss > 0.0 && rss < 50.0,
+                gap: (rss >= 50.0).then(|| format!("{:.1} MB over", rss - 50.0)),
+            },
+        ]
+    }
 }
 
 /// A stack for load runs: the bench's catalogue, every other setting at its
@@ -543,53 +612,23 @@ async fn embedded_loads(
     run: u64,
 ) -> Result<Vec<Measurement>> {
     let stack = start_stack(Mode::Embedded, 1, &config.binary).await?;
-    let urls = stack.direct_urls().await;
-    let one = &urls[..1];
-    let (health, _) = on_cpu(
-        &stack,
-        1,
-        drive(
-            "embedded: GET /health",
-            one,
-            config.clients,
-            config.duration,
-            |_, _| Request::Get("/health".into()),
-        ),
-    )
-    .await;
-    let (creates, ids) = on_cpu(
-        &stack,
-        1,
-        drive(
-            "embedded: creates on distinct slots",
-            one,
-            config.clients,
-            config.duration,
-            move |w, i| distinct_create(run, w, i),
-        ),
-    )
-    .await;
-    check_invariants(&stack, &ids, "embedded creates", violations).await;
-    let replay = replay_create();
-    if send(&reqwest::Client::new(), &one[0], &replay)
-        .await
-        .map(|(s, _)| s)
-        != Some(201)
-    {
-        bail!("could not create the booking to replay (embedded)");
-    }
-    let (replays, _) = on_cpu(
-        &stack,
-        1,
-        drive(
+    let mut loads = Loads::new(&stack, stack.direct_urls().await, config.duration);
+    let clients = config.clients;
+    let health = loads
+        .run(Load::health("embedded: GET /health", clients))
+        .await;
+    let name = "embedded: creates on distinct slots";
+    let creates = loads
+        .run(Load::creates(name, run, 1, clients, "embedded creates"))
+        .await;
+    loads.book_the_replayed_key().await?;
+    let replays = loads
+        .run(Load::replays(
             "embedded: replays of one completed key",
-            one,
-            config.clients,
-            config.duration,
-            move |_, _| replay.clone(),
-        ),
-    )
-    .await;
+            clients,
+        ))
+        .await;
+    violations.append(&mut loads.violations);
     Ok(vec![health, creates, replays])
 }
 
