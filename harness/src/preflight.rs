@@ -34,31 +34,47 @@ pub async fn check(
     if let Some(TokenSource::File(path)) = tokens {
         identity::load_file(path, &users, &api.user_tokens)?;
     }
-    let profile = &api.profile;
     for (endpoint, name) in api.endpoints.iter().zip(names) {
-        let http = api.http_client(endpoint)?;
-        let url = format!("{}{}", endpoint.base, profile.health_path);
-        let mut last = String::new();
-        let mut healthy = false;
-        for _ in 0..3 {
-            match http.get(&url).timeout(TIMEOUT).send().await {
-                Ok(r) if r.status().is_success() => {
-                    healthy = true;
-                    break;
-                }
-                Ok(r) => last = format!("answered {}", r.status()),
-                Err(e) => last = describe(&e.without_url()),
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        if !healthy {
-            bail!(
-                "target {name} is not reachable: GET {} {last}",
-                profile.health_path
-            );
-        }
+        check_health(api, endpoint, name).await?;
     }
-    let first = names.first().map_or("", String::as_str);
+    check_catalogue(api, names.first().map_or("", String::as_str), s).await?;
+    let schedule = match tokens {
+        Some(TokenSource::Command(command)) => {
+            Some(identity::mint_all(command, &users, &api.user_tokens).await?)
+        }
+        Some(TokenSource::File(_)) => None,
+        None => {
+            mint_dev_tokens(api, &http_first(api)?, &users).await?;
+            None
+        }
+    };
+    check_one_booking(api, s, date).await?;
+    Ok(schedule)
+}
+
+/// `GET` the profile's health path, three tries.
+async fn check_health(api: &Api, endpoint: &crate::client::Endpoint, name: &str) -> Result<()> {
+    let profile = &api.profile;
+    let http = api.http_client(endpoint)?;
+    let url = format!("{}{}", endpoint.base, profile.health_path);
+    let mut last = String::new();
+    for _ in 0..3 {
+        match http.get(&url).timeout(TIMEOUT).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("answered {}", r.status()),
+            Err(e) => last = describe(&e.without_url()),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    bail!(
+        "target {name} is not reachable: GET {} {last}",
+        profile.health_path
+    )
+}
+
+/// The catalogue answers and lists every resource the workload books.
+async fn check_catalogue(api: &Api, first: &str, s: &Scenario) -> Result<()> {
+    let profile = &api.profile;
     let endpoint = api.endpoints.first().context("no endpoint")?;
     let catalogue = api
         .http_client(endpoint)?
@@ -86,17 +102,13 @@ pub async fn check(
             );
         }
     }
+    Ok(())
+}
 
-    let schedule = match tokens {
-        Some(TokenSource::Command(command)) => {
-            Some(identity::mint_all(command, &users, &api.user_tokens).await?)
-        }
-        Some(TokenSource::File(_)) => None,
-        None => {
-            mint_dev_tokens(api, &http_first(api)?, &users).await?;
-            None
-        }
-    };
+/// One booking in the run's namespace on `date`: booked, replayed with its
+/// key, refused to another user, cancelled by its owner.
+async fn check_one_booking(api: &Arc<Api>, s: &Scenario, date: chrono::NaiveDate) -> Result<()> {
+    let profile = &api.profile;
     let recorder = Arc::new(Recorder::default());
     let client = Client::new(
         "preflight".into(),
@@ -107,16 +119,13 @@ pub async fn check(
         1,
     )?;
     let ns = &s.workload.namespace;
-    let date = date.to_string();
     let resource = s.workload.resources.first().context("no resources")?;
-    let booking = Call {
-        kind: OpKind::Create,
-        user: format!("{ns}preflight"),
-        resource: Some(resource.clone()),
-        date: Some(date.clone()),
-        key: Some(format!("{ns}preflight-1")),
-        booking_id: None,
-    };
+    let booking = Call::create(
+        &format!("{ns}preflight"),
+        resource,
+        &date.to_string(),
+        Some(format!("{ns}preflight-1")),
+    );
     let hint = || {
         format!(
             "is it a booking API speaking profile {:?}? (--api-profile, docs/SCENARIOS.md)",
@@ -130,14 +139,8 @@ pub async fn check(
         .context("the 201 carries no booking id")
         .with_context(hint)?;
     let replayed = client.attempt(1, 2, &booking, 0).await;
-    expect(
-        &replayed,
-        "the same booking sent again with its key",
-        201,
-        None,
-        api,
-    )
-    .with_context(hint)?;
+    let again = "the same booking sent again with its key";
+    expect(&replayed, again, 201, None, api).with_context(hint)?;
     if replayed.returned_booking_id().as_deref() != Some(id.as_str()) {
         bail!(
             "the same request sent again with its Idempotency-Key made another booking ({}): \
@@ -151,25 +154,13 @@ pub async fn check(
         ..booking.clone()
     };
     let refused = client.attempt(2, 1, &rival, 0).await;
-    expect(
-        &refused,
-        "another user booking the same slot",
-        409,
-        Some("ALREADY_BOOKED"),
-        api,
-    )
-    .with_context(hint)?;
-    let cancel = Call {
-        kind: OpKind::Cancel,
-        user: booking.user.clone(),
-        resource: None,
-        date: None,
-        key: None,
-        booking_id: Some(id),
-    };
-    let cancelled = client.attempt(3, 1, &cancel, 0).await;
+    let other = "another user booking the same slot";
+    expect(&refused, other, 409, Some("ALREADY_BOOKED"), api).with_context(hint)?;
+    let cancelled = client
+        .attempt(3, 1, &Call::cancel(&booking.user, &id), 0)
+        .await;
     expect(&cancelled, "the owner cancelling it", 200, None, api).with_context(hint)?;
-    Ok(schedule)
+    Ok(())
 }
 
 fn http_first(api: &Api) -> Result<(reqwest::Client, String)> {
