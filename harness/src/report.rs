@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::checker::Validity;
+use crate::checker::{Validity, Verdict};
 use crate::history::{History, Operation, Outcome};
 use crate::html::{escape as esc, Frame};
 use crate::runner::ScenarioResult;
@@ -72,6 +72,19 @@ pub fn console(r: &ScenarioResult) -> String {
         "   latency ms p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",
         r.latency_ms.p50, r.latency_ms.p95, r.latency_ms.p99, r.latency_ms.max
     );
+    write_faults(&mut out, r);
+    if let Some(verdict) = &r.verdict {
+        write_verdict(&mut out, verdict, &r.mode);
+    }
+    if let Some(h) = &r.history_file {
+        let _ = writeln!(out, "   history: {}", h.display());
+    }
+    out
+}
+
+/// Each fault of the run, when it acted and how many operations it caught,
+/// with the last lines of any command it ran.
+fn write_faults(out: &mut String, r: &ScenarioResult) {
     for (i, f) in r.faults.iter().enumerate() {
         let hit = r.ops_during_faults.get(i).copied().unwrap_or(0);
         let _ = writeln!(
@@ -111,55 +124,54 @@ pub fn console(r: &ScenarioResult) -> String {
             }
         }
     }
-    if let Some(verdict) = &r.verdict {
-        for c in &verdict.results {
+}
+
+/// Each checker's verdict with its violations grouped, and what could not
+/// be judged.
+fn write_verdict(out: &mut String, verdict: &Verdict, mode: &str) {
+    for c in &verdict.results {
+        let _ = writeln!(
+            out,
+            "   {:<7} {}{}",
+            validity_word(c.validity),
+            c.checker,
+            c.note
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        );
+        for (message, count, ops) in grouped(&c.violations) {
+            let first: Vec<usize> = ops.iter().take(8).copied().collect();
+            let more = if ops.len() > first.len() { ", …" } else { "" };
             let _ = writeln!(
                 out,
-                "   {:<7} {}{}",
-                validity_word(c.validity),
-                c.checker,
-                c.note
-                    .as_ref()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default()
+                "           - {count}× {message} [ops {}{more}]",
+                first
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
-            for (message, count, ops) in grouped(&c.violations) {
-                let first: Vec<usize> = ops.iter().take(8).copied().collect();
-                let more = if ops.len() > first.len() { ", …" } else { "" };
-                let _ = writeln!(
-                    out,
-                    "           - {count}× {message} [ops {}{more}]",
-                    first
-                        .iter()
-                        .map(usize::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
+        }
+    }
+    let unjudged: Vec<&str> = verdict
+        .results
+        .iter()
+        .filter(|c| c.validity == Validity::Unknown)
+        .map(|c| c.checker.as_str())
+        .collect();
+    if !unjudged.is_empty() {
+        let _ = writeln!(
+            out,
+            "   NOT JUDGED: {} (see the notes above{})",
+            unjudged.join(", "),
+            if mode == "target" {
+                "; in target mode, --database-url lets the store checkers decide"
+            } else {
+                ""
             }
-        }
-        let unjudged: Vec<&str> = verdict
-            .results
-            .iter()
-            .filter(|c| c.validity == Validity::Unknown)
-            .map(|c| c.checker.as_str())
-            .collect();
-        if !unjudged.is_empty() {
-            let _ = writeln!(
-                out,
-                "   NOT JUDGED: {} (see the notes above{})",
-                unjudged.join(", "),
-                if r.mode == "target" {
-                    "; in target mode, --database-url lets the store checkers decide"
-                } else {
-                    ""
-                }
-            );
-        }
+        );
     }
-    if let Some(h) = &r.history_file {
-        let _ = writeln!(out, "   history: {}", h.display());
-    }
-    out
 }
 
 /// Violations of one checker grouped by message, most frequent first:
