@@ -1,10 +1,10 @@
 //! The service's store read directly, bypassing the service and its fault
-//! proxies: the final state the checkers judge, the bench's invariant
-//! reads, and the bench's seeding of live keys. One module knows the
+//! proxies: the final state the checkers judge (after a scenario and after
+//! each load of the bench), and the bench's seeding of live keys. One module knows the
 //! harness's view of the schema; in target mode it only reads (a read-only
 //! connection to someone else's database).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use sqlx::Row;
 
 use crate::history::BookingRow;
@@ -98,36 +98,6 @@ impl StoreView {
             }
         }
         Ok(())
-    }
-
-    /// Slots with two confirmed bookings, and acknowledged ids missing from
-    /// the store.
-    pub async fn invariant_report(&self, acknowledged: &[String]) -> Result<Vec<String>> {
-        // Read through `final_state`, so both stores (PostgreSQL, SQLite) are judged alike.
-        let rows = self
-            .final_state()
-            .await?
-            .context("no store to read the invariants from")?;
-        let mut found = Vec::new();
-        let mut confirmed: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
-        for r in rows.iter().filter(|r| r.status == "confirmed") {
-            *confirmed.entry((&r.resource_id, &r.date)).or_default() += 1;
-        }
-        for ((resource, date), n) in confirmed.into_iter().filter(|(_, n)| *n > 1) {
-            found.push(format!("{n} confirmed bookings for {resource} on {date}"));
-        }
-        let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-        let present = acknowledged
-            .iter()
-            .filter(|id| ids.contains(id.as_str()))
-            .count();
-        if present != acknowledged.len() {
-            found.push(format!(
-                "{} bookings acknowledged with 201, {present} of them in the store",
-                acknowledged.len()
-            ));
-        }
-        Ok(found)
     }
 
     /// Every booking row, read directly from the store.
