@@ -128,30 +128,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     // The key the replays ask for, booked once.
     loads.book_the_replayed_key().await?;
 
-    // The main comparisons, in turn and `repeat` times: the HTTP limit of
-    // the service (same generator), creates on distinct slots, replays of
-    // one completed key.
-    let (mut health_runs, mut create_runs, mut replay_runs) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..config.repeat.max(1) {
-        health_runs.push(
-            loads
-                .run(Load::health("GET /health (HTTP limit)", clients))
-                .await,
-        );
-        let r = loads.next_run();
-        let creates = Load::creates("creates on distinct slots", r, 1, clients, "creates");
-        create_runs.push(loads.run(creates).await);
-        replay_runs.push(
-            loads
-                .run(Load::replays("replays of one completed key", clients))
-                .await,
-        );
-    }
-    let (health, creates, replays) = (
-        median_of(health_runs),
-        median_of(create_runs),
-        median_of(replay_runs),
-    );
+    let (health, creates, replays) = loads.main_comparisons(clients, config.repeat).await;
     let mut measurements = vec![health.clone(), creates.clone(), replays.clone()];
 
     let (race_first, race) = loads.race(config.race_rounds).await;
@@ -163,38 +140,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         None => 0.0,
     };
 
-    // Scaling: clients (1 replica) and replicas (main concurrency).
-    for &n in &config.client_steps {
-        let r = loads.next_run();
-        let load = Load::creates("scaling: creates vs clients", r, 1, n, "scaling");
-        measurements.push(loads.run(load).await);
-    }
-    for &replicas in &config.replica_steps {
-        let r = loads.next_run();
-        let load = Load::creates(
-            "scaling: creates vs replicas",
-            r,
-            replicas,
-            clients,
-            "scaling",
-        );
-        measurements.push(loads.run(load).await);
-    }
-    // Cost against live keys: the same creates with more and more completed
-    // keys kept in PostgreSQL and Redis.
-    let mut seeded = 0;
-    for &keys in &config.live_key_steps {
-        let redis = stack.redis_port().await.context("no redis in this mode")?;
-        stack.store().seed_live_keys(redis, seeded, keys).await?;
-        seeded = seeded.max(keys);
-        let r = loads.next_run();
-        let name = format!("scaling: creates vs live keys ({keys})");
-        let mut m = loads
-            .run(Load::creates(&name, r, 1, clients, "live keys"))
-            .await;
-        m.live_keys = Some(keys);
-        measurements.push(m);
-    }
+    measurements.extend(loads.scaling(config).await?);
 
     let baselines = Baselines::measure(&stack, config).await?;
     let run_id = loads.next_run();
@@ -333,6 +279,69 @@ impl<'a> Loads<'a> {
             check_invariants(self.stack, &ids, label, &mut self.violations).await;
         }
         m
+    }
+
+    /// The main comparisons, in turn and `repeat` times: the HTTP limit
+    /// of the service (same generator), creates on distinct slots, replays
+    /// of one completed key; the median run of each.
+    async fn main_comparisons(
+        &mut self,
+        clients: usize,
+        repeat: usize,
+    ) -> (Measurement, Measurement, Measurement) {
+        let (mut health, mut creates, mut replays) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..repeat.max(1) {
+            health.push(
+                self.run(Load::health("GET /health (HTTP limit)", clients))
+                    .await,
+            );
+            let r = self.next_run();
+            let load = Load::creates("creates on distinct slots", r, 1, clients, "creates");
+            creates.push(self.run(load).await);
+            replays.push(
+                self.run(Load::replays("replays of one completed key", clients))
+                    .await,
+            );
+        }
+        (median_of(health), median_of(creates), median_of(replays))
+    }
+
+    /// Scaling: creates against clients (1 replica), against replicas (the
+    /// main concurrency), and against live keys (more and more completed
+    /// keys kept in PostgreSQL and Redis).
+    async fn scaling(&mut self, config: &BenchConfig) -> Result<Vec<Measurement>> {
+        let mut measurements = Vec::new();
+        for &n in &config.client_steps {
+            let r = self.next_run();
+            let load = Load::creates("scaling: creates vs clients", r, 1, n, "scaling");
+            measurements.push(self.run(load).await);
+        }
+        for &replicas in &config.replica_steps {
+            let r = self.next_run();
+            let name = "scaling: creates vs replicas";
+            let load = Load::creates(name, r, replicas, config.clients, "scaling");
+            measurements.push(self.run(load).await);
+        }
+        let mut seeded = 0;
+        for &keys in &config.live_key_steps {
+            let redis = self
+                .stack
+                .redis_port()
+                .await
+                .context("no redis in this mode")?;
+            self.stack
+                .store()
+                .seed_live_keys(redis, seeded, keys)
+                .await?;
+            seeded = seeded.max(keys);
+            let r = self.next_run();
+            let name = format!("scaling: creates vs live keys ({keys})");
+            let load = Load::creates(&name, r, 1, config.clients, "live keys");
+            let mut m = self.run(load).await;
+            m.live_keys = Some(keys);
+            measurements.push(m);
+        }
+        Ok(measurements)
     }
 
     async fn book_the_replayed_key(&self) -> Result<()> {
