@@ -420,19 +420,7 @@ pub fn explore(rt: &tokio::runtime::Runtime, config: &ExploreConfig) -> Result<E
     });
     let first_failure: Mutex<Option<Scenario>> = Mutex::new(None);
 
-    let persistence = config.regressions.as_ref().map(|p| {
-        let leaked: &'static str = Box::leak(p.display().to_string().into_boxed_str());
-        Box::new(FileFailurePersistence::Direct(leaked))
-            as Box<dyn proptest::test_runner::FailurePersistence>
-    });
-    let mut runner = TestRunner::new(Config {
-        cases: config.cases,
-        max_shrink_iters: config.max_shrink_iters,
-        max_shrink_time: 0,
-        failure_persistence: persistence,
-        rng_seed: RngSeed::Fixed(seed),
-        ..Config::default()
-    });
+    let mut runner = test_runner(config, seed);
     let strategy = scenario_strategy(config.mode, config.replicas);
     let outcome = runner.run(&strategy, |case| {
         let n = counter.fetch_add(1, Ordering::SeqCst);
@@ -477,48 +465,83 @@ pub fn explore(rt: &tokio::runtime::Runtime, config: &ExploreConfig) -> Result<E
         Ok(()) => Ok(report),
         Err(TestError::Abort(why)) => anyhow::bail!("exploration aborted: {why}"),
         Err(TestError::Fail(why, shrunk)) => {
-            let mut shrunk = clean(shrunk);
-            shrunk.service_env = service_env.clone();
-            shrunk.name = format!("explored-failure-seed-{}", shrunk.seed);
-            shrunk.description = format!("Found and shrunk by booking-harness explore: {why}");
-            std::fs::create_dir_all(&config.out_dir)?;
-            let file = config.out_dir.join(format!("{}.toml", shrunk.name));
-            std::fs::write(&file, shrunk.to_toml())?;
-            let first = first_failure
-                .into_inner()
-                .ok()
-                .flatten()
-                .map(clean)
-                .unwrap_or_else(|| shrunk.clone());
-            let mut reruns = Vec::new();
-            for i in 0..config.confirm_runs {
-                let opts = RunOptions::new(
-                    config.out_dir.join(format!("rerun-{}", i + 1)),
-                    config.binary.clone(),
-                );
-                let rerun = match rt.block_on(runner::run(&shrunk, &opts)) {
-                    Ok((result, history)) => Rerun {
-                        validity: result.validity,
-                        failed: failure_message(&result),
-                        faults: describe_faults(&history),
-                    },
-                    Err(e) => Rerun {
-                        validity: Validity::Unknown,
-                        failed: format!("the run broke: {e:#}"),
-                        faults: String::new(),
-                    },
-                };
-                reruns.push(rerun);
-            }
-            report.finding = Some(Finding {
-                message: why.to_string(),
-                first,
+            let first = first_failure.into_inner().ok().flatten().map(clean);
+            report.finding = Some(write_up(
+                rt,
+                config,
+                &service_env,
+                why.to_string(),
                 shrunk,
-                file,
-                reruns,
-            });
+                first,
+            )?);
             Ok(report)
         }
+    }
+}
+
+/// proptest's runner: `cases` cases from `seed`, shrinking bounded by
+/// count (not time), failing seeds kept in the regressions file.
+fn test_runner(config: &ExploreConfig, seed: u64) -> TestRunner {
+    let persistence = config.regressions.as_ref().map(|p| {
+        let leaked: &'static str = Box::leak(p.display().to_string().into_boxed_str());
+        Box::new(FileFailurePersistence::Direct(leaked))
+            as Box<dyn proptest::test_runner::FailurePersistence>
+    });
+    TestRunner::new(Config {
+        cases: config.cases,
+        max_shrink_iters: config.max_shrink_iters,
+        max_shrink_time: 0,
+        failure_persistence: persistence,
+        rng_seed: RngSeed::Fixed(seed),
+        ..Config::default()
+    })
+}
+
+/// A failing case as a scenario file (`explored-failure-seed-N.toml`),
+/// run again `confirm_runs` times to tell a steady failure from a flaky one.
+fn write_up(
+    rt: &tokio::runtime::Runtime,
+    config: &ExploreConfig,
+    service_env: &BTreeMap<String, String>,
+    message: String,
+    shrunk: Scenario,
+    first: Option<Scenario>,
+) -> Result<Finding> {
+    let mut shrunk = clean(shrunk);
+    shrunk.service_env = service_env.clone();
+    shrunk.name = format!("explored-failure-seed-{}", shrunk.seed);
+    shrunk.description = format!("Found and shrunk by booking-harness explore: {message}");
+    std::fs::create_dir_all(&config.out_dir)?;
+    let file = config.out_dir.join(format!("{}.toml", shrunk.name));
+    std::fs::write(&file, shrunk.to_toml())?;
+    let reruns = (0..config.confirm_runs)
+        .map(|i| {
+            let out = config.out_dir.join(format!("rerun-{}", i + 1));
+            rerun(rt, &shrunk, &RunOptions::new(out, config.binary.clone()))
+        })
+        .collect();
+    Ok(Finding {
+        message,
+        first: first.unwrap_or_else(|| shrunk.clone()),
+        shrunk,
+        file,
+        reruns,
+    })
+}
+
+/// One confirmation run of a shrunk failing case.
+fn rerun(rt: &tokio::runtime::Runtime, scenario: &Scenario, opts: &RunOptions) -> Rerun {
+    match rt.block_on(runner::run(scenario, opts)) {
+        Ok((result, history)) => Rerun {
+            validity: result.validity,
+            failed: failure_message(&result),
+            faults: describe_faults(&history),
+        },
+        Err(e) => Rerun {
+            validity: Validity::Unknown,
+            failed: format!("the run broke: {e:#}"),
+            faults: String::new(),
+        },
     }
 }
 
