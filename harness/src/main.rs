@@ -44,82 +44,11 @@ enum Command {
     /// Search for violations: proptest generates workloads and fault
     /// schedules against one long-lived stack, shrinks any failure and writes
     /// it as a scenario file.
-    Explore {
-        /// Most cases to generate (shrinking runs come on top).
-        #[arg(long, default_value_t = 100)]
-        cases: u32,
-        /// Stop generating cases after this many minutes.
-        #[arg(long, default_value_t = 10.0)]
-        minutes: f64,
-        /// local (Redis + PostgreSQL + replicas) or embedded.
-        #[arg(long, default_value = "local")]
-        mode: String,
-        #[arg(long, default_value_t = 2)]
-        replicas: usize,
-        /// Where failing cases (scenario files) and histories go.
-        #[arg(long, default_value = "harness-results/explore")]
-        out: PathBuf,
-        /// proptest's regression file (failing seeds, replayed first next time).
-        #[arg(
-            long,
-            default_value = "harness-results/explore/proptest-regressions.txt"
-        )]
-        regressions: PathBuf,
-        /// Fix proptest's random seed to repeat an exploration.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Most shrinking steps after a failure.
-        #[arg(long, default_value_t = 64)]
-        max_shrink_iters: u32,
-        /// While shrinking, extra runs of a passing candidate before it counts as passing.
-        #[arg(long, default_value_t = 2)]
-        shrink_retries: u32,
-        /// Runs of a shrunk failing case on a fresh stack before it is reported
-        /// (a finding that never reproduces is labelled flaky).
-        #[arg(long, default_value_t = 3)]
-        confirm_runs: u32,
-        /// Extra environment for the replicas, as KEY=VALUE (repeatable);
-        /// e.g. BOOKING_SEEDED_BUG=no-unique-index to see whether the search finds it.
-        #[arg(long = "service-env")]
-        service_env: Vec<String>,
-        #[arg(long, env = "BOOKING_BIN")]
-        booking_bin: Option<PathBuf>,
-    },
+    Explore(ExploreArgs),
     /// Load runs against a local stack (Redis, PostgreSQL, replicas) beside
     /// pgbench, redis-benchmark and /health; writes bench.md/.json/.html and
     /// fails if an invariant breaks under load. Build with --release.
-    Bench {
-        /// Seconds per measured load.
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        /// Concurrency of the main comparisons.
-        #[arg(long, default_value_t = 32)]
-        clients: usize,
-        /// Runs of each main comparison (/health, creates, replays in turn,
-        /// and pgbench's booking transaction), reported as their medians.
-        #[arg(long, default_value_t = 3)]
-        repeat: usize,
-        /// Client counts of the scaling curve.
-        #[arg(long, value_delimiter = ',', default_value = "1,8,32,64,128")]
-        client_steps: Vec<usize>,
-        /// Replica counts of the scaling curve.
-        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
-        replica_steps: Vec<usize>,
-        /// Rounds of 100 clients racing for one slot (after a first round
-        /// that also opens their connections, reported on its own).
-        #[arg(long, default_value_t = 20)]
-        race_rounds: usize,
-        /// Live idempotency keys (seeded into PostgreSQL and Redis) of the
-        /// cost-against-live-keys curve; empty (`--live-key-steps ""`): no curve.
-        // `std::vec::Vec` keeps clap from splitting the value itself, so that
-        // the empty list parses.
-        #[arg(long, value_parser = parse_key_steps, default_value = "10000,100000,1000000")]
-        live_key_steps: std::vec::Vec<u64>,
-        #[arg(long, default_value = "harness-results/bench")]
-        out: PathBuf,
-        #[arg(long, env = "BOOKING_BIN")]
-        booking_bin: Option<PathBuf>,
-    },
+    Bench(BenchArgs),
     /// The kill matrix: run scenarios against the correct service and against
     /// every seeded bug of the service's catalogue; print which checker caught
     /// which bug, write mutants.md/.json, and fail when a bug survives every
@@ -268,6 +197,85 @@ impl TargetArgs {
     }
 }
 
+/// `booking-harness explore`.
+#[derive(clap::Args)]
+struct ExploreArgs {
+    /// Most cases to generate (shrinking runs come on top).
+    #[arg(long, default_value_t = 100)]
+    cases: u32,
+    /// Stop generating cases after this many minutes.
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+    /// local (Redis + PostgreSQL + replicas) or embedded.
+    #[arg(long, default_value = "local")]
+    mode: String,
+    #[arg(long, default_value_t = 2)]
+    replicas: usize,
+    /// Where failing cases (scenario files) and histories go.
+    #[arg(long, default_value = "harness-results/explore")]
+    out: PathBuf,
+    /// proptest's regression file (failing seeds, replayed first next time).
+    #[arg(
+        long,
+        default_value = "harness-results/explore/proptest-regressions.txt"
+    )]
+    regressions: PathBuf,
+    /// Fix proptest's random seed to repeat an exploration.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Most shrinking steps after a failure.
+    #[arg(long, default_value_t = 64)]
+    max_shrink_iters: u32,
+    /// While shrinking, extra runs of a passing candidate before it counts as passing.
+    #[arg(long, default_value_t = 2)]
+    shrink_retries: u32,
+    /// Runs of a shrunk failing case on a fresh stack before it is reported
+    /// (a finding that never reproduces is labelled flaky).
+    #[arg(long, default_value_t = 3)]
+    confirm_runs: u32,
+    /// Extra environment for the replicas, as KEY=VALUE (repeatable);
+    /// e.g. BOOKING_SEEDED_BUG=no-unique-index to see whether the search finds it.
+    #[arg(long = "service-env")]
+    service_env: Vec<String>,
+    #[arg(long, env = "BOOKING_BIN")]
+    booking_bin: Option<PathBuf>,
+}
+
+/// `booking-harness bench`.
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Seconds per measured load.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Concurrency of the main comparisons.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Runs of each main comparison (/health, creates, replays in turn,
+    /// and pgbench's booking transaction), reported as their medians.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Client counts of the scaling curve.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,64,128")]
+    client_steps: Vec<usize>,
+    /// Replica counts of the scaling curve.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    replica_steps: Vec<usize>,
+    /// Rounds of 100 clients racing for one slot (after a first round
+    /// that also opens their connections, reported on its own).
+    #[arg(long, default_value_t = 20)]
+    race_rounds: usize,
+    /// Live idempotency keys (seeded into PostgreSQL and Redis) of the
+    /// cost-against-live-keys curve; empty (`--live-key-steps ""`): no curve.
+    // `std::vec::Vec` keeps clap from splitting the value itself, so that
+    // the empty list parses.
+    #[arg(long, value_parser = parse_key_steps, default_value = "10000,100000,1000000")]
+    live_key_steps: std::vec::Vec<u64>,
+    #[arg(long, default_value = "harness-results/bench")]
+    out: PathBuf,
+    #[arg(long, env = "BOOKING_BIN")]
+    booking_bin: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -308,85 +316,93 @@ fn main() -> ExitCode {
             out,
             booking_bin,
         } => exit(rt.block_on(mutants(paths, bugs, declared, out, booking_bin))),
-        Command::Bench {
-            seconds,
-            clients,
-            repeat,
-            client_steps,
-            replica_steps,
-            race_rounds,
-            live_key_steps,
-            out,
-            booking_bin,
-        } => exit((|| {
-            init_logs();
-            if cfg!(debug_assertions) {
-                eprintln!("booking-harness: this is a debug build; run `cargo run --release -p booking-harness -- bench` for real figures");
-            }
-            let config = booking_harness::bench::BenchConfig {
-                duration: std::time::Duration::from_secs_f64(seconds.max(0.2)),
-                clients,
-                repeat,
-                client_steps,
-                replica_steps,
-                race_rounds,
-                live_key_steps,
-                out_dir: out.clone(),
-                binary: service_binary(booking_bin)?,
-            };
-            let report = rt.block_on(booking_harness::bench::run(&config))?;
-            booking_harness::bench::write_reports(&report, &out)?;
-            print!("{}", booking_harness::bench::markdown(&report));
-            println!("\nreports: {}/bench.{{md,json,html}}", out.display());
-            Ok(report.violations.is_empty())
-        })()),
-        Command::Explore {
-            cases,
-            minutes,
-            mode,
-            replicas,
-            out,
-            regressions,
-            seed,
-            max_shrink_iters,
-            shrink_retries,
-            confirm_runs,
-            service_env,
-            booking_bin,
-        } => exit((|| {
-            init_logs();
-            let mode = match mode.as_str() {
-                "local" => Mode::Local,
-                "embedded" => Mode::Embedded,
-                other => anyhow::bail!("--mode must be local or embedded, not {other:?}"),
-            };
-            let service_env = service_env
-                .iter()
-                .map(|kv| {
-                    kv.split_once('=')
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .ok_or_else(|| anyhow::anyhow!("--service-env wants KEY=VALUE, not {kv:?}"))
-                })
-                .collect::<Result<_>>()?;
-            let config = ExploreConfig {
-                mode,
-                replicas: if mode == Mode::Local { replicas } else { 1 },
-                cases,
-                time_limit: std::time::Duration::from_secs_f64(minutes.max(0.0) * 60.0),
-                max_shrink_iters,
-                shrink_retries,
-                out_dir: out,
-                regressions: Some(regressions),
-                service_env,
-                seed,
-                confirm_runs,
-                binary: service_binary(booking_bin)?,
-            };
-            let report = explore(&rt, &config)?;
-            print!("{}", report.summary());
-            Ok(report.finding.is_none())
-        })()),
+        Command::Bench(args) => exit(bench(&rt, args)),
+        Command::Explore(args) => exit(explore_command(&rt, args)),
     }
+}
+
+/// Load runs; `Ok(false)` when an invariant broke under load.
+fn bench(rt: &tokio::runtime::Runtime, args: BenchArgs) -> Result<bool> {
+    let BenchArgs {
+        seconds,
+        clients,
+        repeat,
+        client_steps,
+        replica_steps,
+        race_rounds,
+        live_key_steps,
+        out,
+        booking_bin,
+    } = args;
+    init_logs();
+    if cfg!(debug_assertions) {
+        eprintln!("booking-harness: this is a debug build; run `cargo run --release -p booking-harness -- bench` for real figures");
+    }
+    let config = booking_harness::bench::BenchConfig {
+        duration: std::time::Duration::from_secs_f64(seconds.max(0.2)),
+        clients,
+        repeat,
+        client_steps,
+        replica_steps,
+        race_rounds,
+        live_key_steps,
+        out_dir: out.clone(),
+        binary: service_binary(booking_bin)?,
+    };
+    let report = rt.block_on(booking_harness::bench::run(&config))?;
+    booking_harness::bench::write_reports(&report, &out)?;
+    print!("{}", booking_harness::bench::markdown(&report));
+    println!("\nreports: {}/bench.{{md,json,html}}", out.display());
+    Ok(report.violations.is_empty())
+}
+
+/// The property-based search; `Ok(false)` when it found a violation.
+fn explore_command(rt: &tokio::runtime::Runtime, args: ExploreArgs) -> Result<bool> {
+    let ExploreArgs {
+        cases,
+        minutes,
+        mode,
+        replicas,
+        out,
+        regressions,
+        seed,
+        max_shrink_iters,
+        shrink_retries,
+        confirm_runs,
+        service_env,
+        booking_bin,
+    } = args;
+    init_logs();
+    let mode = match mode.as_str() {
+        "local" => Mode::Local,
+        "embedded" => Mode::Embedded,
+        other => anyhow::bail!("--mode must be local or embedded, not {other:?}"),
+    };
+    let service_env = service_env
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("--service-env wants KEY=VALUE, not {kv:?}"))
+        })
+        .collect::<Result<_>>()?;
+    let config = ExploreConfig {
+        mode,
+        replicas: if mode == Mode::Local { replicas } else { 1 },
+        cases,
+        time_limit: std::time::Duration::from_secs_f64(minutes.max(0.0) * 60.0),
+        max_shrink_iters,
+        shrink_retries,
+        out_dir: out,
+        regressions: Some(regressions),
+        service_env,
+        seed,
+        confirm_runs,
+        binary: service_binary(booking_bin)?,
+    };
+    let report = explore(rt, &config)?;
+    print!("{}", report.summary());
+    Ok(report.finding.is_none())
 }
 
 async fn interrupted() {
@@ -655,7 +671,7 @@ mod tests {
             let mut argv = vec!["booking-harness", "bench"];
             argv.extend_from_slice(args);
             match Cli::try_parse_from(argv).map(|cli| cli.command) {
-                Ok(Command::Bench { live_key_steps, .. }) => Ok(live_key_steps),
+                Ok(Command::Bench(args)) => Ok(args.live_key_steps),
                 Ok(_) => panic!("not the bench command"),
                 Err(e) => Err(e.kind()),
             }
