@@ -187,8 +187,26 @@ fn pod(spec: Value) -> Chaos {
 }
 
 fn translate(fault: &Fault, opts: &ExportOptions) -> (Chaos, Translation) {
-    use Translation::{Missing, Same, Substitute};
     match &fault.kind {
+        FaultKind::Latency { .. }
+        | FaultKind::Bandwidth { .. }
+        | FaultKind::Blackhole { .. }
+        | FaultKind::Reset { .. }
+        | FaultKind::CloseAfter { .. }
+        | FaultKind::DropResponses { .. } => translate_link(&fault.kind, opts),
+        FaultKind::KillReplica { .. }
+        | FaultKind::PauseReplica { .. }
+        | FaultKind::RestartRedis
+        | FaultKind::RestartDatabase
+        | FaultKind::Failpoint { .. }
+        | FaultKind::Command { .. } => translate_process(&fault.kind, opts),
+    }
+}
+
+/// A fault on a link: a NetworkChaos, the same or its nearest.
+fn translate_link(kind: &FaultKind, opts: &ExportOptions) -> (Chaos, Translation) {
+    use Translation::{Same, Substitute};
+    match kind {
         FaultKind::Latency {
             target,
             latency_ms,
@@ -248,6 +266,23 @@ fn translate(fault: &Fault, opts: &ExportOptions) -> (Chaos, Translation) {
                 ),
             )
         }
+        _ => process_only(kind),
+    }
+}
+
+/// Not a link fault (the caller routes only link faults here).
+fn process_only(kind: &FaultKind) -> (Chaos, Translation) {
+    (
+        None,
+        Translation::Missing(format!("{} is not a fault on a link", kind.name())),
+    )
+}
+
+/// A fault on a process: a PodChaos, its nearest, or nothing Chaos Mesh
+/// can do from outside.
+fn translate_process(kind: &FaultKind, opts: &ExportOptions) -> (Chaos, Translation) {
+    use Translation::{Missing, Same, Substitute};
+    match kind {
         FaultKind::KillReplica { .. } => {
             let (selector, _) = pods(&Target::Replica(0), opts);
             (
@@ -306,6 +341,10 @@ fn translate(fault: &Fault, opts: &ExportOptions) -> (Chaos, Translation) {
                  scenario from a machine with kubectl in target mode instead"
                     .into(),
             ),
+        ),
+        _ => (
+            None,
+            Missing(format!("{} is a fault on a link", kind.name())),
         ),
     }
 }
