@@ -115,54 +115,49 @@ impl Stack {
                 stack.store_url = format!("sqlite://{}", path.display());
                 (stack.store_url.clone(), None)
             }
-            Mode::Local => {
-                let provider = match scenario.infra {
-                    Some(p) => p,
-                    None => crate::infra::provider()?,
-                };
-                let (redis, postgres) = tokio::join!(
-                    RedisServer::start_with(provider),
-                    PostgresServer::start_with(provider)
-                );
-                let (redis, postgres) = (redis?, postgres?);
-                stack.store_url = postgres.create_database("booking").await?;
-                let (mut redis_port, mut db_port) = (redis.port(), postgres.port());
-                if links == Links::Proxied {
-                    let redis_proxy =
-                        Proxy::start("redis", &format!("127.0.0.1:{redis_port}")).await?;
-                    let db_proxy =
-                        Proxy::start("database", &format!("127.0.0.1:{db_port}")).await?;
-                    (redis_port, db_port) = (redis_proxy.port(), db_proxy.port());
-                    stack.redis_proxy = Some(redis_proxy);
-                    stack.db_proxy = Some(db_proxy);
-                }
-                let database_url = format!("postgres://postgres@127.0.0.1:{db_port}/booking");
-                let redis_url = format!("redis://127.0.0.1:{redis_port}/");
-                *stack.redis.get_mut() = Some(redis);
-                *stack.postgres.get_mut() = Some(postgres);
-                (database_url, Some(redis_url))
-            }
+            Mode::Local => stack.start_servers(scenario, links).await?,
         };
         for n in 0..scenario.replicas {
-            let process = BookingProcess::start(BookingProcessConfig {
-                binary: binary.0.clone(),
-                database_url: database_url.clone(),
-                redis_url: redis_url.clone(),
-                env: env.clone(),
-            })
-            .await
-            .with_context(|| format!("starting replica {n}"))?;
-            let upstream = process.url().trim_start_matches("http://").to_owned();
-            let proxy = Proxy::start(&format!("replica:{n}"), &upstream).await?;
-            stack.replicas.push(Arc::new(Replica {
-                process: Mutex::new(process),
-                proxy,
-                hold_down: false.into(),
-            }));
+            let replica =
+                start_replica(n, binary, &database_url, redis_url.as_deref(), &env).await?;
+            stack.replicas.push(Arc::new(replica));
         }
         let replicas = stack.replicas.clone();
         stack.supervisor = Some(tokio::spawn(supervise(replicas)));
         Ok(Arc::new(stack))
+    }
+
+    /// A local stack's private Redis and PostgreSQL (each behind a fault
+    /// proxy when `links` says so); the URLs the replicas reach them by.
+    async fn start_servers(
+        &mut self,
+        scenario: &Scenario,
+        links: Links,
+    ) -> Result<(String, Option<String>)> {
+        let provider = match scenario.infra {
+            Some(p) => p,
+            None => crate::infra::provider()?,
+        };
+        let (redis, postgres) = tokio::join!(
+            RedisServer::start_with(provider),
+            PostgresServer::start_with(provider)
+        );
+        let (redis, postgres) = (redis?, postgres?);
+        self.store_url = postgres.create_database("booking").await?;
+        let (mut redis_port, mut db_port) = (redis.port(), postgres.port());
+        if links == Links::Proxied {
+            let redis_proxy = Proxy::start("redis", &format!("127.0.0.1:{redis_port}")).await?;
+            let db_proxy = Proxy::start("database", &format!("127.0.0.1:{db_port}")).await?;
+            (redis_port, db_port) = (redis_proxy.port(), db_proxy.port());
+            self.redis_proxy = Some(redis_proxy);
+            self.db_proxy = Some(db_proxy);
+        }
+        *self.redis.get_mut() = Some(redis);
+        *self.postgres.get_mut() = Some(postgres);
+        Ok((
+            format!("postgres://postgres@127.0.0.1:{db_port}/booking"),
+            Some(format!("redis://127.0.0.1:{redis_port}/")),
+        ))
     }
 
     /// How clients reach the service: through the proxies in front of the
@@ -392,6 +387,31 @@ impl Stack {
     pub async fn final_state(&self) -> Result<Option<Vec<BookingRow>>> {
         self.store().final_state().await
     }
+}
+
+/// Replica `n`, started and behind its fault proxy.
+async fn start_replica(
+    n: usize,
+    binary: &ServiceBinary,
+    database_url: &str,
+    redis_url: Option<&str>,
+    env: &[(String, String)],
+) -> Result<Replica> {
+    let process = BookingProcess::start(BookingProcessConfig {
+        binary: binary.0.clone(),
+        database_url: database_url.to_owned(),
+        redis_url: redis_url.map(str::to_owned),
+        env: env.to_vec(),
+    })
+    .await
+    .with_context(|| format!("starting replica {n}"))?;
+    let upstream = process.url().trim_start_matches("http://").to_owned();
+    let proxy = Proxy::start(&format!("replica:{n}"), &upstream).await?;
+    Ok(Replica {
+        process: Mutex::new(process),
+        proxy,
+        hold_down: false.into(),
+    })
 }
 
 /// Restarts replicas that died (a crash failpoint, a kill), like a
