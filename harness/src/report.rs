@@ -348,6 +348,80 @@ fn op_row(o: &Operation) -> String {
 }
 
 /// One self-contained HTML page for a run.
+/// One scenario's section of the HTML report: its header, plots, checkers,
+/// violations with their requests, and faults.
+fn scenario_section(s: &mut String, r: &ScenarioResult, h: &History) {
+    let word = if r.skipped.is_some() {
+        "SKIPPED"
+    } else {
+        validity_word(r.validity)
+    };
+    let _ = write!(
+        s,
+        r#"<h2 id="{}">{} <span class="{word}">{word}</span></h2><p>{} mode, {} replica(s), seed {}, {} operations in {:.1} s; latency p50 {:.1} / p95 {:.1} / p99 {:.1} ms</p>"#,
+        esc(&crate::runner::file_stem(&r.name)),
+        esc(&r.name),
+        r.mode,
+        r.replicas,
+        r.seed,
+        r.operations,
+        r.duration_ms / 1000.0,
+        r.latency_ms.p50,
+        r.latency_ms.p95,
+        r.latency_ms.p99
+    );
+    if let Some(why) = &r.skipped {
+        let _ = write!(s, "<p>Skipped: {}</p>", esc(why));
+        return;
+    }
+    s.push_str("<h3>Latency over time</h3>");
+    s.push_str(&latency_plot(h));
+    s.push_str("<h3>Throughput over time</h3>");
+    s.push_str(&throughput_plot(h));
+    if let Some(v) = &r.verdict {
+        s.push_str(
+            "<h3>Checkers</h3><table><tr><th>checker</th><th>verdict</th><th>note</th></tr>",
+        );
+        for c in &v.results {
+            let w = validity_word(c.validity);
+            let _ = write!(
+                s,
+                r#"<tr><td>{}</td><td class="{w}">{w}</td><td>{}</td></tr>"#,
+                c.checker,
+                esc(c.note.as_deref().unwrap_or(""))
+            );
+        }
+        s.push_str("</table>");
+        for c in v.results.iter().filter(|c| !c.violations.is_empty()) {
+            let _ = write!(s, "<h3>Violations of {}</h3>", c.checker);
+            for viol in &c.violations {
+                let _ = write!(s, "<p><strong>{}</strong> rows: {}</p><table><tr><th>#</th><th>process</th><th>kind</th><th>user</th><th>slot</th><th>key</th><th>ms</th><th>status</th><th>code</th><th>body</th></tr>", esc(&viol.message), esc(&viol.rows.join(", ")));
+                for i in &viol.ops {
+                    if let Some(o) = h.op(*i) {
+                        s.push_str(&op_row(o));
+                    }
+                }
+                s.push_str("</table>");
+            }
+        }
+    }
+    if !h.faults.is_empty() {
+        s.push_str("<h3>Faults</h3><table><tr><th>start ms</th><th>end ms</th><th>kind</th><th>target</th><th>detail</th></tr>");
+        for f in &h.faults {
+            let _ = write!(
+                s,
+                "<tr><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                f.start_ms,
+                f.end_ms.map_or("-".into(), |e| format!("{e:.0}")),
+                esc(&f.kind),
+                esc(&f.target),
+                esc(&f.detail)
+            );
+        }
+        s.push_str("</table>");
+    }
+}
+
 pub fn write_html(runs: &[(ScenarioResult, History)], path: &Path) -> Result<()> {
     let mut s = String::from(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>booking chaos report</title><style>
@@ -379,73 +453,7 @@ code{font-size:.75rem;word-break:break-all}.legend span{margin-right:1rem}
     s += "</table>";
     s += r#"<p class="legend"><span style="color:#2e7d32">● ok (2xx)</span><span style="color:#ef6c00">● fail (definitive 4xx)</span><span style="color:#c62828">● info (5xx, timeout, lost connection)</span><span style="color:#1565c0">▮ fault window</span></p>"#;
     for (r, h) in runs {
-        let word = if r.skipped.is_some() {
-            "SKIPPED"
-        } else {
-            validity_word(r.validity)
-        };
-        let _ = write!(
-            s,
-            r#"<h2 id="{}">{} <span class="{word}">{word}</span></h2><p>{} mode, {} replica(s), seed {}, {} operations in {:.1} s; latency p50 {:.1} / p95 {:.1} / p99 {:.1} ms</p>"#,
-            esc(&crate::runner::file_stem(&r.name)),
-            esc(&r.name),
-            r.mode,
-            r.replicas,
-            r.seed,
-            r.operations,
-            r.duration_ms / 1000.0,
-            r.latency_ms.p50,
-            r.latency_ms.p95,
-            r.latency_ms.p99
-        );
-        if let Some(why) = &r.skipped {
-            let _ = write!(s, "<p>Skipped: {}</p>", esc(why));
-            continue;
-        }
-        s += "<h3>Latency over time</h3>";
-        s += &latency_plot(h);
-        s += "<h3>Throughput over time</h3>";
-        s += &throughput_plot(h);
-        if let Some(v) = &r.verdict {
-            s += "<h3>Checkers</h3><table><tr><th>checker</th><th>verdict</th><th>note</th></tr>";
-            for c in &v.results {
-                let w = validity_word(c.validity);
-                let _ = write!(
-                    s,
-                    r#"<tr><td>{}</td><td class="{w}">{w}</td><td>{}</td></tr>"#,
-                    c.checker,
-                    esc(c.note.as_deref().unwrap_or(""))
-                );
-            }
-            s += "</table>";
-            for c in v.results.iter().filter(|c| !c.violations.is_empty()) {
-                let _ = write!(s, "<h3>Violations of {}</h3>", c.checker);
-                for viol in &c.violations {
-                    let _ = write!(s, "<p><strong>{}</strong> rows: {}</p><table><tr><th>#</th><th>process</th><th>kind</th><th>user</th><th>slot</th><th>key</th><th>ms</th><th>status</th><th>code</th><th>body</th></tr>", esc(&viol.message), esc(&viol.rows.join(", ")));
-                    for i in &viol.ops {
-                        if let Some(o) = h.op(*i) {
-                            s += &op_row(o);
-                        }
-                    }
-                    s += "</table>";
-                }
-            }
-        }
-        if !h.faults.is_empty() {
-            s += "<h3>Faults</h3><table><tr><th>start ms</th><th>end ms</th><th>kind</th><th>target</th><th>detail</th></tr>";
-            for f in &h.faults {
-                let _ = write!(
-                    s,
-                    "<tr><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    f.start_ms,
-                    f.end_ms.map_or("-".into(), |e| format!("{e:.0}")),
-                    esc(&f.kind),
-                    esc(&f.target),
-                    esc(&f.detail)
-                );
-            }
-            s += "</table>";
-        }
+        scenario_section(&mut s, r, h);
     }
     s += "</body></html>";
     std::fs::write(path, s)?;
