@@ -169,45 +169,52 @@ impl ExploreReport {
             );
         }
         match &self.finding {
-            None => {
-                let _ = writeln!(s, "no violation found");
-            }
-            Some(f) if f.flaky() => {
-                let _ = writeln!(
-                    s,
-                    "FLAKY FINDING (did not reproduce in {} run(s) on a fresh stack): {}\n  reproduce: booking-harness run {}",
-                    f.reruns.len(),
-                    f.message,
-                    f.file.display()
-                );
-                for (i, r) in f.reruns.iter().enumerate() {
-                    let _ = writeln!(
-                        s,
-                        "  rerun {}: {:?} {} {}",
-                        i + 1,
-                        r.validity,
-                        r.failed,
-                        r.faults
-                    );
-                }
-            }
-            Some(f) => {
-                let _ = writeln!(
-                    s,
-                    "VIOLATION: {}\n  first failing case: {} operations, {} clients, {} faults\n  shrunk to: {} operations, {} clients, {} faults\n  reproduced in {}/{} run(s) on a fresh stack\n  reproduce: booking-harness run {}",
-                    f.message,
-                    f.first.workload.operations,
-                    f.first.workload.clients,
-                    f.first.faults.len(),
-                    f.shrunk.workload.operations,
-                    f.shrunk.workload.clients,
-                    f.shrunk.faults.len(),
-                    f.reproduced(),
-                    f.reruns.len(),
-                    f.file.display()
-                );
-            }
+            None => s.push_str("no violation found\n"),
+            Some(f) => s.push_str(&f.summary()),
         }
+        s
+    }
+}
+
+impl Finding {
+    /// The finding for the summary: steady or flaky, how to reproduce it.
+    fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        if self.flaky() {
+            let _ = writeln!(
+                s,
+                "FLAKY FINDING (did not reproduce in {} run(s) on a fresh stack): {}\n  reproduce: booking-harness run {}",
+                self.reruns.len(),
+                self.message,
+                self.file.display()
+            );
+            for (i, r) in self.reruns.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "  rerun {}: {:?} {} {}",
+                    i + 1,
+                    r.validity,
+                    r.failed,
+                    r.faults
+                );
+            }
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "VIOLATION: {}\n  first failing case: {} operations, {} clients, {} faults\n  shrunk to: {} operations, {} clients, {} faults\n  reproduced in {}/{} run(s) on a fresh stack\n  reproduce: booking-harness run {}",
+            self.message,
+            self.first.workload.operations,
+            self.first.workload.clients,
+            self.first.faults.len(),
+            self.shrunk.workload.operations,
+            self.shrunk.workload.clients,
+            self.shrunk.faults.len(),
+            self.reproduced(),
+            self.reruns.len(),
+            self.file.display()
+        );
         s
     }
 }
