@@ -250,7 +250,7 @@ impl Client {
     }
 
     fn backoff(&self, intent: u64, attempt: u32, first_replica: usize) -> Duration {
-        crate::session::backoff(self.seed, intent, attempt, first_replica)
+        crate::seed::backoff(self.seed, intent, attempt, first_replica)
     }
 
     fn now_ms(&self) -> f64 {

@@ -10,7 +10,7 @@
 //! for a command, and the token map's lock is never held across one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 use crate::scenario::Workload;
+pub use crate::target::TokenSource;
 
 /// Bearer tokens per user, shared by every client of a run.
 pub type Tokens = Arc<Mutex<HashMap<String, String>>>;
@@ -36,25 +37,6 @@ const RETRY: Duration = Duration::from_secs(5);
 const BATCH: Duration = Duration::from_secs(10);
 /// Output kept from a token command (a token is a few KiB at most).
 const OUTPUT_LIMIT: u64 = 64 * 1024;
-
-/// Where per-user tokens come from (`--token-command`, `--tokens-file`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    /// `sh -c 'CMD "$1"' sh USER`, with `BOOKING_USER=USER`.
-    Command(String),
-    /// A JSON (`.json`) or TOML (`.toml`) table: user id → token.
-    File(PathBuf),
-}
-
-impl TokenSource {
-    /// The flag that gives this source, for messages.
-    pub fn flag(&self) -> &'static str {
-        match self {
-            TokenSource::Command(_) => "--token-command",
-            TokenSource::File(_) => "--tokens-file",
-        }
-    }
-}
 
 /// Every user a run may act as, in the workload's namespace: the workload's
 /// users, each one's `-intruder` (who cancels its own booking as someone

@@ -8,6 +8,7 @@
 //! scenario   a TOML file: mode, workload, fault timeline, checkers
 //! generator  what each virtual client intends, from the seed
 //! session    a client's decisions as the run goes: next call, cancel target, replays, think time
+//! seed       the seed streams every random draw of a run comes from (think time, backoff, jitter)
 //! client     one intent over HTTP with retries; every attempt recorded
 //! service_api  readiness, auth mode, dev tokens and the failpoint admin: one typed client
 //! nemesis    the fault timeline applied to the stack (proxy, process, failpoint faults)
@@ -44,6 +45,7 @@ pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod seed;
 pub mod service_api;
 pub mod session;
 pub mod stack;

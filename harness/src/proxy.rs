@@ -175,7 +175,7 @@ async fn accept_loop(listener: TcpListener, upstream: String, shared: Arc<Shared
 /// stable between runs; names are).
 fn name_seed(name: &str, seed: u64) -> u64 {
     name.bytes()
-        .fold(seed, |h, b| crate::session::stream(h, u64::from(b), 0))
+        .fold(seed, |h, b| crate::seed::stream(h, u64::from(b), 0))
 }
 
 /// Sets SO_LINGER 0, so that closing sends a reset rather than a clean FIN.
@@ -268,10 +268,10 @@ async fn pump(
     upstream_bytes: &AtomicU64,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::session::stream(
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::seed::stream(
         shared.seed.load(Ordering::Relaxed),
         connection << 1 | u64::from(direction == Direction::Response),
-        crate::session::JITTER_STREAM,
+        crate::seed::JITTER_STREAM,
     ));
     loop {
         let n = match from.read(&mut buf).await {

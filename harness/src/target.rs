@@ -9,7 +9,6 @@ use reqwest::Url;
 use serde::{Deserialize, Deserializer};
 
 use crate::calendar;
-use crate::identity::TokenSource;
 use crate::profile::ApiProfile;
 
 /// The `[target]` table of a scenario file; `booking-harness run` flags
@@ -182,6 +181,25 @@ impl TargetConfig {
             database_url: spec.database_url.clone(),
             tokens,
         })
+    }
+}
+
+/// Where per-user tokens come from (`--token-command`, `--tokens-file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `sh -c 'CMD "$1"' sh USER`, with `BOOKING_USER=USER`.
+    Command(String),
+    /// A JSON (`.json`) or TOML (`.toml`) table: user id → token.
+    File(std::path::PathBuf),
+}
+
+impl TokenSource {
+    /// The flag that gives this source, for messages.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            TokenSource::Command(_) => "--token-command",
+            TokenSource::File(_) => "--tokens-file",
+        }
     }
 }
 
