@@ -1,4 +1,6 @@
-//! `POST /api/bookings`, one function per protocol step, in order:
+//! `POST /api/bookings`, one function per protocol step, in order. (Over
+//! 500 lines on purpose: the whole protocol in one file reads top to bottom
+//! like its sequence diagram.)
 //!
 //! ```text
 //! 1 validate            (the handler: domain types + catalogue)
