@@ -76,7 +76,9 @@ function signingKey() {
     .digest('base64url');
   return { ...jwk, kid: thumbprint, alg: 'RS256', use: 'sig' };
 }
+console.log('generating the signing key');
 const key = signingKey();
+console.log(`signing key ${key.kid} ready`);
 
 // One store for everything oidc-provider keeps (in this process only: a
 // restart forgets it, as it forgets the key). Client credentials JWTs are
@@ -208,6 +210,7 @@ provider.on('grant.error', (_ctx, error) => {
   console.error(`token request failed: ${error.error ?? error.name}: ${error.error_description ?? error.message}${detail}`);
 });
 
+console.log(`binding 127.0.0.1:${port}`);
 const server = provider.listen(port, '127.0.0.1', () => {
   console.log(`listening on ${issuer} (kid ${key.kid}, aud ${audiences.join(',')})`);
 });
